@@ -1,0 +1,106 @@
+//! webhook-alert: posts a failed task (or any job failure) to a Mattermost incoming webhook, so
+//! that the team can triage from the channel. Airflow's failure callback runs it with the
+//! failed task's details in the environment.
+
+pub mod config;
+pub mod message;
+pub mod post;
+
+use std::time::Duration;
+
+use job_kit::retry::{self, RetryError};
+use job_kit::{Context, EnvVar, Exit, Job, JobError, NoArgs, secret};
+
+pub use config::Config;
+use message::{Failure, Payload};
+
+pub struct WebhookAlert;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AlertError {
+    #[error("cannot post the alert to {url}: {source}")]
+    Post {
+        url: String,
+        source: RetryError<post::AttemptError>,
+    },
+    #[error("cannot set up the HTTP client: {0}")]
+    Client(String),
+}
+
+impl JobError for AlertError {}
+
+impl Job for WebhookAlert {
+    const NAME: &'static str = "webhook-alert";
+    const VERSION: &'static str = env!("CARGO_PKG_VERSION");
+    const ABOUT: &'static str =
+        "Posts a failed Airflow task or job to a Mattermost incoming webhook.";
+    const VARS: &'static [EnvVar] = config::VARS;
+    type Config = Config;
+    type Args = NoArgs;
+    type Error = AlertError;
+
+    async fn run(config: Config, _: NoArgs, context: Context) -> Result<Exit, AlertError> {
+        for name in config.alert_redact_vars.iter().flat_map(|v| v.split(',')) {
+            if let Some(value) = context.env.raw(name.trim()) {
+                secret::register(value);
+            }
+        }
+        let payload = payload(&config, jiff::Timestamp::now());
+        let timeout = Duration::from_secs_f64(config.alert_timeout_secs);
+        let client = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(5)))
+            .user_agent(concat!("webhook-alert/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| AlertError::Client(job_kit::exit::chain(&e.without_url())))?;
+        let policy = retry::Policy {
+            max_attempts: config.alert_max_attempts,
+            initial_delay: Duration::from_millis(500),
+            max_delay: Duration::from_secs(10),
+            max_elapsed: Duration::from_secs(120),
+        };
+        let url = config.mattermost_webhook_url.expose();
+        let where_to = config.mattermost_webhook_url.redacted();
+        retry::retry(&policy, &context.cancel, "posting the alert", |_| {
+            post::attempt(&client, url, &payload, timeout)
+        })
+        .await
+        .map_err(|source| AlertError::Post {
+            url: where_to.clone(),
+            source,
+        })?;
+        tracing::info!(
+            webhook = %where_to,
+            chars = payload.text.chars().count(),
+            "alert posted"
+        );
+        Ok(Exit::Success)
+    }
+}
+
+/// The post for `config`, at time `now` unless the config says when the task failed.
+pub fn payload(config: &Config, now: jiff::Timestamp) -> Payload {
+    let failed_at = config
+        .alert_failed_at
+        .as_deref()
+        .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+        .unwrap_or(now);
+    let failure = Failure {
+        dag_id: config.alert_dag_id.clone(),
+        task_id: config.alert_task_id.clone(),
+        run_id: config.alert_run_id.clone(),
+        try_number: config.alert_try_number,
+        execution_date: config.alert_execution_date.clone(),
+        failed_at: failed_at.strftime("%Y-%m-%d %H:%M:%S UTC").to_string(),
+        log_url: config.alert_log_url.clone(),
+        airflow_base_url: config.airflow_base_url.clone(),
+        error: config.alert_error.as_deref().map(secret::scrub),
+    };
+    Payload {
+        text: message::text(&failure, config.mattermost_max_post_chars),
+        username: config.mattermost_username.clone(),
+        channel: config.mattermost_channel.clone(),
+        icon_url: config.mattermost_icon_url.as_ref().map(|u| u.to_string()),
+        icon_emoji: config.mattermost_icon_emoji.clone(),
+    }
+}

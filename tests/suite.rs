@@ -1,0 +1,6 @@
+//! End-to-end tests: each runs a real job binary (or image) against real local servers. They
+//! need the binaries built first (`make test` does it: `cargo build --workspace`).
+
+mod images;
+mod support;
+mod webhook_alert;

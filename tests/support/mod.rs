@@ -1,0 +1,73 @@
+//! What the end-to-end tests share: finding the job binaries, running them, local servers, and
+//! the rule that a missing server fails the test under `CI=true` instead of skipping it.
+
+#![allow(clippy::print_stderr, clippy::disallowed_methods)]
+
+pub mod receiver;
+
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The debug binary of a job, built by `cargo build --workspace` next to this test binary.
+pub fn bin(job: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target dir");
+    let path = dir.join(job);
+    assert!(
+        path.exists(),
+        "{} is missing: build the jobs first (`cargo build --workspace`, as `make test` does)",
+        path.display()
+    );
+    path
+}
+
+/// A job run: exit code, stdout, stderr, and how long it took.
+#[derive(Debug)]
+pub struct Run {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+    pub elapsed: Duration,
+}
+
+/// A command for `job` with an empty environment (tests say every variable they mean).
+pub fn job(job: &str) -> Command {
+    let mut command = Command::new(bin(job));
+    command.env_clear().stdin(Stdio::null());
+    command
+}
+
+pub fn run(mut command: Command) -> Run {
+    let started = Instant::now();
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = command.output().expect("run job");
+    Run {
+        code: status.code(),
+        stdout: String::from_utf8_lossy(&stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+        elapsed: started.elapsed(),
+    }
+}
+
+/// True when running under CI, where every server a test needs must be present.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true")
+}
+
+/// Call when a server or tool the test needs is missing: fails under CI, else skips loudly.
+/// Returns `true` when the test should return early.
+pub fn missing(what: &str) -> bool {
+    assert!(
+        !in_ci(),
+        "{what} is missing, and CI=true: this test must run"
+    );
+    eprintln!("SKIPPED (not in CI): {what} is missing");
+    true
+}
