@@ -14,7 +14,11 @@ JOBS := webhook-alert
 IMAGE_TARGET := x86_64-unknown-linux-gnu
 STATIC_RUSTFLAGS := -C target-feature=+crt-static
 
-.PHONY: help build release images test demo fmt lint clean
+# Python tools the tests run as local servers (fakesnow, moto), in a project venv.
+VENV ?= $(CURDIR)/.venv
+export DATA_JOBS_VENV := $(VENV)
+
+.PHONY: help build release images test demo fmt lint clean venv
 
 help:
 	@echo "make demo    run the main job on the embedded default (nothing else needed)"
@@ -32,9 +36,15 @@ release:
 images: release
 	@for job in $(JOBS); do docker/build-image.sh $$job; done
 
+venv: $(VENV)/.installed
+$(VENV)/.installed: tests/requirements.txt
+	python3 -m venv "$(VENV)"
+	"$(VENV)/bin/pip" install --quiet --disable-pip-version-check -r tests/requirements.txt
+	touch "$@"
+
 # cargo prints one "test result" line per test binary; the last line here sums them up.
-test: build release
-	@status=0; cargo test --workspace --all-targets 2>&1 | tee "$(CARGO_TARGET_DIR)/test.log" || status=$$?; \
+test: build release venv
+	@status=0; cargo test --workspace --lib --tests 2>cargo test --workspace --all-targets 2>&11 | tee "$(CARGO_TARGET_DIR)/test.log" || status=$$?; \
 	awk '/^test result:/ { p += $$4; f += $$6 } END { printf "\nsummary: %d passed, %d failed\n", p, f }' \
 	  "$(CARGO_TARGET_DIR)/test.log"; \
 	exit $$status

@@ -56,6 +56,15 @@ pub fn run(mut command: Command) -> Run {
     }
 }
 
+/// A tool installed in the project's Python venv (`make venv`): fakesnow, moto_server.
+pub fn venv_tool(name: &str) -> Option<PathBuf> {
+    let venv = std::env::var_os("DATA_JOBS_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv"));
+    let path = venv.join("bin").join(name);
+    path.exists().then_some(path)
+}
+
 /// True when running under CI, where every server a test needs must be present.
 pub fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true")
