@@ -8,7 +8,7 @@ CARGO_TARGET_DIR ?= $(CURDIR)/target
 export CARGO_TARGET_DIR
 
 # The jobs that ship as images (every crate but the shared kit).
-JOBS := webhook-alert
+JOBS := webhook-alert pg-job
 # Images hold static binaries: glibc linked in, so FROM scratch needs nothing else. The
 # explicit --target keeps the flag off build scripts and proc-macros.
 IMAGE_TARGET := x86_64-unknown-linux-gnu
@@ -18,7 +18,7 @@ STATIC_RUSTFLAGS := -C target-feature=+crt-static
 VENV ?= $(CURDIR)/.venv
 export DATA_JOBS_VENV := $(VENV)
 
-.PHONY: help build release images test demo fmt lint clean venv
+.PHONY: help build release images test demo fmt lint clean venv bench-pg-job bench-stage-import demo-pg-job
 
 help:
 	@echo "make demo    run the main job on the embedded default (nothing else needed)"
@@ -44,13 +44,26 @@ $(VENV)/.installed: tests/requirements.txt
 
 # cargo prints one "test result" line per test binary; the last line here sums them up.
 test: build release venv
-	@status=0; cargo test --workspace --lib --tests 2>cargo test --workspace --all-targets 2>&11 | tee "$(CARGO_TARGET_DIR)/test.log" || status=$$?; \
+	@status=0; cargo test --workspace --lib --tests 2>&1 | tee "$(CARGO_TARGET_DIR)/test.log" || status=$$?; \
 	awk '/^test result:/ { p += $$4; f += $$6 } END { printf "\nsummary: %d passed, %d failed\n", p, f }' \
 	  "$(CARGO_TARGET_DIR)/test.log"; \
 	exit $$status
 
-demo: build
+demo:
+	@echo "The first build compiles DuckDB's C++ (the embedded warehouse): about 30 minutes on 2 cores,"
+	@echo "once; cargo shows its progress. Later builds take seconds."
+	cargo build -p stage-import -p sample-data
 	@scripts/demo.sh
+
+# pg-job on seed data in a throwaway local PostgreSQL (needs PostgreSQL's server binaries).
+demo-pg-job: build
+	transform/demo.sh
+
+bench-pg-job:
+	bench/pg-job/run.sh
+
+bench-stage-import:
+	bench/stage-import-load.sh
 
 fmt:
 	cargo fmt --all

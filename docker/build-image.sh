@@ -32,6 +32,10 @@ chmod 1777 "$rootfs/tmp"
 cp "$binary" "$rootfs/usr/local/bin/$job"
 cp "$ca_bundle" "$rootfs/etc/ssl/certs/ca-certificates.crt"
 cp "$here/rootfs/etc/passwd" "$here/rootfs/etc/group" "$here/rootfs/etc/nsswitch.conf" "$rootfs/etc/"
+# What a job reads at run time besides its variables.
+case "$job" in
+  pg-job) mkdir -p "$rootfs/transform" && cp -r "$root/transform/sql" "$rootfs/transform/sql" ;;
+esac
 sed "s/@JOB@/$job/g" "$here/Dockerfile.in" > "$context/Dockerfile"
 
 # The legacy builder's deprecation notice is noise; show docker's output only when it fails.

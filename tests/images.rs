@@ -159,3 +159,41 @@ fn webhook_alert_container_posts_to_a_receiver_found_by_name() {
     );
     assert!(!out.stderr.contains("c0ntainerhook"), "{}", out.stderr);
 }
+
+#[test]
+fn pg_job_image_is_small_and_carries_its_scripts() {
+    let Some(image) = image("pg-job") else { return };
+    let size = image_size(&image);
+    assert!(
+        size <= 10_000_000,
+        "pg-job image is {size} bytes; the target is <= 10 MB"
+    );
+    let user = docker(&["image", "inspect", "-f", "{{.Config.User}}", &image]);
+    assert_eq!(user.stdout.trim(), "65532:65532");
+
+    // --dry-run lists the statements without connecting: the scripts are in the image.
+    let dry = docker(&["run", "--rm", &image, "--dry-run", "account-arr"]);
+    assert_eq!(dry.code, Some(0), "{dry:?}");
+    assert!(dry.stdout.contains("account_arr.sql"), "{}", dry.stdout);
+
+    let schema = docker(&["run", "--rm", &image, "--env-schema"]);
+    let schema: serde_json::Value = serde_json::from_str(&schema.stdout).unwrap();
+    let names: Vec<_> = schema["variables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        names.contains(&"HEROKU_POSTGRESQL_URL".to_owned()),
+        "{names:?}"
+    );
+
+    let missing = docker(&["run", "--rm", &image, "account-arr"]);
+    assert_eq!(missing.code, Some(2), "{missing:?}");
+    assert!(
+        missing.stderr.contains("HEROKU_POSTGRESQL_URL"),
+        "{}",
+        missing.stderr
+    );
+}

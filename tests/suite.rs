@@ -2,5 +2,8 @@
 //! need the binaries built first (`make test` does it: `cargo build --workspace`).
 
 mod images;
+mod pg_job;
+mod stage_import;
+mod stage_import_snowflake;
 mod support;
 mod webhook_alert;

@@ -3,6 +3,9 @@
 
 #![allow(clippy::print_stderr, clippy::disallowed_methods)]
 
+pub mod fakesnow;
+pub mod moto;
+pub mod postgres;
 pub mod receiver;
 
 use std::path::PathBuf;
@@ -63,6 +66,50 @@ pub fn venv_tool(name: &str) -> Option<PathBuf> {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv"));
     let path = venv.join("bin").join(name);
     path.exists().then_some(path)
+}
+
+/// Starts a server process that ends when this test process does, even though servers are kept
+/// in statics (which are never dropped): a shell watchdog polls for the test process and kills
+/// the server once it is gone.
+#[must_use = "keep the watchdog, or wait on it"]
+pub fn spawn_server(program: &std::path::Path, args: &[&str]) -> std::process::Child {
+    let mut quoted = vec![shell_quote(&program.display().to_string())];
+    quoted.extend(args.iter().map(|a| shell_quote(a)));
+    let script = format!(
+        "{} >/dev/null 2>&1 & server=$!; trap 'kill $server 2>/dev/null' EXIT; \
+         while kill -0 {} 2>/dev/null && kill -0 $server 2>/dev/null; do sleep 0.5; done",
+        quoted.join(" "),
+        std::process::id()
+    );
+    Command::new("sh")
+        .args(["-c", &script])
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("start server watchdog")
+}
+
+fn shell_quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "'\\''"))
+}
+
+/// Waits until something listens on `port` (127.0.0.1).
+pub fn wait_for_port(port: u16, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not start on port {port}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
 }
 
 /// True when running under CI, where every server a test needs must be present.

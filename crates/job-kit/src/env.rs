@@ -125,6 +125,9 @@ pub struct EnvVar {
     /// Other names accepted for the same value (an older or more common spelling); the first
     /// one set wins, `name` first.
     pub aliases: &'static [&'static str],
+    /// The mirroring flag's name when the derived one would be clumsy (`STAGE_IMPORT_DATE` →
+    /// `--date`).
+    pub flag_name: Option<&'static str>,
     pub help: &'static str,
 }
 
@@ -138,6 +141,7 @@ impl EnvVar {
             presence: Presence::Optional,
             secret: false,
             aliases: &[],
+            flag_name: None,
             help,
         }
     }
@@ -162,6 +166,11 @@ impl EnvVar {
         self
     }
 
+    pub const fn flag(mut self, name: &'static str) -> Self {
+        self.flag_name = Some(name);
+        self
+    }
+
     /// The serde field name `envy` maps this variable to.
     pub fn field_name(&self) -> String {
         self.name.to_ascii_lowercase()
@@ -169,8 +178,11 @@ impl EnvVar {
 
     /// The command-line flag that mirrors this variable: `MATTERMOST_WEBHOOK_URL` →
     /// `mattermost-webhook-url`.
-    pub fn flag(&self) -> String {
-        self.name.to_ascii_lowercase().replace('_', "-")
+    pub fn long_flag(&self) -> String {
+        match self.flag_name {
+            Some(name) => name.to_owned(),
+            None => self.name.to_ascii_lowercase().replace('_', "-"),
+        }
     }
 }
 
@@ -420,7 +432,7 @@ pub fn schema(job: &'static str, version: &'static str, vars: &[EnvVar]) -> Sche
                 _ => None,
             },
             aliases: v.aliases,
-            flag: format!("--{}", v.flag()),
+            flag: format!("--{}", v.long_flag()),
             help: v.help,
         })
         .collect();

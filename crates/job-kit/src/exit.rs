@@ -14,6 +14,9 @@ pub enum Exit {
     Usage,
     /// Partial success: the job finished but some items failed (e.g. some files of a load).
     Partial,
+    /// Nothing to do: the input the run expects does not exist (e.g. no files upstream for the
+    /// day). Distinct, because missing upstream data is the most common silent failure.
+    NoInput,
     /// Stopped by SIGTERM or SIGINT before finishing.
     Interrupted,
 }
@@ -25,15 +28,17 @@ impl Exit {
             Exit::Failure => 1,
             Exit::Usage => 2,
             Exit::Partial => 3,
+            Exit::NoInput => 4,
             Exit::Interrupted => 130,
         }
     }
 
-    pub const ALL: [Exit; 5] = [
+    pub const ALL: [Exit; 6] = [
         Exit::Success,
         Exit::Failure,
         Exit::Usage,
         Exit::Partial,
+        Exit::NoInput,
         Exit::Interrupted,
     ];
 
@@ -43,6 +48,7 @@ impl Exit {
             Exit::Failure => "the job failed",
             Exit::Usage => "bad configuration or usage (a variable, flag or input is wrong)",
             Exit::Partial => "partial success: finished, but some items failed",
+            Exit::NoInput => "no input: what the run expects to process does not exist",
             Exit::Interrupted => "interrupted by SIGTERM/SIGINT",
         }
     }

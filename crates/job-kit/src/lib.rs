@@ -132,7 +132,7 @@ fn execute<J: Job>(config: J::Config, args: J::Args, sources: env::Sources) -> E
         env: sources,
     };
     runtime.block_on(async {
-        tokio::spawn(signal::cancel_on_signal(cancel.clone()));
+        signal::cancel_on_signal(cancel.clone());
         let job = J::run(config, args, context);
         let gave_up = async {
             cancel.cancelled().await;
@@ -212,13 +212,17 @@ fn command<J: Job>() -> Command {
     // After the job's args: clap would take a derived struct's doc comment as the about text.
     let mut command = <J::Args as clap::Args>::augment_args(command).about(J::ABOUT);
     for var in J::VARS.iter().chain(env::COMMON) {
-        command = command.arg(
-            Arg::new(var.name)
-                .long(var.flag())
-                .value_name(var.name)
-                .help_heading("Environment")
-                .help(flag_help(var)),
-        );
+        let arg = Arg::new(var.name)
+            .long(var.long_flag())
+            .help_heading("Environment")
+            .help(flag_help(var));
+        // A boolean variable is a switch on the command line: `--reload`, not `--reload true`.
+        let arg = if var.kind == Kind::Bool {
+            arg.action(ArgAction::SetTrue)
+        } else {
+            arg.value_name(var.name)
+        };
+        command = command.arg(arg);
     }
     command
 }
@@ -230,6 +234,9 @@ fn flag_help(var: &EnvVar) -> String {
         env::Presence::Default(d) => format!("default: {d}"),
     };
     let mut help = format!("{} [{presence}", var.help);
+    if var.kind == Kind::Bool || var.flag_name.is_some() {
+        help.push_str(&format!(", env {}", var.name));
+    }
     if var.secret {
         help.push_str(", secret");
     }
@@ -244,7 +251,14 @@ fn flag_values<J: Job>(matches: &ArgMatches) -> BTreeMap<&'static str, String> {
     J::VARS
         .iter()
         .chain(env::COMMON)
-        .filter_map(|var| Some((var.name, matches.get_one::<String>(var.name)?.clone())))
+        .filter_map(|var| {
+            let value = if var.kind == Kind::Bool {
+                matches.get_flag(var.name).then(|| "true".to_owned())?
+            } else {
+                matches.get_one::<String>(var.name)?.clone()
+            };
+            Some((var.name, value))
+        })
         .collect()
 }
 

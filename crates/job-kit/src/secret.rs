@@ -94,9 +94,10 @@ pub fn register(value: &str) {
     forms.push(json.trim_matches('"').to_owned());
     if let Ok(url) = url::Url::parse(value) {
         // A webhook's key is its last path segment; a server's error page may quote the path
-        // without the host. Short segments (`/sales`) are names, not keys.
-        if let Some(key) = url
-            .path_segments()
+        // without the host. Only for http(s): a database URL's path is a database name.
+        if let Some(key) = matches!(url.scheme(), "http" | "https")
+            .then_some(&url)
+            .and_then(|url| url.path_segments())
             .and_then(|mut s| s.rfind(|s| s.len() >= 8))
         {
             forms.push(key.to_owned());

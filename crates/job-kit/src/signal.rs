@@ -7,8 +7,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::exit::Exit;
 
-/// Listens for signals until the process ends; spawn it on the job's runtime.
-pub async fn cancel_on_signal(cancel: CancellationToken) {
+/// Registers for SIGTERM and SIGINT now, then listens until the process ends. Registration
+/// must not wait for the listener task to be first polled: on a current-thread runtime that is
+/// only when the job first yields, and a signal before then would kill the process outright.
+/// Call it inside the runtime, before the job starts.
+pub fn cancel_on_signal(cancel: CancellationToken) {
     let (Ok(mut term), Ok(mut int)) = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
@@ -16,17 +19,19 @@ pub async fn cancel_on_signal(cancel: CancellationToken) {
         tracing::warn!("cannot listen for SIGTERM/SIGINT; the job cannot stop cleanly");
         return;
     };
-    loop {
-        let name = tokio::select! {
-            _ = term.recv() => "SIGTERM",
-            _ = int.recv() => "SIGINT",
-        };
-        if cancel.is_cancelled() {
-            tracing::error!(signal = name, "second signal: exiting now");
-            #[allow(clippy::disallowed_methods)]
-            std::process::exit(Exit::Interrupted.code().into());
+    tokio::spawn(async move {
+        loop {
+            let name = tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = int.recv() => "SIGINT",
+            };
+            if cancel.is_cancelled() {
+                tracing::error!(signal = name, "second signal: exiting now");
+                #[allow(clippy::disallowed_methods)]
+                std::process::exit(Exit::Interrupted.code().into());
+            }
+            tracing::warn!(signal = name, "received {name}: stopping");
+            cancel.cancel();
         }
-        tracing::warn!(signal = name, "received {name}: stopping");
-        cancel.cancel();
-    }
+    });
 }

@@ -1,0 +1,203 @@
+//! What a connection needs: the account and the credentials, the session context to work in,
+//! and where Snowflake is. Jobs fill this from their own variables (`SNOWFLAKE_LOAD_*`,
+//! `PERMISSION_BOT_*`); this module only checks it and derives the URLs.
+
+use std::time::Duration;
+
+use job_kit::Secret;
+use job_kit::retry::Policy;
+use url::Url;
+
+use crate::error::Error;
+
+/// The host every account has unless it is reached some other way (PrivateLink, a test server).
+const DEFAULT_DOMAIN: &str = "snowflakecomputing.com";
+
+/// How to connect. Build with [`ConnectOptions::new`], then set the fields that apply.
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    /// The account identifier as in its URL: `xy12345.us-east-1`, `myorg-myaccount`.
+    pub account: String,
+    pub user: String,
+    pub password: Secret<String>,
+    /// Session context, each applied with `USE ...` after login (an error names the one that
+    /// failed). Names are read as [`crate::quote_ident`] reads them: `loader` means LOADER.
+    pub role: Option<String>,
+    pub warehouse: Option<String>,
+    pub database: Option<String>,
+    pub schema: Option<String>,
+    /// Where Snowflake is, as `scheme://host[:port]`, instead of
+    /// `https://<account>.snowflakecomputing.com`: PrivateLink endpoints, proxies, tests.
+    pub base_url: Option<Url>,
+    /// The longest a statement may take, retries and waiting for its result included; past it
+    /// the statement is aborted on the server. [`crate::Statement::timeout`] overrides it.
+    pub query_timeout: Duration,
+    /// Retries of transient failures: the login, and statements that cannot have run yet (or
+    /// that are idempotent).
+    pub retry: Policy,
+}
+
+impl ConnectOptions {
+    pub fn new(
+        account: impl Into<String>,
+        user: impl Into<String>,
+        password: Secret<String>,
+    ) -> Self {
+        ConnectOptions {
+            account: account.into(),
+            user: user.into(),
+            password,
+            role: None,
+            warehouse: None,
+            database: None,
+            schema: None,
+            base_url: None,
+            query_timeout: Duration::from_secs(3600),
+            retry: Policy::default(),
+        }
+    }
+
+    /// Checks the settings and returns the base URL requests go to.
+    pub(crate) fn validate(&self) -> Result<Url, Error> {
+        let account = self.account.trim();
+        if account.is_empty() {
+            return Err(Error::InvalidOptions(
+                "the account identifier is empty".into(),
+            ));
+        }
+        if !account
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        {
+            return Err(Error::InvalidOptions(format!(
+                "the account identifier {account:?} may hold only letters, digits, '-', '_' and \
+                 '.' (as in xy12345.us-east-1 or myorg-myaccount)"
+            )));
+        }
+        if self.user.trim().is_empty() {
+            return Err(Error::InvalidOptions("the user name is empty".into()));
+        }
+        if self.password.expose().is_empty() {
+            return Err(Error::InvalidOptions("the password is empty".into()));
+        }
+        if self.query_timeout.is_zero() {
+            return Err(Error::InvalidOptions("the query timeout is zero".into()));
+        }
+        match &self.base_url {
+            Some(url) => base_url_override(url),
+            None => default_base_url(account),
+        }
+    }
+
+    /// The account name Snowflake expects in the login request: the identifier's first part
+    /// (`xy12345` of `xy12345.us-east-1`), as Snowflake's own drivers send it.
+    pub(crate) fn account_name(&self) -> &str {
+        let account = self.account.trim();
+        account.split('.').next().unwrap_or(account)
+    }
+}
+
+/// `https://<account>.snowflakecomputing.com/`.
+pub fn default_base_url(account: &str) -> Result<Url, Error> {
+    Url::parse(&format!("https://{account}.{DEFAULT_DOMAIN}/"))
+        .map_err(|e| Error::InvalidOptions(format!("account {account:?} gives no valid URL: {e}")))
+}
+
+/// An override must say only where Snowflake is: scheme, host and port.
+fn base_url_override(url: &Url) -> Result<Url, Error> {
+    let shown = job_kit::secret::redacted_url(url);
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(Error::InvalidOptions(format!(
+            "the base URL {shown} is not an http(s) URL with a host"
+        )));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(Error::InvalidOptions(format!(
+            "the base URL {shown} holds credentials; give only scheme://host[:port]"
+        )));
+    }
+    if (url.path() != "/" && !url.path().is_empty())
+        || url.query().is_some()
+        || url.fragment().is_some()
+    {
+        return Err(Error::InvalidOptions(format!(
+            "the base URL {shown} has a path or query; give only scheme://host[:port]"
+        )));
+    }
+    let mut base = url.clone();
+    base.set_path("/");
+    Ok(base)
+}
+
+/// The host the `snowflake-api` crate builds its URLs with for this account name; the HTTP
+/// middleware sends those requests to the base URL instead.
+pub(crate) fn crate_host(account_name: &str) -> String {
+    format!("{}.{DEFAULT_DOMAIN}", account_name.to_ascii_lowercase())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options() -> ConnectOptions {
+        ConnectOptions::new("xy12345.us-east-1", "etl", Secret::new("pw-123456".into()))
+    }
+
+    #[test]
+    fn default_url_is_the_account_host() {
+        let url = options().validate().unwrap();
+        assert_eq!(
+            url.as_str(),
+            "https://xy12345.us-east-1.snowflakecomputing.com/"
+        );
+        assert_eq!(options().account_name(), "xy12345");
+        assert_eq!(crate_host("XY12345"), "xy12345.snowflakecomputing.com");
+    }
+
+    #[test]
+    fn override_takes_scheme_host_and_port_only() {
+        let mut o = options();
+        o.base_url = Some(Url::parse("http://127.0.0.1:8080").unwrap());
+        assert_eq!(o.validate().unwrap().as_str(), "http://127.0.0.1:8080/");
+        o.base_url =
+            Some(Url::parse("https://xy12345.privatelink.snowflakecomputing.com/").unwrap());
+        assert_eq!(
+            o.validate().unwrap().as_str(),
+            "https://xy12345.privatelink.snowflakecomputing.com/"
+        );
+        for bad in [
+            "ftp://host",
+            "https://host/some/path",
+            "https://host/?x=1",
+            "https://u:secret-pw@host",
+        ] {
+            o.base_url = Some(Url::parse(bad).unwrap());
+            let err = o.validate().unwrap_err().to_string();
+            assert!(err.contains("base URL"), "{bad}: {err}");
+            assert!(!err.contains("secret-pw"), "{err}");
+        }
+    }
+
+    #[test]
+    fn bad_settings_are_named() {
+        let mut o = options();
+        o.account = "bad account/x".into();
+        assert!(
+            o.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("account identifier")
+        );
+        let mut o = options();
+        o.user = " ".into();
+        assert!(o.validate().unwrap_err().to_string().contains("user name"));
+        let mut o = options();
+        o.password = Secret::new(String::new());
+        assert!(
+            o.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("password is empty")
+        );
+    }
+}

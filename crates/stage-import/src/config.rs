@@ -1,0 +1,308 @@
+//! The environment contract of stage-import. Variable names are the original job's, so that
+//! existing Kubernetes Secrets work unchanged.
+
+use job_kit::{EnvVar, Kind};
+use serde::Deserialize;
+
+pub const VARS: &[EnvVar] = &[
+    EnvVar::new(
+        "STAGE_IMPORT_SOURCES",
+        Kind::List,
+        "Sources to load when none are given as arguments (comma-separated, or all)",
+    ),
+    EnvVar::new(
+        "STAGE_IMPORT_DATE",
+        Kind::Date,
+        "The day to load; default: yesterday (UTC)",
+    )
+    .flag("date"),
+    EnvVar::new(
+        "STAGE_IMPORT_FROM",
+        Kind::Date,
+        "First day of a backfill (with --to)",
+    )
+    .flag("from"),
+    EnvVar::new(
+        "STAGE_IMPORT_TO",
+        Kind::Date,
+        "Last day of a backfill (inclusive)",
+    )
+    .flag("to"),
+    EnvVar::new(
+        "STAGE_IMPORT_RELOAD",
+        Kind::Bool,
+        "Replace the day's data: delete its files' rows and load them again, in one transaction",
+    )
+    .flag("reload")
+    .default("false"),
+    EnvVar::new(
+        "STAGE_IMPORT_ALLOW_EMPTY",
+        Kind::Bool,
+        "A day without files is a success instead of exit code 4",
+    )
+    .flag("allow-empty")
+    .default("false"),
+    EnvVar::new(
+        "STAGE_IMPORT_MAX_ERRORS_PER_FILE",
+        Kind::Integer {
+            min: 0,
+            max: i64::MAX,
+        },
+        "Rejected rows a file may have and still count as loaded",
+    )
+    .flag("max-errors-per-file")
+    .default("0"),
+    EnvVar::new(
+        "STAGE_IMPORT_CATALOG",
+        Kind::Path,
+        "A YAML source catalog that adds sources, stages and formats or replaces built-in ones",
+    )
+    .flag("catalog"),
+    EnvVar::new(
+        "STAGE_ROOT",
+        Kind::Text,
+        "Base URL of the built-in stages (s3://bucket/prefix or a local directory)",
+    ),
+    EnvVar::new(
+        "RELEASE_LOCATION",
+        Kind::Text,
+        "CloudFront distribution of the releases logs",
+    ),
+    EnvVar::new(
+        "DIAGNOSTIC_LOCATION_ONE",
+        Kind::Text,
+        "First CloudFront distribution of the diagnostics logs",
+    ),
+    EnvVar::new(
+        "DIAGNOSTIC_LOCATION_TWO",
+        Kind::Text,
+        "Second CloudFront distribution of the diagnostics logs",
+    ),
+    EnvVar::new(
+        "AWS_ACCOUNT_ID",
+        Kind::Text,
+        "AWS account of the push-proxy load balancer logs",
+    ),
+    EnvVar::new(
+        "AWS_ACCESS_KEY_ID",
+        Kind::Text,
+        "AWS access key for S3 stages",
+    ),
+    EnvVar::new(
+        "AWS_SECRET_ACCESS_KEY",
+        Kind::Text,
+        "AWS secret key for S3 stages",
+    )
+    .secret(),
+    EnvVar::new(
+        "AWS_SESSION_TOKEN",
+        Kind::Text,
+        "AWS session token, with temporary keys",
+    )
+    .secret(),
+    EnvVar::new("AWS_REGION", Kind::Text, "Region of the S3 buckets").default("us-east-1"),
+    EnvVar::new(
+        "S3_ENDPOINT_URL",
+        Kind::HttpUrl,
+        "An S3-compatible endpoint instead of AWS (addressed path-style)",
+    ),
+    EnvVar::new(
+        "SNOWFLAKE_ACCOUNT",
+        Kind::Text,
+        "Snowflake account identifier (xy12345.us-east-1 or myorg-myaccount); set: load into \
+         Snowflake, unset: into the embedded warehouse",
+    ),
+    EnvVar::new(
+        "SNOWFLAKE_LOAD_USER",
+        Kind::Text,
+        "User the loads run as (with SNOWFLAKE_ACCOUNT)",
+    ),
+    EnvVar::new(
+        "SNOWFLAKE_LOAD_PASSWORD",
+        Kind::Text,
+        "That user's password (with SNOWFLAKE_ACCOUNT)",
+    )
+    .secret(),
+    EnvVar::new(
+        "SNOWFLAKE_LOAD_ROLE",
+        Kind::Text,
+        "Role the loads and the bootstrap run as",
+    )
+    .default("LOADER"),
+    EnvVar::new(
+        "SNOWFLAKE_LOAD_DATABASE",
+        Kind::Text,
+        "Database the sources' schemas, stages, formats and tables live in",
+    )
+    .default("RAW"),
+    EnvVar::new(
+        "SNOWFLAKE_LOAD_WAREHOUSE",
+        Kind::Text,
+        "Warehouse that runs COPY INTO (with SNOWFLAKE_ACCOUNT)",
+    ),
+    EnvVar::new(
+        "SNOWFLAKE_URL",
+        Kind::HttpUrl,
+        "Base URL instead of https://<account>.snowflakecomputing.com: scheme://host[:port] \
+         (PrivateLink, tests)",
+    ),
+    EnvVar::new(
+        "SNOWFLAKE_STORAGE_INTEGRATION",
+        Kind::Text,
+        "Storage integration of the S3 stages bootstrap creates; unset: the stages carry \
+         AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY as CREDENTIALS",
+    ),
+    EnvVar::new(
+        "SNOWFLAKE_QUERY_TIMEOUT",
+        Kind::Seconds,
+        "Longest a Snowflake statement (one COPY INTO) may run before it is aborted",
+    )
+    .default("3600"),
+    EnvVar::new(
+        "WAREHOUSE_PATH",
+        Kind::Path,
+        "The embedded DuckDB database file (used when no Snowflake is configured)",
+    )
+    .default("warehouse.duckdb"),
+    EnvVar::new(
+        "DUCKDB_MEMORY_LIMIT",
+        Kind::Text,
+        "Memory the embedded database may use (e.g. 512MB, 2GB); larger loads spill to disk",
+    )
+    .default("1GB"),
+    EnvVar::new(
+        "DUCKDB_THREADS",
+        Kind::Integer { min: 1, max: 1024 },
+        "Threads of the embedded database; default: one per core",
+    ),
+];
+
+#[derive(Debug, Deserialize)]
+pub struct Config {
+    pub stage_import_sources: Option<String>,
+    pub stage_import_date: Option<String>,
+    pub stage_import_from: Option<String>,
+    pub stage_import_to: Option<String>,
+    pub stage_import_reload: bool,
+    pub stage_import_allow_empty: bool,
+    pub stage_import_max_errors_per_file: u64,
+    pub stage_import_catalog: Option<std::path::PathBuf>,
+    pub stage_root: Option<String>,
+    pub release_location: Option<String>,
+    pub diagnostic_location_one: Option<String>,
+    pub diagnostic_location_two: Option<String>,
+    pub aws_account_id: Option<String>,
+    pub aws_access_key_id: Option<String>,
+    pub aws_secret_access_key: Option<job_kit::Secret<String>>,
+    pub aws_session_token: Option<job_kit::Secret<String>>,
+    pub aws_region: String,
+    pub s3_endpoint_url: Option<String>,
+    pub snowflake_account: Option<String>,
+    pub snowflake_load_user: Option<String>,
+    pub snowflake_load_password: Option<job_kit::Secret<String>>,
+    pub snowflake_load_role: String,
+    pub snowflake_load_database: String,
+    pub snowflake_load_warehouse: Option<String>,
+    pub snowflake_url: Option<url::Url>,
+    pub snowflake_storage_integration: Option<String>,
+    pub snowflake_query_timeout: f64,
+    pub warehouse_path: std::path::PathBuf,
+    pub duckdb_memory_limit: String,
+    pub duckdb_threads: Option<u32>,
+}
+
+impl Config {
+    /// S3 settings, when the credentials are there.
+    pub fn s3(&self) -> Result<crate::s3::Settings, String> {
+        match (&self.aws_access_key_id, &self.aws_secret_access_key) {
+            (Some(key), Some(secret)) => Ok(crate::s3::Settings {
+                region: self.aws_region.clone(),
+                endpoint: self.s3_endpoint_url.clone(),
+                access_key_id: key.clone(),
+                secret_access_key: secret.clone(),
+                session_token: self.aws_session_token.clone(),
+            }),
+            _ => Err("S3 stages need AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY".to_owned()),
+        }
+    }
+
+    /// The Snowflake settings when `SNOWFLAKE_ACCOUNT` is set (`None`: the embedded warehouse).
+    /// Every missing variable is named in one message.
+    pub fn snowflake(&self) -> Result<Option<crate::warehouse::snowflake::Settings>, String> {
+        use crate::warehouse::snowflake::{Settings, StageAccess};
+        let Some(account) = &self.snowflake_account else {
+            return Ok(None);
+        };
+        let missing: Vec<&str> = [
+            ("SNOWFLAKE_LOAD_USER", self.snowflake_load_user.is_none()),
+            (
+                "SNOWFLAKE_LOAD_PASSWORD",
+                self.snowflake_load_password.is_none(),
+            ),
+            (
+                "SNOWFLAKE_LOAD_WAREHOUSE",
+                self.snowflake_load_warehouse.is_none(),
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(name, missing)| missing.then_some(name))
+        .collect();
+        let (Some(user), Some(password), Some(warehouse)) = (
+            &self.snowflake_load_user,
+            &self.snowflake_load_password,
+            &self.snowflake_load_warehouse,
+        ) else {
+            return Err(format!(
+                "SNOWFLAKE_ACCOUNT is set, so the loads go to Snowflake, but {} {} not set",
+                missing.join(", "),
+                if missing.len() == 1 { "is" } else { "are" }
+            ));
+        };
+        let mut options =
+            snowflake_conn::ConnectOptions::new(account.clone(), user.clone(), password.clone());
+        options.role = Some(self.snowflake_load_role.clone());
+        options.warehouse = Some(warehouse.clone());
+        options.database = Some(self.snowflake_load_database.clone());
+        options.base_url = self.snowflake_url.clone();
+        options.query_timeout = std::time::Duration::from_secs_f64(self.snowflake_query_timeout);
+        let stage_access = match (
+            &self.snowflake_storage_integration,
+            &self.aws_access_key_id,
+            &self.aws_secret_access_key,
+        ) {
+            (Some(integration), _, _) => StageAccess::Integration(integration.clone()),
+            (None, Some(key_id), Some(secret)) => StageAccess::Keys {
+                key_id: key_id.clone(),
+                secret: secret.clone(),
+                token: self.aws_session_token.clone(),
+            },
+            _ => StageAccess::Missing,
+        };
+        Ok(Some(Settings {
+            options,
+            stage_access,
+        }))
+    }
+
+    /// Values for `{env:NAME}` placeholders: the config's own (so that flags count), then the
+    /// environment.
+    pub fn template_value(&self, name: &str, env: &job_kit::env::Sources) -> Option<String> {
+        let own = match name {
+            "STAGE_ROOT" => self.stage_root.as_ref(),
+            "RELEASE_LOCATION" => self.release_location.as_ref(),
+            "DIAGNOSTIC_LOCATION_ONE" => self.diagnostic_location_one.as_ref(),
+            "DIAGNOSTIC_LOCATION_TWO" => self.diagnostic_location_two.as_ref(),
+            "AWS_ACCOUNT_ID" => self.aws_account_id.as_ref(),
+            _ => None,
+        };
+        own.cloned().or_else(|| env.raw(name).map(str::to_owned))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn config_struct_matches_the_variable_table() {
+        job_kit::env::check_contract::<super::Config>(super::VARS).unwrap();
+    }
+}

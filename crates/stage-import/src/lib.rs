@@ -1,0 +1,621 @@
+//! stage-import: loads each source's files for a day into warehouse tables, the way the original
+//! job did with Snowflake stages and `COPY INTO ... PATTERN`, and says what happened to every
+//! file. Before loading it lists the stage (the preflight): a day without files is a distinct
+//! outcome, not a silent success.
+//!
+//! Flow: catalog → loads (source × day × location, templates filled) → for each: list and match
+//! files → warehouse load → per-file outcomes → report and exit code.
+
+pub mod catalog;
+pub mod config;
+pub mod dates;
+pub mod report;
+pub mod s3;
+pub mod stage;
+pub mod template;
+pub mod warehouse;
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Instant;
+
+use job_kit::{Context, EnvVar, Exit, Job, JobError};
+
+use catalog::{Catalog, CatalogError, Load};
+pub use config::Config;
+use report::{FileStatus, LoadReport, RunReport};
+use s3::S3;
+use stage::{StageUrl, StagedFile};
+use warehouse::{Backend, FileSource, Warehouse, WarehouseError};
+
+pub struct StageImport;
+
+#[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// Sources to load, or `all`; default: STAGE_IMPORT_SOURCES
+    sources: Vec<String>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Create (idempotently) the schemas and tables the sources load into
+    Bootstrap {
+        /// Print the SQL instead of running it
+        #[arg(long)]
+        print: bool,
+        /// Sources to bootstrap; default: all
+        sources: Vec<String>,
+    },
+    /// List the catalog's sources
+    Sources,
+    /// Run a read query on the warehouse and print the result as a table
+    Query {
+        /// The SQL, e.g. "SELECT count(*) FROM licenses.licenses"
+        sql: String,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    #[error("{0}")]
+    Config(String),
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    #[error(transparent)]
+    Warehouse(#[from] WarehouseError),
+    #[error("stage {stage}: {message}")]
+    Stage { stage: String, message: String },
+}
+
+/// Listings in flight at once: S3 answers each page in tens of milliseconds, and a backfill
+/// lists every day.
+const LISTING_CONCURRENCY: usize = 8;
+/// Objects fetched at once for the embedded warehouse.
+const DOWNLOAD_CONCURRENCY: usize = 8;
+
+impl JobError for ImportError {
+    fn exit(&self) -> Exit {
+        match self {
+            ImportError::Config(_) | ImportError::Catalog(_) => Exit::Usage,
+            ImportError::Warehouse(e) => e.exit(),
+            ImportError::Stage { .. } => Exit::Failure,
+        }
+    }
+}
+
+impl Job for StageImport {
+    const NAME: &'static str = "stage-import";
+    const VERSION: &'static str = env!("CARGO_PKG_VERSION");
+    const ABOUT: &'static str =
+        "Loads each source's files for a day from a stage (S3 or local) into warehouse tables.";
+    const VARS: &'static [EnvVar] = config::VARS;
+    type Config = Config;
+    type Args = Args;
+    type Error = ImportError;
+
+    async fn run(config: Config, args: Args, context: Context) -> Result<Exit, ImportError> {
+        let catalog = Catalog::load(config.stage_import_catalog.as_deref())?;
+        match args.command {
+            Some(Command::Sources) => {
+                print_sources(&catalog);
+                Ok(Exit::Success)
+            }
+            Some(Command::Query { sql }) => {
+                let warehouse = open_warehouse(&config, &context.cancel, true).await?;
+                let (columns, rows) = warehouse.query_text(&sql, &context.cancel).await?;
+                print_table(&columns, &rows);
+                Ok(Exit::Success)
+            }
+            Some(Command::Bootstrap { print, sources }) => {
+                let names = if sources.is_empty() {
+                    vec!["all".to_owned()]
+                } else {
+                    sources
+                };
+                bootstrap(&config, &catalog, &names, print, &context).await
+            }
+            None => {
+                let names = if args.sources.is_empty() {
+                    config
+                        .stage_import_sources
+                        .iter()
+                        .flat_map(|s| s.split(','))
+                        .map(|s| s.trim().to_owned())
+                        .filter(|s| !s.is_empty())
+                        .collect()
+                } else {
+                    args.sources
+                };
+                import(&config, &catalog, &names, &context).await
+            }
+        }
+    }
+}
+
+/// Checks everything a run needs before anything connects; every problem in one error.
+fn plan(
+    config: &Config,
+    catalog: &Catalog,
+    names: &[String],
+    days: Result<Vec<jiff::civil::Date>, String>,
+    context: &Context,
+) -> Result<Vec<Load>, ImportError> {
+    let mut problems = Vec::new();
+    if names.is_empty() {
+        problems.push(format!(
+            "no source given: name one or more as arguments or in STAGE_IMPORT_SOURCES (all, {})",
+            catalog.names().join(", ")
+        ));
+    }
+    let mut sources = Vec::new();
+    for name in names {
+        if name == "all" {
+            sources.extend(catalog.sources());
+        } else if let Some(source) = catalog.source(name) {
+            sources.push(source);
+        } else {
+            problems.push(format!(
+                "unknown source {name:?} (known: all, {})",
+                catalog.names().join(", ")
+            ));
+        }
+    }
+    sources.dedup_by(|a, b| a.name == b.name);
+    let days = days.unwrap_or_else(|e| {
+        problems.push(e);
+        Vec::new()
+    });
+    let env = |name: &str| config.template_value(name, &context.env);
+    let mut loads = Vec::new();
+    for day in &days {
+        for source in &sources {
+            match source.loads(*day, &env) {
+                Ok(more) => loads.extend(more),
+                Err(e) if !problems.contains(&e) => problems.push(e),
+                Err(_) => {}
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(loads)
+    } else {
+        Err(ImportError::Config(format!(
+            "cannot start:\n  - {}",
+            problems.join("\n  - ")
+        )))
+    }
+}
+
+async fn import(
+    config: &Config,
+    catalog: &Catalog,
+    names: &[String],
+    context: &Context,
+) -> Result<Exit, ImportError> {
+    let today = jiff::Timestamp::now()
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .date();
+    let days = dates::days(
+        config.stage_import_date.as_deref(),
+        config.stage_import_from.as_deref(),
+        config.stage_import_to.as_deref(),
+        today,
+    );
+    let loads = plan(config, catalog, names, days, context)?;
+    let s3 = if loads
+        .iter()
+        .any(|l| matches!(l.stage_url, StageUrl::S3 { .. }))
+    {
+        Some(Arc::new(S3::new(
+            &config.s3().map_err(ImportError::Config)?,
+        )))
+    } else {
+        None
+    };
+    let mut warehouse = open_warehouse(config, &context.cancel, true).await?;
+    tracing::info!(
+        warehouse = %warehouse.describe(),
+        loads = loads.len(),
+        reload = config.stage_import_reload,
+        "starting"
+    );
+    let started = Instant::now();
+    let listings = preflight(&loads, s3.clone(), &context.cancel).await?;
+    tracing::info!(
+        listings = listings.len(),
+        s3_requests = s3.as_ref().map(|s| s.requests()),
+        seconds = started.elapsed().as_secs_f64(),
+        "preflight listed the stages"
+    );
+    let mut reports = Vec::new();
+    for load in &loads {
+        if context.cancel.is_cancelled() {
+            break;
+        }
+        let listed = listings
+            .get(&listing_key(load))
+            .cloned()
+            .unwrap_or_default();
+        reports.push(run_load(&mut warehouse, load, listed, s3.as_ref(), config, context).await?);
+    }
+    if context.cancel.is_cancelled() {
+        return Err(WarehouseError::Interrupted.into());
+    }
+    let report = RunReport::new(
+        &warehouse.describe(),
+        reports,
+        config.stage_import_allow_empty,
+        config.stage_import_max_errors_per_file,
+    );
+    tracing::info!(
+        files_loaded = report.files_loaded,
+        files_skipped = report.files_skipped,
+        files_failed = report.files_failed,
+        rows_loaded = report.rows_loaded,
+        exit_code = report.exit_code,
+        "done"
+    );
+    print_json(&report);
+    Ok(report.exit())
+}
+
+/// A stage and the prefix listed below it: loads that share one are listed once.
+fn listing_key(load: &Load) -> (String, String) {
+    (load.stage_url.url(), load.list_prefix.clone())
+}
+
+/// Lists every distinct (stage, prefix) of the run, concurrently, before any load starts.
+async fn preflight(
+    loads: &[Load],
+    s3: Option<Arc<S3>>,
+    cancel: &tokio_util::sync::CancellationToken,
+) -> Result<HashMap<(String, String), Vec<StagedFile>>, ImportError> {
+    let mut listings = HashMap::new();
+    let mut pending: Vec<&Load> = Vec::new();
+    for load in loads {
+        let key = listing_key(load);
+        if listings.contains_key(&key) || pending.iter().any(|l| listing_key(l) == key) {
+            continue;
+        }
+        match &load.stage_url {
+            StageUrl::Local(root) => {
+                let files =
+                    stage::list_local(root, &load.list_prefix).map_err(|e| ImportError::Stage {
+                        stage: load.stage.clone(),
+                        message: format!("cannot list {}: {e}", root.display()),
+                    })?;
+                listings.insert(key, files);
+            }
+            StageUrl::S3 { .. } => pending.push(load),
+        }
+    }
+    let Some(s3) = s3 else {
+        return Ok(listings);
+    };
+    let limit = Arc::new(tokio::sync::Semaphore::new(LISTING_CONCURRENCY));
+    let mut tasks = tokio::task::JoinSet::new();
+    for load in pending {
+        let StageUrl::S3 { bucket, prefix } = load.stage_url.clone() else {
+            continue;
+        };
+        let (s3, limit, key, stage, list_prefix) = (
+            Arc::clone(&s3),
+            Arc::clone(&limit),
+            listing_key(load),
+            load.stage.clone(),
+            load.list_prefix.clone(),
+        );
+        tasks.spawn(async move {
+            let _permit = limit.acquire_owned().await;
+            let listed = s3.list(&bucket, &prefix, &list_prefix).await;
+            (key, stage, listed)
+        });
+    }
+    loop {
+        let next = tokio::select! {
+            next = tasks.join_next() => next,
+            () = cancel.cancelled() => return Err(WarehouseError::Interrupted.into()),
+        };
+        let Some(joined) = next else { break };
+        let (key, stage, listed) = joined.map_err(|e| ImportError::Stage {
+            stage: "(preflight)".to_owned(),
+            message: e.to_string(),
+        })?;
+        let files = listed.map_err(|e| ImportError::Stage {
+            stage,
+            message: e.to_string(),
+        })?;
+        listings.insert(key, files);
+    }
+    Ok(listings)
+}
+
+async fn run_load<W: Warehouse>(
+    warehouse: &mut W,
+    load: &Load,
+    listed: Vec<StagedFile>,
+    s3: Option<&Arc<S3>>,
+    config: &Config,
+    context: &Context,
+) -> Result<LoadReport, ImportError> {
+    let started = Instant::now();
+    let pattern = stage::anchored(&load.pattern)
+        .map_err(|e| ImportError::Config(format!("source {}: pattern: {e}", load.source)))?;
+    let files = stage::matching(listed, &pattern);
+    let where_ = format!(
+        "{}{} {}",
+        load.source,
+        load.location
+            .as_deref()
+            .map(|l| format!("/{l}"))
+            .unwrap_or_default(),
+        load.date
+    );
+    let outcomes = if files.is_empty() {
+        tracing::warn!(
+            load = %where_,
+            stage = %load.stage,
+            path = %load.list_prefix,
+            pattern = %load.pattern,
+            "no files match: upstream data is missing or late"
+        );
+        Vec::new()
+    } else {
+        tracing::info!(load = %where_, files = files.len(), "files found");
+        // Kept until the load is done: the embedded warehouse reads S3 files from here.
+        let mut fetched: Option<tempfile::TempDir> = None;
+        let from = match &load.stage_url {
+            _ if warehouse.reads_stages() => FileSource::Stage,
+            StageUrl::Local(root) => FileSource::Local(root.clone()),
+            StageUrl::S3 { bucket, prefix } => {
+                let s3 = s3.expect("an S3 client exists when a load has an S3 stage");
+                let dir = fetch(s3, bucket, prefix, &files, &context.cancel)
+                    .await
+                    .map_err(|message| ImportError::Stage {
+                        stage: load.stage.clone(),
+                        message,
+                    })?;
+                let root = dir.path().to_owned();
+                fetched = Some(dir);
+                FileSource::Local(root)
+            }
+        };
+        let outcomes = warehouse
+            .load(
+                load,
+                &files,
+                &from,
+                config.stage_import_reload,
+                &context.cancel,
+            )
+            .await?;
+        drop(fetched);
+        outcomes
+    };
+    for outcome in &outcomes {
+        let line = match outcome.status {
+            FileStatus::Loaded => "loaded",
+            FileStatus::LoadSkipped => "skipped: loaded before",
+            FileStatus::PartiallyLoaded => "partially loaded: rows rejected",
+            FileStatus::LoadFailed => "failed",
+        };
+        let error = outcome.first_error.as_deref().map(job_kit::secret::scrub);
+        if outcome.failed(config.stage_import_max_errors_per_file) {
+            tracing::warn!(
+                load = %where_,
+                file = %outcome.file,
+                rows_loaded = outcome.rows_loaded,
+                errors_seen = outcome.errors_seen,
+                first_error_line = outcome.first_error_line,
+                first_error = error.as_deref(),
+                "{line}"
+            );
+        } else {
+            tracing::info!(
+                load = %where_,
+                file = %outcome.file,
+                rows_loaded = outcome.rows_loaded,
+                errors_seen = outcome.errors_seen,
+                "{line}"
+            );
+        }
+    }
+    Ok(LoadReport {
+        source: load.source.clone(),
+        location: load.location.clone(),
+        date: load.date.to_string(),
+        table: format!("{}.{}", load.schema, load.table),
+        stage: load.stage.clone(),
+        path: load.path.clone(),
+        pattern: load.pattern.clone(),
+        files_found: files.len(),
+        reload: config.stage_import_reload,
+        outcome: LoadReport::outcome_of(&outcomes, config.stage_import_max_errors_per_file),
+        rows_loaded: outcomes.iter().map(|o| o.rows_loaded).sum(),
+        files: outcomes,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// Fetches `files` from S3 into a temporary directory laid out as the stage is.
+async fn fetch(
+    s3: &Arc<S3>,
+    bucket: &str,
+    prefix: &str,
+    files: &[StagedFile],
+    cancel: &tokio_util::sync::CancellationToken,
+) -> Result<tempfile::TempDir, String> {
+    let dir = tempfile::Builder::new()
+        .prefix("stage-import-")
+        .tempdir()
+        .map_err(|e| format!("cannot create a temporary directory: {e}"))?;
+    let limit = Arc::new(tokio::sync::Semaphore::new(DOWNLOAD_CONCURRENCY));
+    let mut tasks = tokio::task::JoinSet::new();
+    for file in files {
+        let (s3, limit) = (Arc::clone(s3), Arc::clone(&limit));
+        let (bucket, key) = (bucket.to_owned(), format!("{prefix}{}", file.path));
+        let destination = dir.path().join(&file.path);
+        tasks.spawn(async move {
+            let _permit = limit.acquire_owned().await;
+            s3.download(&bucket, &key, &destination).await
+        });
+    }
+    loop {
+        let next = tokio::select! {
+            next = tasks.join_next() => next,
+            () = cancel.cancelled() => return Err("interrupted".to_owned()),
+        };
+        match next {
+            None => return Ok(dir),
+            Some(Ok(Ok(()))) => {}
+            Some(Ok(Err(e))) => return Err(e.to_string()),
+            Some(Err(e)) => return Err(e.to_string()),
+        }
+    }
+}
+
+async fn bootstrap(
+    config: &Config,
+    catalog: &Catalog,
+    names: &[String],
+    print: bool,
+    context: &Context,
+) -> Result<Exit, ImportError> {
+    let today = jiff::Timestamp::now()
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .date();
+    let loads = plan(config, catalog, names, Ok(vec![today]), context)?;
+    let mut sources = Vec::new();
+    for load in loads {
+        let source = catalog
+            .source(&load.source)
+            .expect("planned from the catalog");
+        match sources
+            .iter_mut()
+            .find(|(s, _): &&mut (&catalog::Source, Vec<Load>)| s.name == source.name)
+        {
+            Some((_, loads)) => loads.push(load),
+            None => sources.push((source, vec![load])),
+        }
+    }
+    let mut warehouse = open_warehouse(config, &context.cancel, !print).await?;
+    let statements = warehouse.bootstrap_sql(&sources);
+    if print {
+        let mut out = std::io::stdout().lock();
+        for statement in &statements {
+            // A stage's CREDENTIALS hold the AWS secret key: never printed.
+            let _ = writeln!(out, "{}\n", job_kit::secret::redact(statement));
+        }
+        return Ok(Exit::Success);
+    }
+    warehouse.execute(&statements, &context.cancel).await?;
+    tracing::info!(
+        warehouse = %warehouse.describe(),
+        statements = statements.len(),
+        sources = sources.len(),
+        "bootstrap done"
+    );
+    Ok(Exit::Success)
+}
+
+/// Snowflake when `SNOWFLAKE_ACCOUNT` is set (logged in unless `connect` is false: printing
+/// SQL needs no session), else the embedded warehouse.
+async fn open_warehouse(
+    config: &Config,
+    cancel: &tokio_util::sync::CancellationToken,
+    connect: bool,
+) -> Result<Backend, ImportError> {
+    if let Some(settings) = config.snowflake().map_err(ImportError::Config)? {
+        let warehouse = if connect {
+            warehouse::snowflake::SnowflakeWarehouse::connect(&settings, cancel).await?
+        } else {
+            warehouse::snowflake::SnowflakeWarehouse::offline(&settings)
+        };
+        return Ok(Backend::Snowflake(warehouse));
+    }
+    open_embedded(config)
+}
+
+#[cfg(feature = "duckdb")]
+fn open_embedded(config: &Config) -> Result<Backend, ImportError> {
+    let settings = warehouse::duckdb::Settings {
+        memory_limit: config.duckdb_memory_limit.clone(),
+        threads: config.duckdb_threads,
+    };
+    Ok(Backend::DuckDb(warehouse::duckdb::DuckDbWarehouse::open(
+        &config.warehouse_path,
+        &settings,
+    )?))
+}
+
+#[cfg(not(feature = "duckdb"))]
+fn open_embedded(_config: &Config) -> Result<Backend, ImportError> {
+    Err(ImportError::Config(
+        "no warehouse: set SNOWFLAKE_ACCOUNT, SNOWFLAKE_LOAD_USER, SNOWFLAKE_LOAD_PASSWORD and \
+         SNOWFLAKE_LOAD_WAREHOUSE (this build has no embedded warehouse)"
+            .to_owned(),
+    ))
+}
+
+fn print_sources(catalog: &Catalog) {
+    let mut out = std::io::stdout().lock();
+    for source in catalog.sources() {
+        let _ = writeln!(
+            out,
+            "{}\n  {}\n  table {}.{}, format {}, stage {}, env {}\n",
+            source.name,
+            source.description,
+            source.schema,
+            source.table,
+            source.format_name,
+            source.stage,
+            source.env_vars().join(", ")
+        );
+    }
+}
+
+/// Columns padded to their widest value; NULL shown as `NULL`.
+fn print_table(columns: &[String], rows: &[Vec<Option<String>>]) {
+    let cell = |v: &Option<String>| v.clone().unwrap_or_else(|| "NULL".to_owned());
+    let widths: Vec<usize> = columns
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            rows.iter()
+                .map(|r| cell(&r[i]).chars().count())
+                .chain([name.chars().count()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let line = |values: Vec<String>| {
+        values
+            .iter()
+            .zip(&widths)
+            .map(|(v, w)| format!("{v:<w$}"))
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_owned()
+    };
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{}", line(columns.to_vec()));
+    let _ = writeln!(
+        out,
+        "{}",
+        line(widths.iter().map(|w| "-".repeat(*w)).collect())
+    );
+    for row in rows {
+        let _ = writeln!(out, "{}", line(row.iter().map(cell).collect()));
+    }
+}
+
+fn print_json(report: &RunReport) {
+    let mut out = std::io::stdout().lock();
+    let _ = serde_json::to_writer_pretty(&mut out, report);
+    let _ = writeln!(out);
+}

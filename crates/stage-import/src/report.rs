@@ -1,0 +1,236 @@
+//! What happened to every file: the per-file outcome COPY INTO reports (the original job ignored
+//! it), a day's outcome, the run's JSON report, and the exit code they add up to.
+
+use serde::Serialize;
+
+use job_kit::Exit;
+
+/// COPY INTO's per-file status, with Snowflake's names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum FileStatus {
+    Loaded,
+    /// Loaded before (COPY's load metadata): nothing loaded twice.
+    LoadSkipped,
+    /// Some rows were rejected (`ON_ERROR='CONTINUE'`); the rest loaded.
+    PartiallyLoaded,
+    LoadFailed,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FileOutcome {
+    pub file: String,
+    pub status: FileStatus,
+    pub rows_parsed: u64,
+    pub rows_loaded: u64,
+    pub errors_seen: u64,
+    pub first_error: Option<String>,
+    pub first_error_line: Option<u64>,
+}
+
+impl FileOutcome {
+    pub fn skipped(file: &str) -> FileOutcome {
+        FileOutcome {
+            file: file.to_owned(),
+            status: FileStatus::LoadSkipped,
+            rows_parsed: 0,
+            rows_loaded: 0,
+            errors_seen: 0,
+            first_error: None,
+            first_error_line: None,
+        }
+    }
+
+    /// Failed, for the exit code: nothing loaded, or more rejected rows than allowed.
+    pub fn failed(&self, max_errors_per_file: u64) -> bool {
+        match self.status {
+            FileStatus::LoadFailed => true,
+            FileStatus::PartiallyLoaded => self.errors_seen > max_errors_per_file,
+            FileStatus::Loaded | FileStatus::LoadSkipped => false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LoadOutcome {
+    /// Files matched and every one loaded (or was loaded before).
+    Loaded,
+    /// No file matched: upstream data is missing (or late).
+    NoFiles,
+    /// Some files failed or were partly loaded beyond the threshold.
+    Partial,
+    /// Every file failed.
+    Failed,
+}
+
+/// One source, one day, one location.
+#[derive(Debug, Clone, Serialize)]
+pub struct LoadReport {
+    pub source: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+    pub date: String,
+    pub table: String,
+    pub stage: String,
+    pub path: String,
+    pub pattern: String,
+    pub files_found: usize,
+    pub reload: bool,
+    pub outcome: LoadOutcome,
+    pub rows_loaded: u64,
+    pub files: Vec<FileOutcome>,
+    pub seconds: f64,
+}
+
+impl LoadReport {
+    pub fn outcome_of(files: &[FileOutcome], max_errors_per_file: u64) -> LoadOutcome {
+        let failed = files
+            .iter()
+            .filter(|f| f.failed(max_errors_per_file))
+            .count();
+        if files.is_empty() {
+            LoadOutcome::NoFiles
+        } else if failed == 0 {
+            LoadOutcome::Loaded
+        } else if failed == files.len() {
+            LoadOutcome::Failed
+        } else {
+            LoadOutcome::Partial
+        }
+    }
+}
+
+/// The JSON report printed on stdout at the end of a run.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunReport {
+    pub warehouse: String,
+    pub loads: Vec<LoadReport>,
+    pub files_loaded: usize,
+    pub files_skipped: usize,
+    pub files_failed: usize,
+    pub rows_loaded: u64,
+    pub exit_code: u8,
+}
+
+impl RunReport {
+    pub fn new(
+        warehouse: &str,
+        loads: Vec<LoadReport>,
+        allow_empty: bool,
+        max_errors: u64,
+    ) -> RunReport {
+        let files = || loads.iter().flat_map(|l| &l.files);
+        let exit = exit_for(&loads, allow_empty);
+        RunReport {
+            warehouse: warehouse.to_owned(),
+            files_loaded: files()
+                .filter(|f| matches!(f.status, FileStatus::Loaded | FileStatus::PartiallyLoaded))
+                .count(),
+            files_skipped: files()
+                .filter(|f| f.status == FileStatus::LoadSkipped)
+                .count(),
+            files_failed: files().filter(|f| f.failed(max_errors)).count(),
+            rows_loaded: loads.iter().map(|l| l.rows_loaded).sum(),
+            exit_code: exit.code(),
+            loads,
+        }
+    }
+
+    pub fn exit(&self) -> Exit {
+        Exit::ALL
+            .into_iter()
+            .find(|e| e.code() == self.exit_code)
+            .unwrap_or(Exit::Failure)
+    }
+}
+
+/// The worst outcome decides: a failed load, then a partial one, then a day without files.
+fn exit_for(loads: &[LoadReport], allow_empty: bool) -> Exit {
+    let any = |outcome| loads.iter().any(|l| l.outcome == outcome);
+    if any(LoadOutcome::Failed) {
+        if loads.iter().all(|l| l.outcome == LoadOutcome::Failed) {
+            Exit::Failure
+        } else {
+            Exit::Partial
+        }
+    } else if any(LoadOutcome::Partial) {
+        Exit::Partial
+    } else if any(LoadOutcome::NoFiles) && !allow_empty {
+        Exit::NoInput
+    } else {
+        Exit::Success
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(status: FileStatus, errors: u64) -> FileOutcome {
+        FileOutcome {
+            file: "f".into(),
+            status,
+            rows_parsed: 10,
+            rows_loaded: 10 - errors,
+            errors_seen: errors,
+            first_error: None,
+            first_error_line: None,
+        }
+    }
+
+    fn load(outcome: LoadOutcome) -> LoadReport {
+        LoadReport {
+            source: "s".into(),
+            location: None,
+            date: "2026-01-01".into(),
+            table: "t".into(),
+            stage: "st".into(),
+            path: "p".into(),
+            pattern: ".*".into(),
+            files_found: 0,
+            reload: false,
+            outcome,
+            rows_loaded: 0,
+            files: vec![],
+            seconds: 0.0,
+        }
+    }
+
+    #[test]
+    fn outcome_of_files() {
+        use FileStatus::*;
+        assert_eq!(LoadReport::outcome_of(&[], 0), LoadOutcome::NoFiles);
+        assert_eq!(
+            LoadReport::outcome_of(&[file(Loaded, 0), file(LoadSkipped, 0)], 0),
+            LoadOutcome::Loaded
+        );
+        assert_eq!(
+            LoadReport::outcome_of(&[file(Loaded, 0), file(PartiallyLoaded, 2)], 0),
+            LoadOutcome::Partial
+        );
+        assert_eq!(
+            LoadReport::outcome_of(&[file(Loaded, 0), file(PartiallyLoaded, 2)], 2),
+            LoadOutcome::Loaded
+        );
+        assert_eq!(
+            LoadReport::outcome_of(&[file(LoadFailed, 10)], 100),
+            LoadOutcome::Failed
+        );
+    }
+
+    #[test]
+    fn the_worst_outcome_sets_the_exit_code() {
+        use LoadOutcome::*;
+        let exit = |outcomes: &[LoadOutcome], allow_empty| {
+            let loads = outcomes.iter().map(|o| load(*o)).collect::<Vec<_>>();
+            RunReport::new("duckdb", loads, allow_empty, 0).exit()
+        };
+        assert_eq!(exit(&[Loaded, Loaded], false), Exit::Success);
+        assert_eq!(exit(&[Loaded, NoFiles], false), Exit::NoInput);
+        assert_eq!(exit(&[Loaded, NoFiles], true), Exit::Success);
+        assert_eq!(exit(&[Partial, NoFiles], false), Exit::Partial);
+        assert_eq!(exit(&[Failed, Loaded], false), Exit::Partial);
+        assert_eq!(exit(&[Failed, Failed], false), Exit::Failure);
+    }
+}

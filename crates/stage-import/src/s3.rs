@@ -1,0 +1,168 @@
+//! S3, through `aws-sdk-s3`: listing a stage's files for the preflight and, for the embedded
+//! warehouse, fetching them. The SDK's HTTP client runs on rustls with ring, the TLS stack every
+//! job uses; the SDK retries transient failures itself (standard mode), so nothing here wraps
+//! it in the kit's retry loop a second time.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use aws_sdk_s3::config::{
+    BehaviorVersion, Credentials, Region, retry::RetryConfig, timeout::TimeoutConfig,
+};
+use aws_sdk_s3::error::DisplayErrorContext;
+use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
+use job_kit::Secret;
+use tokio::io::AsyncWriteExt;
+
+use crate::stage::StagedFile;
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub region: String,
+    /// An S3-compatible endpoint (MinIO, a test server); addressed path-style.
+    pub endpoint: Option<String>,
+    pub access_key_id: String,
+    pub secret_access_key: Secret<String>,
+    pub session_token: Option<Secret<String>>,
+}
+
+pub struct S3 {
+    client: aws_sdk_s3::Client,
+    requests: AtomicU64,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("s3://{bucket}/{key}: {message}")]
+pub struct S3Error {
+    pub bucket: String,
+    pub key: String,
+    pub message: String,
+}
+
+impl S3 {
+    pub fn new(settings: &Settings) -> S3 {
+        let credentials = Credentials::new(
+            settings.access_key_id.clone(),
+            settings.secret_access_key.expose().clone(),
+            settings.session_token.as_ref().map(|t| t.expose().clone()),
+            None,
+            "environment",
+        );
+        let http = aws_smithy_http_client::Builder::new()
+            .tls_provider(Provider::Rustls(CryptoMode::Ring))
+            .build_https();
+        let mut config = aws_sdk_s3::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new(settings.region.clone()))
+            .credentials_provider(credentials)
+            .http_client(http)
+            .retry_config(RetryConfig::standard().with_max_attempts(5))
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(5))
+                    .operation_attempt_timeout(Duration::from_secs(60))
+                    .build(),
+            );
+        if let Some(endpoint) = &settings.endpoint {
+            config = config.endpoint_url(endpoint).force_path_style(true);
+        }
+        S3 {
+            client: aws_sdk_s3::Client::from_conf(config.build()),
+            requests: AtomicU64::new(0),
+        }
+    }
+
+    /// Requests made so far (for the preflight benchmark).
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+
+    /// Every object under `bucket/prefix`, page by page; paths relative to `stage_prefix`.
+    pub async fn list(
+        &self,
+        bucket: &str,
+        stage_prefix: &str,
+        prefix: &str,
+    ) -> Result<Vec<StagedFile>, S3Error> {
+        let full_prefix = format!("{stage_prefix}{}", prefix.trim_start_matches('/'));
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(bucket)
+            .prefix(&full_prefix)
+            .into_paginator()
+            .send();
+        let mut files = Vec::new();
+        while let Some(page) = pages.next().await {
+            self.requests.fetch_add(1, Ordering::Relaxed);
+            let page = page.map_err(|e| S3Error {
+                bucket: bucket.to_owned(),
+                key: full_prefix.clone(),
+                message: format!("cannot list: {}", DisplayErrorContext(&e)),
+            })?;
+            for object in page.contents() {
+                let Some(key) = object.key() else { continue };
+                if key.ends_with('/') {
+                    continue;
+                }
+                files.push(StagedFile {
+                    path: key.strip_prefix(stage_prefix).unwrap_or(key).to_owned(),
+                    size: object.size().unwrap_or(0).max(0) as u64,
+                    tag: object
+                        .e_tag()
+                        .unwrap_or_default()
+                        .trim_matches('"')
+                        .to_owned(),
+                });
+            }
+        }
+        files.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(files)
+    }
+
+    /// Streams one object into `destination`.
+    pub async fn download(
+        &self,
+        bucket: &str,
+        key: &str,
+        destination: &Path,
+    ) -> Result<(), S3Error> {
+        let fail = |message: String| S3Error {
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+            message,
+        };
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        let object = self
+            .client
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| fail(format!("cannot fetch: {}", DisplayErrorContext(&e))))?;
+        if let Some(parent) = destination.parent() {
+            tokio::fs::create_dir_all(parent)
+                .await
+                .map_err(|e| fail(format!("cannot create {}: {e}", parent.display())))?;
+        }
+        let mut file = tokio::fs::File::create(destination)
+            .await
+            .map_err(|e| fail(format!("cannot write {}: {e}", destination.display())))?;
+        let mut body = object.body;
+        while let Some(chunk) = body
+            .try_next()
+            .await
+            .map_err(|e| fail(format!("download broke off: {e}")))?
+        {
+            file.write_all(&chunk)
+                .await
+                .map_err(|e| fail(format!("cannot write {}: {e}", destination.display())))?;
+        }
+        file.flush()
+            .await
+            .map_err(|e| fail(format!("cannot write {}: {e}", destination.display())))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,738 @@
+//! The Snowflake warehouse: what the original job did (stages, file formats, `COPY INTO` as the
+//! loader role with `ON_ERROR = 'CONTINUE'`), plus what it left out: it reads COPY's per-file
+//! result instead of ignoring it, names exactly the files the preflight found (`FILES =`, so
+//! that what is loaded is what is reported), and replaces a day atomically on `--reload`.
+//!
+//! Nothing is loaded twice without `--reload`: Snowflake's own load metadata (64 days per
+//! table) skips files a COPY loaded before, and a file the result does not mention was skipped
+//! that way. The connection layer (login, context, retries, timeouts, aborting the running COPY
+//! on SIGTERM) is `snowflake-conn`, shared with the permissions job.
+
+use std::collections::{BTreeMap, HashSet};
+
+use job_kit::Secret;
+use snowflake_conn::{
+    ConnectOptions, Connection, QueryResult, Statement, quote_ident, quote_literal,
+};
+use tokio_util::sync::CancellationToken;
+
+use super::{FileSource, LOADED_AT_COLUMN, SOURCE_FILE_COLUMN, Warehouse, WarehouseError};
+use crate::catalog::{ColumnType, Compression, Format, Load, Source};
+use crate::report::{FileOutcome, FileStatus};
+use crate::stage::{StageUrl, StagedFile};
+
+/// Snowflake takes at most this many names in one COPY's `FILES = (...)`.
+pub const MAX_FILES_PER_COPY: usize = 1000;
+
+/// How the stages bootstrap creates reach S3.
+#[derive(Debug, Clone)]
+pub enum StageAccess {
+    /// `STORAGE_INTEGRATION = <name>`: no key in Snowflake (what an account admin prefers).
+    Integration(String),
+    /// `CREDENTIALS = (AWS_KEY_ID = ... AWS_SECRET_KEY = ... [AWS_TOKEN = ...])`.
+    Keys {
+        key_id: String,
+        secret: Secret<String>,
+        token: Option<Secret<String>>,
+    },
+    /// Neither is configured: S3 stages cannot be created (local `file://` stages can).
+    Missing,
+}
+
+/// Everything the backend needs, checked by the config before anything connects.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub options: ConnectOptions,
+    pub stage_access: StageAccess,
+}
+
+pub struct SnowflakeWarehouse {
+    account: String,
+    database: String,
+    stage_access: StageAccess,
+    /// `None` until [`SnowflakeWarehouse::connect`]: `bootstrap --print` needs no login.
+    connection: Option<Connection>,
+    /// Tables seen to exist in this run: checked once, not before every day of a backfill.
+    tables_checked: HashSet<String>,
+}
+
+impl SnowflakeWarehouse {
+    /// The backend without a session: enough to write SQL.
+    pub fn offline(settings: &Settings) -> SnowflakeWarehouse {
+        SnowflakeWarehouse {
+            account: settings.options.account.clone(),
+            database: settings.options.database.clone().unwrap_or_default(),
+            stage_access: settings.stage_access.clone(),
+            connection: None,
+            tables_checked: HashSet::new(),
+        }
+    }
+
+    /// Logs in and sets the role, warehouse and database (a wrong password or a missing
+    /// warehouse is a configuration error, exit 2).
+    pub async fn connect(
+        settings: &Settings,
+        cancel: &CancellationToken,
+    ) -> Result<SnowflakeWarehouse, WarehouseError> {
+        let mut warehouse = SnowflakeWarehouse::offline(settings);
+        let connection = Connection::connect(settings.options.clone(), cancel.clone())
+            .await
+            .map_err(|source| WarehouseError::Snowflake {
+                what: format!("cannot connect to Snowflake account {}", warehouse.account),
+                source,
+            })?;
+        warehouse.connection = Some(connection);
+        Ok(warehouse)
+    }
+
+    fn connection(&self) -> Result<&Connection, WarehouseError> {
+        self.connection
+            .as_ref()
+            .ok_or_else(|| WarehouseError::Setup("not connected to Snowflake".to_owned()))
+    }
+
+    /// Runs a query and returns its column names and rows as text, for `stage-import query`.
+    pub async fn query_text(
+        &self,
+        sql: &str,
+        _cancel: &CancellationToken,
+    ) -> Result<(Vec<String>, Vec<Vec<Option<String>>>), WarehouseError> {
+        let result = self
+            .connection()?
+            .query(sql)
+            .await
+            .map_err(snowflake_error("query"))?;
+        let columns = result.columns().iter().map(|c| c.name.clone()).collect();
+        Ok((columns, result.into_raw_rows()))
+    }
+
+    /// Fails with [`WarehouseError::MissingTable`] (exit 2) when bootstrap has not run.
+    async fn check_table(&mut self, load: &Load) -> Result<(), WarehouseError> {
+        let table = qualified(&load.schema, &load.table);
+        if self.tables_checked.contains(&table) {
+            return Ok(());
+        }
+        let sql = format!(
+            "SELECT COUNT(*) AS N FROM INFORMATION_SCHEMA.TABLES \
+             WHERE TABLE_SCHEMA = {} AND TABLE_NAME = {}",
+            quote_literal(&load.schema.to_ascii_uppercase()),
+            quote_literal(&load.table.to_ascii_uppercase())
+        );
+        let result = self
+            .connection()?
+            .query_idempotent(&sql)
+            .await
+            .map_err(snowflake_error(&format!("checking table {table}")))?;
+        let count = result
+            .rows()
+            .next()
+            .map(|row| row.u64("N"))
+            .transpose()
+            .map_err(|e| WarehouseError::Query {
+                what: format!("checking table {table}"),
+                message: e.to_string(),
+            })?
+            .unwrap_or(0);
+        if count == 0 {
+            return Err(WarehouseError::MissingTable {
+                table: format!("{}.{}.{}", self.database, load.schema, load.table),
+            });
+        }
+        self.tables_checked.insert(table);
+        Ok(())
+    }
+}
+
+impl Warehouse for SnowflakeWarehouse {
+    fn describe(&self) -> String {
+        format!("snowflake:{}/{}", self.account, self.database)
+    }
+
+    fn reads_stages(&self) -> bool {
+        true
+    }
+
+    fn bootstrap_sql(&self, sources: &[(&Source, Vec<Load>)]) -> Vec<String> {
+        let mut statements: Vec<String> = Vec::new();
+        let mut push = |statement: String| {
+            if !statements.contains(&statement) {
+                statements.push(statement);
+            }
+        };
+        for (source, loads) in sources {
+            push(format!(
+                "CREATE SCHEMA IF NOT EXISTS {};",
+                quote_ident(&source.schema)
+            ));
+            push(create_file_format(
+                &source.schema,
+                &source.format_name,
+                &source.format,
+            ));
+            // The stage's URL may hold placeholders; bootstrap renders it for today, and every
+            // load of the source has the same one.
+            if let Some(load) = loads.first() {
+                push(create_stage(
+                    &source.schema,
+                    &source.stage,
+                    &load.stage_url,
+                    &source.format_name,
+                    &self.stage_access,
+                ));
+            }
+            push(create_table(&source.schema, &source.table, &source.format));
+        }
+        statements
+    }
+
+    async fn execute(
+        &mut self,
+        statements: &[String],
+        _cancel: &CancellationToken,
+    ) -> Result<(), WarehouseError> {
+        let connection = self.connection()?;
+        for statement in statements {
+            // Every bootstrap statement is CREATE ... IF NOT EXISTS: safe to repeat.
+            connection
+                .run(Statement::new(statement).idempotent())
+                .await
+                .map_err(snowflake_error(&first_line(statement)))?;
+        }
+        Ok(())
+    }
+
+    async fn load(
+        &mut self,
+        load: &Load,
+        files: &[StagedFile],
+        _from: &FileSource,
+        reload: bool,
+        _cancel: &CancellationToken,
+    ) -> Result<Vec<FileOutcome>, WarehouseError> {
+        self.check_table(load).await?;
+        let connection = self.connection()?.clone();
+        let table = qualified(&load.schema, &load.table);
+        let what = format!("loading into {}.{table}", self.database);
+        let mut results = Vec::new();
+        if reload {
+            let transaction = connection.begin().await.map_err(snowflake_error(&what))?;
+            let mut failure = None;
+            for batch in files.chunks(MAX_FILES_PER_COPY) {
+                let step = async {
+                    transaction.query(&delete_sql(load, batch)).await?;
+                    transaction.query(&copy_sql(load, batch, true)).await
+                };
+                match step.await {
+                    Ok(result) => results.push(result),
+                    Err(error) => {
+                        failure = Some(error);
+                        break;
+                    }
+                }
+            }
+            match failure {
+                None => transaction.commit().await.map_err(snowflake_error(&what))?,
+                Some(error) => {
+                    // A cancelled or failed reload leaves the day as it was. If the rollback
+                    // cannot be sent (the job is stopping), ending the session rolls back.
+                    if transaction.rollback().await.is_err() {
+                        let _ = connection.close().await;
+                    }
+                    return Err(snowflake_error(&what)(error));
+                }
+            }
+        } else {
+            for batch in files.chunks(MAX_FILES_PER_COPY) {
+                results.push(
+                    connection
+                        .query(&copy_sql(load, batch, false))
+                        .await
+                        .map_err(snowflake_error(&what))?,
+                );
+            }
+        }
+        let rows = results.iter().flat_map(copy_rows).collect::<Vec<_>>();
+        outcomes(files, rows).map_err(|message| WarehouseError::Query { what, message })
+    }
+}
+
+/// `schema.table` as SQL.
+fn qualified(schema: &str, name: &str) -> String {
+    format!("{}.{}", quote_ident(schema), quote_ident(name))
+}
+
+fn snowflake_error(what: &str) -> impl FnOnce(snowflake_conn::Error) -> WarehouseError + use<> {
+    let what = what.to_owned();
+    move |source| WarehouseError::Snowflake { what, source }
+}
+
+fn first_line(statement: &str) -> String {
+    statement
+        .lines()
+        .next()
+        .unwrap_or(statement)
+        .trim()
+        .trim_end_matches(';')
+        .to_owned()
+}
+
+/// Snowflake's type for a catalog column type.
+pub fn snowflake_type(kind: ColumnType) -> &'static str {
+    match kind {
+        ColumnType::Text => "VARCHAR",
+        ColumnType::Integer => "NUMBER(38,0)",
+        ColumnType::Number => "FLOAT",
+        ColumnType::Date => "DATE",
+        ColumnType::Time => "TIME",
+        ColumnType::Timestamp => "TIMESTAMP_NTZ",
+        ColumnType::Boolean => "BOOLEAN",
+    }
+}
+
+/// The file format a source's stage and COPY read with.
+pub fn create_file_format(schema: &str, name: &str, format: &Format) -> String {
+    let quote = match format.quote_char() {
+        Some(q) => quote_literal(&q.to_string()),
+        None => "NONE".to_owned(),
+    };
+    let null_if = match &format.null {
+        Some(null) => format!("({})", quote_literal(null)),
+        None => "()".to_owned(),
+    };
+    let compression = match format.compression {
+        Compression::Gzip => "GZIP",
+        Compression::None => "NONE",
+    };
+    format!(
+        "CREATE FILE FORMAT IF NOT EXISTS {}\n  TYPE = CSV FIELD_DELIMITER = {} SKIP_HEADER = {} \
+         FIELD_OPTIONALLY_ENCLOSED_BY = {quote} NULL_IF = {null_if} COMPRESSION = {compression}\n  \
+         ERROR_ON_COLUMN_COUNT_MISMATCH = FALSE;",
+        qualified(schema, name),
+        quote_literal(&format.delimiter),
+        format.skip_header,
+    )
+}
+
+/// The stage a source's files are read from: its S3 prefix (through a storage integration, or
+/// with keys), or a local directory as a `file://` URL (what a test emulator reads).
+pub fn create_stage(
+    schema: &str,
+    name: &str,
+    url: &StageUrl,
+    format_name: &str,
+    access: &StageAccess,
+) -> String {
+    let access = match (url, access) {
+        (StageUrl::Local(_), _) | (_, StageAccess::Missing) => String::new(),
+        (StageUrl::S3 { .. }, StageAccess::Integration(integration)) => {
+            format!("\n  STORAGE_INTEGRATION = {}", quote_ident(integration))
+        }
+        (
+            StageUrl::S3 { .. },
+            StageAccess::Keys {
+                key_id,
+                secret,
+                token,
+            },
+        ) => format!(
+            "\n  CREDENTIALS = (AWS_KEY_ID = {} AWS_SECRET_KEY = {}{})",
+            quote_literal(key_id),
+            quote_literal(secret.expose()),
+            token
+                .as_ref()
+                .map(|t| format!(" AWS_TOKEN = {}", quote_literal(t.expose())))
+                .unwrap_or_default()
+        ),
+    };
+    format!(
+        "CREATE STAGE IF NOT EXISTS {}\n  URL = {}{access}\n  FILE_FORMAT = {};",
+        qualified(schema, name),
+        quote_literal(&url.url()),
+        qualified(schema, format_name),
+    )
+}
+
+/// The table a source loads into: the format's columns, typed, then where each row came from.
+pub fn create_table(schema: &str, table: &str, format: &Format) -> String {
+    let mut columns: Vec<String> = format
+        .columns
+        .iter()
+        .map(|c| format!("  {} {}", quote_ident(&c.name), snowflake_type(c.kind)))
+        .collect();
+    columns.push(format!(
+        "  {} VARCHAR NOT NULL",
+        quote_ident(SOURCE_FILE_COLUMN)
+    ));
+    columns.push(format!(
+        "  {} TIMESTAMP_LTZ NOT NULL",
+        quote_ident(LOADED_AT_COLUMN)
+    ));
+    format!(
+        "CREATE TABLE IF NOT EXISTS {} (\n{}\n);",
+        qualified(schema, table),
+        columns.join(",\n")
+    )
+}
+
+/// One COPY for up to [`MAX_FILES_PER_COPY`] files, named by their path below the stage (the
+/// stage's root, so that a file is named the same way in `FILES`, in `METADATA$FILENAME` and
+/// in the preflight's listing). `force` loads them even if loaded before (`--reload`).
+pub fn copy_sql(load: &Load, files: &[StagedFile], force: bool) -> String {
+    let columns: Vec<String> = load
+        .format
+        .columns
+        .iter()
+        .map(|c| quote_ident(&c.name))
+        .chain([
+            quote_ident(SOURCE_FILE_COLUMN),
+            quote_ident(LOADED_AT_COLUMN),
+        ])
+        .collect();
+    let fields: Vec<String> = (1..=load.format.columns.len())
+        .map(|i| format!("${i}"))
+        .chain([
+            "METADATA$FILENAME".to_owned(),
+            "CURRENT_TIMESTAMP()".to_owned(),
+        ])
+        .collect();
+    let names: Vec<String> = files.iter().map(|f| quote_literal(&f.path)).collect();
+    format!(
+        "COPY INTO {table} ({columns})\nFROM (SELECT {fields} FROM @{stage})\n\
+         FILES = ({names})\nFILE_FORMAT = (FORMAT_NAME = {format})\nON_ERROR = 'CONTINUE'{force}",
+        table = qualified(&load.schema, &load.table),
+        columns = columns.join(", "),
+        fields = fields.join(", "),
+        stage = qualified(&load.schema, &load.stage),
+        names = names.join(", "),
+        format = quote_literal(&format!(
+            "{}.{}",
+            quote_ident(&load.schema),
+            quote_ident(&load.format_name)
+        )),
+        force = if force { "\nFORCE = TRUE" } else { "" },
+    )
+}
+
+/// Removes the rows of `files` before a `--reload` loads them again.
+pub fn delete_sql(load: &Load, files: &[StagedFile]) -> String {
+    let names: Vec<String> = files.iter().map(|f| quote_literal(&f.path)).collect();
+    format!(
+        "DELETE FROM {} WHERE {} IN ({})",
+        qualified(&load.schema, &load.table),
+        quote_ident(SOURCE_FILE_COLUMN),
+        names.join(", ")
+    )
+}
+
+/// One row of COPY's result, as Snowflake documents it (column names compared
+/// case-insensitively).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopyRow {
+    pub file: String,
+    pub status: String,
+    pub rows_parsed: u64,
+    pub rows_loaded: u64,
+    pub errors_seen: u64,
+    pub first_error: Option<String>,
+    pub first_error_line: Option<u64>,
+}
+
+/// The per-file rows of a COPY's result. A COPY that loaded nothing answers one `status` column
+/// ("Copy executed with 0 files processed."), which holds no file.
+pub fn copy_rows(result: &QueryResult) -> Vec<Result<CopyRow, String>> {
+    if result.column_index("file").is_err() {
+        return Vec::new();
+    }
+    result
+        .rows()
+        .map(|row| {
+            let number = |name: &str| {
+                row.opt_u64(name)
+                    .map(Option::unwrap_or_default)
+                    .map_err(|e| e.to_string())
+            };
+            Ok(CopyRow {
+                file: row.text("file").map_err(|e| e.to_string())?.to_owned(),
+                status: row
+                    .text("status")
+                    .map_err(|e| e.to_string())?
+                    .to_ascii_uppercase(),
+                rows_parsed: number("rows_parsed")?,
+                rows_loaded: number("rows_loaded")?,
+                errors_seen: number("errors_seen")?,
+                first_error: row
+                    .get("first_error")
+                    .map_err(|e| e.to_string())?
+                    .map(str::to_owned),
+                first_error_line: row.opt_u64("first_error_line").map_err(|e| e.to_string())?,
+            })
+        })
+        .collect()
+}
+
+/// The outcome of each file the preflight found, in its order. COPY names a file by its full
+/// location (`s3://bucket/prefix/path` for an external stage), so a row belongs to the file
+/// whose stage path ends it. A file the result does not mention was skipped by Snowflake's
+/// load metadata: loaded before.
+pub fn outcomes(
+    files: &[StagedFile],
+    rows: Vec<Result<CopyRow, String>>,
+) -> Result<Vec<FileOutcome>, String> {
+    let mut by_file: BTreeMap<&str, FileOutcome> = BTreeMap::new();
+    for row in rows {
+        let row = row.map_err(|e| format!("COPY's result cannot be read: {e}"))?;
+        let Some(file) = files
+            .iter()
+            .filter(|f| row.file == f.path || row.file.ends_with(&format!("/{}", f.path)))
+            .max_by_key(|f| f.path.len())
+        else {
+            return Err(format!(
+                "COPY reported file {:?}, which the preflight did not find",
+                row.file
+            ));
+        };
+        let status = match row.status.as_str() {
+            "LOADED" if row.errors_seen == 0 => FileStatus::Loaded,
+            "LOADED" | "PARTIALLY_LOADED" => FileStatus::PartiallyLoaded,
+            "LOAD_SKIPPED" => FileStatus::LoadSkipped,
+            "LOAD_FAILED" => FileStatus::LoadFailed,
+            other => return Err(format!("COPY reported status {other:?} for {}", row.file)),
+        };
+        let outcome = if status == FileStatus::LoadSkipped {
+            // Snowflake's "errors" for a skipped file are only the reason it was skipped.
+            FileOutcome::skipped(&file.path)
+        } else {
+            FileOutcome {
+                file: file.path.clone(),
+                status,
+                rows_parsed: row.rows_parsed,
+                rows_loaded: row.rows_loaded,
+                errors_seen: row.errors_seen,
+                first_error: row.first_error,
+                first_error_line: row.first_error_line,
+            }
+        };
+        by_file.insert(&file.path, outcome);
+    }
+    Ok(files
+        .iter()
+        .map(|f| {
+            by_file
+                .remove(f.path.as_str())
+                .unwrap_or_else(|| FileOutcome::skipped(&f.path))
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::Catalog;
+
+    fn load(source: &str) -> Load {
+        let env = |name: &str| match name {
+            "STAGE_ROOT" => Some("s3://raw-bucket/landing".to_owned()),
+            "DIAGNOSTIC_LOCATION_ONE" => Some("E1ONE".to_owned()),
+            "DIAGNOSTIC_LOCATION_TWO" => Some("E2TWO".to_owned()),
+            _ => Some("x".to_owned()),
+        };
+        Catalog::load(None)
+            .unwrap()
+            .source(source)
+            .unwrap()
+            .loads(jiff::civil::date(2026, 11, 26), &env)
+            .unwrap()
+            .remove(0)
+    }
+
+    fn file(path: &str) -> StagedFile {
+        StagedFile {
+            path: path.to_owned(),
+            size: 1,
+            tag: "etag".to_owned(),
+        }
+    }
+
+    fn row(file: &str, status: &str, parsed: u64, loaded: u64, errors: u64) -> CopyRow {
+        CopyRow {
+            file: file.to_owned(),
+            status: status.to_owned(),
+            rows_parsed: parsed,
+            rows_loaded: loaded,
+            errors_seen: errors,
+            first_error: (errors > 0).then(|| "Number of columns in file (14) does not match that of the corresponding table (12)".to_owned()),
+            first_error_line: (errors > 0).then_some(41),
+        }
+    }
+
+    #[test]
+    fn copy_names_exactly_the_preflight_files() {
+        let load = load("licenses");
+        let files = [
+            file("2026-11-26/licenses-2026-11-26.csv"),
+            file("2026-11-26/it's.csv"),
+        ];
+        let sql = copy_sql(&load, &files, false);
+        assert_eq!(
+            sql,
+            "COPY INTO licenses.licenses (license_id, customer_id, company_name, contact_email, \
+             sku, edition, seats, is_trial, issued_at, starts_at, expires_at, features, \
+             _source_file, _loaded_at)\n\
+             FROM (SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, METADATA$FILENAME, \
+             CURRENT_TIMESTAMP() FROM @licenses.licenses_stage)\n\
+             FILES = ('2026-11-26/licenses-2026-11-26.csv', '2026-11-26/it''s.csv')\n\
+             FILE_FORMAT = (FORMAT_NAME = 'licenses.license_csv')\n\
+             ON_ERROR = 'CONTINUE'"
+        );
+        assert!(copy_sql(&load, &files, true).ends_with("ON_ERROR = 'CONTINUE'\nFORCE = TRUE"));
+        assert_eq!(
+            delete_sql(&load, &files),
+            "DELETE FROM licenses.licenses WHERE _source_file IN \
+             ('2026-11-26/licenses-2026-11-26.csv', '2026-11-26/it''s.csv')"
+        );
+    }
+
+    #[test]
+    fn bootstrap_creates_schema_format_stage_and_table() {
+        let catalog = Catalog::load(None).unwrap();
+        let source = catalog.source("diagnostics").unwrap();
+        let loads = vec![load("diagnostics")];
+        let keys = StageAccess::Keys {
+            key_id: "AKIAEXAMPLE".to_owned(),
+            secret: Secret::new("s3cr3t'key".to_owned()),
+            token: None,
+        };
+        let settings = Settings {
+            options: ConnectOptions::new("xy12345", "loader", Secret::new("pw".to_owned())),
+            stage_access: keys,
+        };
+        let sql = SnowflakeWarehouse::offline(&settings).bootstrap_sql(&[(source, loads)]);
+        assert_eq!(sql.len(), 4, "{sql:#?}");
+        assert_eq!(sql[0], "CREATE SCHEMA IF NOT EXISTS diagnostics;");
+        assert_eq!(
+            sql[1],
+            "CREATE FILE FORMAT IF NOT EXISTS diagnostics.cloudfront_log\n  TYPE = CSV \
+             FIELD_DELIMITER = '\t' SKIP_HEADER = 2 FIELD_OPTIONALLY_ENCLOSED_BY = NONE \
+             NULL_IF = ('-') COMPRESSION = GZIP\n  ERROR_ON_COLUMN_COUNT_MISMATCH = FALSE;"
+        );
+        assert_eq!(
+            sql[2],
+            "CREATE STAGE IF NOT EXISTS diagnostics.diagnostics_stage\n  \
+             URL = 's3://raw-bucket/landing/diagnostics/'\n  \
+             CREDENTIALS = (AWS_KEY_ID = 'AKIAEXAMPLE' AWS_SECRET_KEY = 's3cr3t''key')\n  \
+             FILE_FORMAT = diagnostics.cloudfront_log;"
+        );
+        assert!(sql[3].starts_with(
+            "CREATE TABLE IF NOT EXISTS diagnostics.log_entries (\n  log_date DATE,\n  \
+             log_time TIME,\n"
+        ));
+        assert!(sql[3].contains("  sc_bytes NUMBER(38,0),\n"));
+        assert!(sql[3].contains("  time_taken FLOAT,\n"));
+        assert!(sql[3].ends_with(
+            "  _source_file VARCHAR NOT NULL,\n  _loaded_at TIMESTAMP_LTZ NOT NULL\n);"
+        ));
+
+        let integration = create_stage(
+            "diagnostics",
+            "diagnostics_stage",
+            &StageUrl::parse("s3://raw-bucket/landing/diagnostics").unwrap(),
+            "cloudfront_log",
+            &StageAccess::Integration("s3_raw".to_owned()),
+        );
+        assert!(
+            integration.contains("\n  STORAGE_INTEGRATION = s3_raw\n"),
+            "{integration}"
+        );
+        let local = create_stage(
+            "licenses",
+            "licenses_stage",
+            &StageUrl::parse("file:///data/stage/licenses").unwrap(),
+            "license_csv",
+            &StageAccess::Integration("s3_raw".to_owned()),
+        );
+        assert_eq!(
+            local,
+            "CREATE STAGE IF NOT EXISTS licenses.licenses_stage\n  \
+             URL = 'file:///data/stage/licenses/'\n  FILE_FORMAT = licenses.license_csv;"
+        );
+    }
+
+    #[test]
+    fn copy_results_become_per_file_outcomes() {
+        let files = [
+            file("E1ONE/E1ONE.2026-11-26-00.a.gz"),
+            file("E1ONE/E1ONE.2026-11-26-01.b.gz"),
+            file("E1ONE/E1ONE.2026-11-26-02.c.gz"),
+            file("E1ONE/E1ONE.2026-11-26-03.d.gz"),
+            file("E1ONE/E1ONE.2026-11-26-04.e.gz"),
+        ];
+        let base = "s3://raw-bucket/landing/diagnostics/";
+        let rows = vec![
+            Ok(row(
+                &format!("{base}{}", files[1].path),
+                "PARTIALLY_LOADED",
+                60,
+                59,
+                1,
+            )),
+            Ok(row(
+                &format!("{base}{}", files[0].path),
+                "LOADED",
+                60,
+                60,
+                0,
+            )),
+            Ok(row(
+                &format!("{base}{}", files[2].path),
+                "LOAD_FAILED",
+                0,
+                0,
+                1,
+            )),
+            // fakesnow reports a skipped file with an "error": the reason it was skipped.
+            Ok(row(
+                &format!("{base}{}", files[3].path),
+                "LOAD_SKIPPED",
+                0,
+                0,
+                1,
+            )),
+        ];
+        let outcomes = outcomes(&files, rows).unwrap();
+        let summary: Vec<_> = outcomes
+            .iter()
+            .map(|o| (o.file.as_str(), o.status, o.rows_loaded, o.errors_seen))
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                (files[0].path.as_str(), FileStatus::Loaded, 60, 0),
+                (files[1].path.as_str(), FileStatus::PartiallyLoaded, 59, 1),
+                (files[2].path.as_str(), FileStatus::LoadFailed, 0, 1),
+                (files[3].path.as_str(), FileStatus::LoadSkipped, 0, 0),
+                // not in the result: Snowflake's load metadata skipped it
+                (files[4].path.as_str(), FileStatus::LoadSkipped, 0, 0),
+            ]
+        );
+        assert_eq!(outcomes[1].first_error_line, Some(41));
+        assert!(
+            outcomes[1]
+                .first_error
+                .as_deref()
+                .unwrap()
+                .contains("Number of columns")
+        );
+
+        // A stage-relative name (an internal stage's) matches too; an unknown one is an error.
+        let relative = outcomes_of(&files, row(&files[4].path, "LOADED", 1, 1, 0));
+        assert_eq!(relative.unwrap()[4].status, FileStatus::Loaded);
+        let unknown = outcomes_of(&files, row("s3://elsewhere/x.gz", "LOADED", 1, 1, 0));
+        assert!(unknown.unwrap_err().contains("s3://elsewhere/x.gz"));
+        let odd = outcomes_of(&files, row(&files[0].path, "MAYBE", 1, 1, 0));
+        assert!(odd.unwrap_err().contains("MAYBE"));
+    }
+
+    fn outcomes_of(files: &[StagedFile], row: CopyRow) -> Result<Vec<FileOutcome>, String> {
+        outcomes(files, vec![Ok(row)])
+    }
+}

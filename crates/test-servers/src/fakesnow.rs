@@ -1,0 +1,295 @@
+//! fakesnow, the Snowflake emulator (PyPI), behind the compatibility proxy that gives its
+//! replies what real Snowflake sends (`tests/snowflake_compat/proxy.py`). One server per test
+//! binary, started on first use; each test works in a database of its own
+//! ([`FakeSnow::database`]), since all sessions share fakesnow's one in-memory DuckDB.
+//!
+//! The proxy also misbehaves on demand ([`Rule`]): a statement answered "still running", held
+//! until aborted, failed with an HTTP status, a session expired, a login refused, a result split
+//! into chunks. A rule applies to statements whose SQL (or logins whose user name) contains a
+//! given text, so tests running in parallel each script only their own statements.
+//!
+//! ```ignore
+//! let Some(server) = test_servers::fakesnow::server() else { return };
+//! let db = server.database("copy_report");
+//! // SNOWFLAKE_URL=server.base_url(), SNOWFLAKE_ACCOUNT=any, any user and password
+//! server.script(Rule::statement("COPY INTO").http_status(503).times(1));
+//! assert_eq!(server.events("COPY INTO").len(), 2);
+//! ```
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+/// The running server (proxy in front of fakesnow).
+#[derive(Debug)]
+pub struct FakeSnow {
+    base_url: String,
+    fakesnow_url: String,
+    proxy_port: u16,
+    log: PathBuf,
+    /// Held, never waited for: the proxy (and fakesnow with it) exits when this process does.
+    _proxy: Mutex<Child>,
+}
+
+static SERVER: OnceLock<Option<FakeSnow>> = OnceLock::new();
+static DATABASES: AtomicU32 = AtomicU32::new(0);
+
+/// The server of this test binary, started on first call. `None` (after a `SKIPPED` line) when
+/// fakesnow is not installed and not in CI; under `CI=true` that is a test failure.
+pub fn server() -> Option<&'static FakeSnow> {
+    let server = SERVER.get_or_init(|| {
+        let (Some(fakesnow), Some(python)) =
+            (crate::venv_tool("fakesnow"), crate::venv_tool("python"))
+        else {
+            return None;
+        };
+        Some(FakeSnow::start(&fakesnow, &python))
+    });
+    if server.is_none() {
+        crate::missing("fakesnow (make venv)");
+    }
+    server.as_ref()
+}
+
+impl FakeSnow {
+    fn start(fakesnow: &std::path::Path, python: &std::path::Path) -> FakeSnow {
+        let proxy = crate::workspace_root().join("tests/snowflake_compat/proxy.py");
+        let log = log_path();
+        let mut child = Command::new(python)
+            .arg(&proxy)
+            .arg("--fakesnow")
+            .arg(fakesnow)
+            .arg("--log")
+            .arg(&log)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", proxy.display()));
+        let mut line = String::new();
+        let stdout = child.stdout.take().expect("piped stdout");
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let ports: Vec<u16> = line
+            .strip_prefix("READY ")
+            .map(|rest| {
+                rest.split_whitespace()
+                    .filter_map(|p| p.parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let [proxy_port, fakesnow_port] = ports[..] else {
+            let tail = std::fs::read_to_string(&log).unwrap_or_default();
+            let tail: String = tail.lines().rev().take(30).collect::<Vec<_>>().join("\n");
+            panic!(
+                "the fakesnow proxy did not start (said {line:?}); fakesnow's log, newest first:\n{tail}"
+            );
+        };
+        FakeSnow {
+            base_url: format!("http://127.0.0.1:{proxy_port}"),
+            fakesnow_url: format!("http://127.0.0.1:{fakesnow_port}"),
+            proxy_port,
+            log,
+            _proxy: Mutex::new(child),
+        }
+    }
+
+    /// Where clients connect (`SNOWFLAKE_URL`): the proxy. Any account, user and password log in.
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// fakesnow itself, without the proxy: replies a Snowflake client cannot read.
+    pub fn fakesnow_url(&self) -> &str {
+        &self.fakesnow_url
+    }
+
+    /// fakesnow's own output, for a failing test to show.
+    pub fn log_path(&self) -> &std::path::Path {
+        &self.log
+    }
+
+    /// Creates a database no other test uses, with a PUBLIC schema, and returns its name
+    /// (`T_<LABEL>_<pid>_<n>`, upper case, so it needs no quoting).
+    pub fn database(&self, label: &str) -> String {
+        let label: String = label
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_uppercase()
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        let name = format!(
+            "T_{label}_{}_{}",
+            std::process::id(),
+            DATABASES.fetch_add(1, Ordering::SeqCst)
+        );
+        let reply = self.control("POST", "/__compat/databases", Some(json!({ "name": name })));
+        assert_eq!(reply["ok"], true, "cannot create database {name}: {reply}");
+        name
+    }
+
+    /// Makes the proxy misbehave as the rule says.
+    pub fn script(&self, rule: Rule) {
+        self.control("POST", "/__compat/rules", Some(rule.0));
+    }
+
+    /// What the proxy saw whose text (SQL, user name, query id) contains `matching`, oldest
+    /// first: `{"kind": "statement" | "poll" | "abort" | "login" | "chunk" | "close", "text",
+    /// "request_id", "parameters"}`.
+    pub fn events(&self, matching: &str) -> Vec<Value> {
+        let path = format!("/__compat/events?match={}", percent_encode(matching));
+        match self.control("GET", &path, None) {
+            Value::Array(events) => events,
+            other => panic!("unexpected events reply: {other}"),
+        }
+    }
+
+    /// The events of one kind (see [`FakeSnow::events`]).
+    pub fn events_of(&self, kind: &str, matching: &str) -> Vec<Value> {
+        self.events(matching)
+            .into_iter()
+            .filter(|e| e["kind"] == kind)
+            .collect()
+    }
+
+    /// One HTTP/1.1 request to the proxy's control endpoints (std only: this crate must stay
+    /// quick to build).
+    fn control(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let body = body.map(|b| b.to_string()).unwrap_or_default();
+        let mut stream = TcpStream::connect(("127.0.0.1", self.proxy_port)).expect("proxy is up");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(60)))
+            .expect("socket timeout");
+        write!(
+            stream,
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .expect("send to proxy");
+        let mut reply = String::new();
+        stream.read_to_string(&mut reply).expect("read from proxy");
+        let (head, body) = reply.split_once("\r\n\r\n").unwrap_or((&reply, ""));
+        assert!(head.starts_with("HTTP/1.1 200"), "proxy answered {head}");
+        serde_json::from_str(body).unwrap_or_else(|e| panic!("proxy reply {body:?}: {e}"))
+    }
+}
+
+/// A scripted misbehaviour of the proxy. Start with [`Rule::statement`] or [`Rule::login`],
+/// then say what happens; by default it happens once.
+#[derive(Debug, Clone)]
+pub struct Rule(Value);
+
+impl Rule {
+    /// For statements whose SQL contains `matching`.
+    pub fn statement(matching: &str) -> Rule {
+        Rule(json!({"on": "statement", "match": matching, "times": 1}))
+    }
+
+    /// For logins whose user name contains `matching` (clients send it upper-cased).
+    pub fn login(matching: &str) -> Rule {
+        Rule(json!({"on": "login", "match": matching, "times": 1}))
+    }
+
+    /// How many matching requests it applies to; `-1` for all of them.
+    pub fn times(mut self, times: i64) -> Rule {
+        self.0["times"] = json!(times);
+        self
+    }
+
+    /// Answer with this HTTP status (and an HTML body, as a load balancer would).
+    pub fn http_status(mut self, status: u16) -> Rule {
+        self.0["action"] = json!("http_status");
+        self.0["status"] = json!(status);
+        self
+    }
+
+    /// With [`Rule::http_status`]: run the statement first, then fail (it did run).
+    pub fn after_running(mut self) -> Rule {
+        self.0["after_running"] = json!(true);
+        self
+    }
+
+    /// With [`Rule::http_status`]: send `Retry-After: seconds`.
+    pub fn retry_after(mut self, seconds: u64) -> Rule {
+        self.0["retry_after"] = json!(seconds);
+        self
+    }
+
+    /// Run the statement, but answer "still running" (333334) with a result URL that answers
+    /// "still running" `polls` more times before the result; `-1`: until aborted.
+    pub fn still_running(mut self, polls: i64) -> Rule {
+        self.0["action"] = json!("still_running");
+        self.0["polls"] = json!(polls);
+        self
+    }
+
+    /// Hold the statement up to `seconds` before running it; an abort-request for it ends the
+    /// wait with Snowflake's "SQL execution canceled" error.
+    pub fn hang(mut self, seconds: u64) -> Rule {
+        self.0["action"] = json!("hang");
+        self.0["seconds"] = json!(seconds);
+        self
+    }
+
+    /// Answer "session expired" (390112) without running the statement.
+    pub fn session_expired(mut self) -> Rule {
+        self.0["action"] = json!("session_expired");
+        self
+    }
+
+    /// With [`Rule::login`]: refuse the login with Snowflake's code and message.
+    pub fn login_error(mut self, code: &str, message: &str) -> Rule {
+        self.0["action"] = json!("login_error");
+        self.0["code"] = json!(code);
+        self.0["message"] = json!(message);
+        self
+    }
+
+    /// Send the first `rows_per_chunk` rows inline and the rest as gzipped chunks to download
+    /// with the chunk headers given (as Snowflake does for large results).
+    pub fn chunked(mut self, rows_per_chunk: usize) -> Rule {
+        self.0["action"] = json!("chunked");
+        self.0["rows_per_chunk"] = json!(rows_per_chunk);
+        self
+    }
+}
+
+/// fakesnow's log for this test binary, in a directory where the logs of runs older than a
+/// day are removed (CI runs on the same machine again and again).
+fn log_path() -> PathBuf {
+    let dir = std::env::temp_dir().join("data-jobs-fakesnow");
+    let _ = std::fs::create_dir_all(&dir);
+    let day = Duration::from_secs(86_400);
+    for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+        let stale = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .is_ok_and(|modified| modified.elapsed().is_ok_and(|age| age > day));
+        if stale {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+    dir.join(format!("{}.log", std::process::id()))
+}
+
+fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}

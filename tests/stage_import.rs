@@ -1,0 +1,509 @@
+//! stage-import on the embedded warehouse (DuckDB), through the real binary: sample files made by
+//! `sample-data` in the real sources' layouts, from a local stage and from a local S3 server.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use serde_json::Value;
+
+use crate::support::moto::moto;
+use crate::support::{Run, bin, job, run};
+
+const DAYS: [&str; 3] = ["2026-11-24", "2026-11-25", "2026-11-26"];
+
+/// A test's own stage directory and warehouse file.
+struct Setup {
+    dir: tempfile::TempDir,
+}
+
+impl Setup {
+    /// Three days of every source (with the generator's malformed lines on the middle day).
+    fn new() -> Setup {
+        let dir = tempfile::tempdir().unwrap();
+        let mut generate = Command::new(bin("sample-data"));
+        generate
+            .args(["stage", "--out"])
+            .arg(dir.path().join("stage"))
+            .args(["--days", "3", "--end", DAYS[2], "--servers", "40"])
+            .args(["--files-per-day", "2", "--rows-per-file", "60"]);
+        let out = run(generate);
+        assert_eq!(out.code, Some(0), "{out:?}");
+        Setup { dir }
+    }
+
+    fn stage(&self) -> PathBuf {
+        self.dir.path().join("stage")
+    }
+
+    fn warehouse(&self) -> PathBuf {
+        self.dir.path().join("warehouse.duckdb")
+    }
+
+    /// stage-import with the demo's environment.
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = job("stage-import");
+        command
+            .args(args)
+            .env("STAGE_ROOT", self.stage())
+            .env("RELEASE_LOCATION", "E1RELEASES")
+            .env("DIAGNOSTIC_LOCATION_ONE", "E1DIAGNOSTICS")
+            .env("DIAGNOSTIC_LOCATION_TWO", "E2DIAGNOSTICS")
+            .env("AWS_ACCOUNT_ID", "123456789012")
+            .env("WAREHOUSE_PATH", self.warehouse())
+            .env("DUCKDB_MEMORY_LIMIT", "256MB")
+            .env("DUCKDB_THREADS", "2");
+        command
+    }
+
+    fn run(&self, args: &[&str]) -> Run {
+        run(self.command(args))
+    }
+
+    fn bootstrap(&self) {
+        let out = self.run(&["bootstrap"]);
+        assert_eq!(out.code, Some(0), "{out:?}");
+    }
+
+    fn count(&self, table: &str) -> u64 {
+        let out = self.run(&["query", &format!("SELECT count(*) AS n FROM {table}")]);
+        assert_eq!(out.code, Some(0), "{out:?}");
+        out.stdout.lines().nth(2).unwrap().trim().parse().unwrap()
+    }
+}
+
+fn parse_report(out: &Run) -> Value {
+    serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: stdout {:?}", out.stdout))
+}
+
+fn files<'a>(report: &'a Value, source: &str) -> Vec<&'a Value> {
+    report["loads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["source"] == source)
+        .flat_map(|l| l["files"].as_array().unwrap())
+        .collect()
+}
+
+fn statuses(report: &Value) -> Vec<String> {
+    let mut all: Vec<String> = report["loads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|l| l["files"].as_array().unwrap())
+        .map(|f| f["status"].as_str().unwrap().to_owned())
+        .collect();
+    all.sort();
+    all.dedup();
+    all
+}
+
+#[test]
+fn every_built_in_source_loads_with_a_report_per_file() {
+    let setup = Setup::new();
+    setup.bootstrap();
+    let out = setup.run(&["all", "--from", DAYS[0], "--to", DAYS[2]]);
+    // The middle day carries malformed lines: partial success, exit code 3.
+    assert_eq!(out.code, Some(3), "{}", out.stderr);
+    let report = parse_report(&out);
+    assert_eq!(
+        report["warehouse"],
+        format!("duckdb:{}", setup.warehouse().display())
+    );
+    // 6 sources, diagnostics with two locations, 3 days.
+    assert_eq!(report["loads"].as_array().unwrap().len(), 7 * 3);
+    for load in report["loads"].as_array().unwrap() {
+        assert!(load["files_found"].as_u64().unwrap() > 0, "{load}");
+    }
+
+    // The licenses export of the middle day has one bad row: PARTIALLY_LOADED, with its line.
+    let licenses = files(&report, "licenses");
+    let bad = licenses
+        .iter()
+        .find(|f| f["file"] == format!("{}/licenses-{}.csv", DAYS[1], DAYS[1]))
+        .unwrap();
+    assert_eq!(bad["status"], "PARTIALLY_LOADED", "{bad}");
+    assert_eq!(bad["errors_seen"], 1);
+    assert_eq!(bad["rows_loaded"], 40);
+    assert!(bad["first_error_line"].as_u64().unwrap() > 40, "{bad}");
+    assert!(
+        bad["first_error"]
+            .as_str()
+            .unwrap()
+            .to_lowercase()
+            .contains("many"),
+        "{bad}"
+    );
+    // A bad CloudFront line and a bad ELB line are rejected the same way.
+    let diagnostics = files(&report, "diagnostics");
+    assert_eq!(
+        diagnostics
+            .iter()
+            .filter(|f| f["status"] == "PARTIALLY_LOADED")
+            .count(),
+        1
+    );
+    let push = files(&report, "push_proxy");
+    assert_eq!(
+        push.iter()
+            .filter(|f| f["status"] == "PARTIALLY_LOADED")
+            .count(),
+        1
+    );
+    assert_eq!(statuses(&report), ["LOADED", "PARTIALLY_LOADED"]);
+
+    // The per-file lines in the log name the file and the error.
+    assert!(
+        out.stderr.contains("partially loaded: rows rejected"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains(&format!("licenses-{}.csv", DAYS[1])));
+
+    // Rows carry their file and load time; 40 licenses a day, one rejected.
+    assert_eq!(setup.count("licenses.licenses"), 40 * 3);
+    let out = setup.run(&[
+        "query",
+        "SELECT count(DISTINCT _source_file) AS files, count(*) FILTER (WHERE _loaded_at IS NULL) AS no_time FROM diagnostics.log_entries",
+    ]);
+    let values: Vec<&str> = out
+        .stdout
+        .lines()
+        .nth(2)
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    assert_eq!(values, ["12", "0"], "{}", out.stdout);
+}
+
+#[test]
+fn a_second_run_loads_nothing_twice_and_reload_replaces_the_day() {
+    let setup = Setup::new();
+    setup.bootstrap();
+    let first = setup.run(&["licenses", "diagnostics", "--date", DAYS[2]]);
+    assert_eq!(first.code, Some(0), "{}", first.stderr);
+    let licenses = setup.count("licenses.licenses");
+    let pings = setup.count("diagnostics.log_entries");
+    assert!(licenses > 0 && pings > 0);
+
+    let second = setup.run(&["licenses", "diagnostics", "--date", DAYS[2]]);
+    assert_eq!(second.code, Some(0), "{}", second.stderr);
+    let report = parse_report(&second);
+    assert_eq!(statuses(&report), ["LOAD_SKIPPED"]);
+    assert_eq!(report["files_skipped"], 5);
+    assert_eq!(report["rows_loaded"], 0);
+    assert_eq!(setup.count("licenses.licenses"), licenses);
+    assert_eq!(setup.count("diagnostics.log_entries"), pings);
+
+    let reload = setup.run(&["licenses", "diagnostics", "--date", DAYS[2], "--reload"]);
+    assert_eq!(reload.code, Some(0), "{}", reload.stderr);
+    let report = parse_report(&reload);
+    assert_eq!(statuses(&report), ["LOADED"]);
+    assert_eq!(report["loads"][0]["reload"], true);
+    assert_eq!(
+        setup.count("licenses.licenses"),
+        licenses,
+        "replaced, not doubled"
+    );
+    assert_eq!(setup.count("diagnostics.log_entries"), pings);
+}
+
+#[test]
+fn a_day_without_files_is_its_own_outcome() {
+    let setup = Setup::new();
+    setup.bootstrap();
+    let out = setup.run(&["licenses", "--date", "2026-10-01"]);
+    assert_eq!(out.code, Some(4), "{}", out.stderr);
+    let report = parse_report(&out);
+    assert_eq!(report["loads"][0]["outcome"], "no_files");
+    assert!(
+        out.stderr
+            .contains("no files match: upstream data is missing or late")
+    );
+
+    let allowed = setup.run(&["licenses", "--date", "2026-10-01", "--allow-empty"]);
+    assert_eq!(allowed.code, Some(0), "{}", allowed.stderr);
+}
+
+#[test]
+fn an_unreadable_file_fails_alone() {
+    let setup = Setup::new();
+    setup.bootstrap();
+    let location = setup.stage().join("diagnostics/E1DIAGNOSTICS");
+    std::fs::write(
+        location.join(format!("E1DIAGNOSTICS.{}-23.deadbeef.gz", DAYS[2])),
+        b"this is not gzip",
+    )
+    .unwrap();
+    let out = setup.run(&["diagnostics", "--date", DAYS[2]]);
+    assert_eq!(out.code, Some(3), "{}", out.stderr);
+    let report = parse_report(&out);
+    let files = files(&report, "diagnostics");
+    let broken: Vec<_> = files
+        .iter()
+        .filter(|f| f["status"] == "LOAD_FAILED")
+        .collect();
+    assert_eq!(broken.len(), 1, "{files:#?}");
+    assert_eq!(
+        broken[0]["file"],
+        format!("E1DIAGNOSTICS/E1DIAGNOSTICS.{}-23.deadbeef.gz", DAYS[2])
+    );
+    assert!(files.iter().filter(|f| f["status"] == "LOADED").count() >= 3);
+    assert!(setup.count("diagnostics.log_entries") > 0);
+}
+
+#[test]
+fn bad_input_is_reported_all_at_once_before_anything_runs() {
+    let setup = Setup::new();
+    let mut command = setup.command(&["licenses", "nonsense", "releases"]);
+    command
+        .env_remove("RELEASE_LOCATION")
+        .env("STAGE_IMPORT_DATE", "2026-02-30");
+    let out = run(command);
+    assert_eq!(out.code, Some(2), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("STAGE_IMPORT_DATE: expected a date YYYY-MM-DD"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        !setup.warehouse().exists(),
+        "nothing may be created on bad input"
+    );
+
+    let out = run({
+        let mut c = setup.command(&["licenses", "nonsense", "releases", "--date", DAYS[0]]);
+        c.env_remove("RELEASE_LOCATION");
+        c
+    });
+    assert_eq!(out.code, Some(2), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("unknown source \"nonsense\" (known: all, diagnostics, licenses"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .contains("source releases: path: environment variable RELEASE_LOCATION is not set"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        !setup.warehouse().exists(),
+        "nothing may be created on bad input"
+    );
+}
+
+#[test]
+fn loading_before_bootstrap_says_what_to_do() {
+    let setup = Setup::new();
+    let out = setup.run(&["licenses", "--date", DAYS[0]]);
+    assert_eq!(out.code, Some(2), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("table licenses.licenses does not exist: run `stage-import bootstrap` first"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn bootstrap_is_idempotent_and_can_print_its_sql() {
+    let setup = Setup::new();
+    setup.bootstrap();
+    setup.bootstrap();
+    let out = setup.run(&["bootstrap", "--print", "push_proxy_de"]);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert!(
+        out.stdout
+            .starts_with("CREATE SCHEMA IF NOT EXISTS push_proxy;"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains("CREATE TABLE IF NOT EXISTS push_proxy.de_logs (")
+    );
+    assert!(out.stdout.contains("\"request_time\" TIMESTAMP"));
+    assert!(out.stdout.contains("_source_file VARCHAR NOT NULL"));
+}
+
+#[test]
+fn a_user_catalog_adds_a_source() {
+    let setup = Setup::new();
+    let exports = setup.dir.path().join("exports/2026/11/26");
+    std::fs::create_dir_all(&exports).unwrap();
+    std::fs::write(
+        exports.join("plans.tsv"),
+        "plan\tprice\nstarter\t10\npro\t42\n",
+    )
+    .unwrap();
+    let catalog = setup.dir.path().join("catalog.yml");
+    std::fs::write(
+        &catalog,
+        format!(
+            "stages:\n  exports: \"file://{}\"\n\
+             formats:\n  plans_tsv:\n    delimiter: \"\\t\"\n    skip_header: 1\n    columns:\n      \
+             - {{ name: plan, type: text }}\n      - {{ name: price, type: integer }}\n\
+             sources:\n  plans:\n    schema: billing\n    table: plans\n    stage: exports\n    \
+             path: \"{{yyyy}}/{{mm}}/{{dd}}\"\n    pattern: '.*\\.tsv'\n    format: plans_tsv\n",
+            setup.dir.path().join("exports").display()
+        ),
+    )
+    .unwrap();
+    let with_catalog = |args: &[&str]| {
+        let mut command = setup.command(args);
+        command.env("STAGE_IMPORT_CATALOG", &catalog);
+        run(command)
+    };
+    assert_eq!(with_catalog(&["bootstrap", "plans"]).code, Some(0));
+    let out = with_catalog(&["plans", "--date", "2026-11-26"]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let out = with_catalog(&[
+        "query",
+        "SELECT plan, price, _source_file FROM billing.plans ORDER BY price",
+    ]);
+    assert_eq!(
+        out.stdout,
+        "plan     price  _source_file\n-------  -----  --------------------\nstarter  10     2026/11/26/plans.tsv\npro      42     2026/11/26/plans.tsv\n"
+    );
+}
+
+#[test]
+fn sigterm_during_a_load_leaves_nothing_half_loaded() {
+    let setup = Setup::new();
+    setup.bootstrap();
+    // One big file, so that the load is still running when the signal comes.
+    let out = run({
+        let mut c = Command::new(bin("sample-data"));
+        c.args(["cloudfront", "--out"]).arg(setup.stage()).args([
+            "--date",
+            "2026-11-20",
+            "--files",
+            "1",
+            "--rows-per-file",
+            "1000000",
+        ]);
+        c
+    });
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let mut command = setup.command(&["diagnostics", "--date", "2026-11-20"]);
+    command
+        .env("DUCKDB_THREADS", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = command.spawn().unwrap();
+    // Signal as soon as the load starts: the log says so just before it does.
+    let mut stderr_lines = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut stderr = String::new();
+    loop {
+        let mut line = String::new();
+        let n = std::io::BufRead::read_line(&mut stderr_lines, &mut line).unwrap();
+        stderr.push_str(&line);
+        assert!(n > 0, "the job ended before loading: {stderr}");
+        if line.contains("files found") {
+            break;
+        }
+    }
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    std::io::Read::read_to_string(&mut stderr_lines, &mut stderr).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("received SIGTERM: stopping"), "{stderr}");
+    assert_eq!(
+        setup.count("diagnostics.log_entries"),
+        0,
+        "the interrupted load rolled back"
+    );
+    // The next run loads the day whole.
+    let again = setup.run(&["diagnostics", "--date", "2026-11-20", "--allow-empty"]);
+    assert_eq!(again.code, Some(0), "{}", again.stderr);
+    let loaded = setup.count("diagnostics.log_entries");
+    assert_eq!(loaded, 1_000_000, "{}", again.stderr);
+}
+
+#[test]
+fn an_s3_stage_is_listed_and_loaded_like_a_local_one() {
+    let Some(moto) = moto() else { return };
+    let setup = Setup::new();
+    let bucket = format!("stage-test-{}", std::process::id());
+    moto.upload_dir(&bucket, "raw/", &setup.stage());
+    setup.bootstrap();
+    let secret = "s3-secret-Kq8vX2pL";
+    let mut command = setup.command(&["all", "--date", DAYS[1], "--log-level", "debug"]);
+    command
+        .env("STAGE_ROOT", format!("s3://{bucket}/raw"))
+        .env("S3_ENDPOINT_URL", &moto.endpoint)
+        .env("AWS_ACCESS_KEY_ID", "test-key")
+        .env("AWS_SECRET_ACCESS_KEY", secret);
+    let out = run(command);
+    assert_eq!(out.code, Some(3), "{}", out.stderr);
+    let report = parse_report(&out);
+    assert_eq!(report["loads"].as_array().unwrap().len(), 7);
+    assert_eq!(statuses(&report), ["LOADED", "PARTIALLY_LOADED"]);
+    assert_eq!(setup.count("licenses.licenses"), 40);
+    assert!(
+        out.stderr.contains("preflight listed the stages"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        !out.stderr.contains(secret),
+        "the AWS secret reached the log"
+    );
+
+    let missing_keys = {
+        let mut c = setup.command(&["licenses", "--date", DAYS[1]]);
+        c.env("STAGE_ROOT", format!("s3://{bucket}/raw"));
+        run(c)
+    };
+    assert_eq!(missing_keys.code, Some(2), "{}", missing_keys.stderr);
+    assert!(
+        missing_keys
+            .stderr
+            .contains("S3 stages need AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
+    );
+}
+
+#[test]
+fn help_and_schema_list_the_original_variable_names() {
+    let out = run({
+        let mut c = job("stage-import");
+        c.arg("--env-schema");
+        c
+    });
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let schema: Value = serde_json::from_str(&out.stdout).unwrap();
+    let names: Vec<&str> = schema["variables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["name"].as_str().unwrap())
+        .collect();
+    for name in [
+        "RELEASE_LOCATION",
+        "DIAGNOSTIC_LOCATION_ONE",
+        "DIAGNOSTIC_LOCATION_TWO",
+        "AWS_ACCOUNT_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "STAGE_IMPORT_DATE",
+    ] {
+        assert!(names.contains(&name), "{name} missing");
+    }
+    let help = run({
+        let mut c = job("stage-import");
+        c.arg("--help");
+        c
+    });
+    assert!(
+        help.stdout.contains("--date <STAGE_IMPORT_DATE>"),
+        "{}",
+        help.stdout
+    );
+    assert!(help.stdout.contains("bootstrap"));
+}

@@ -1,0 +1,61 @@
+//! A local S3 server (moto, from the project venv) for the tests: one per test binary, a bucket
+//! per test. Objects are put with boto3 from the same venv, as a real client would.
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::OnceLock;
+
+use super::{free_port, missing, spawn_server, venv_tool, wait_for_port};
+
+pub struct Moto {
+    pub endpoint: String,
+}
+
+/// The shared server, or `None` when moto is missing outside CI.
+pub fn moto() -> Option<&'static Moto> {
+    static MOTO: OnceLock<Option<Moto>> = OnceLock::new();
+    MOTO.get_or_init(|| {
+        let Some(server) = venv_tool("moto_server") else {
+            missing("moto_server (run `make venv`)");
+            return None;
+        };
+        let port = free_port();
+        // The watchdog shell lives as long as this process; reaping it is the OS's job.
+        let watchdog = spawn_server(&server, &["-H", "127.0.0.1", "-p", &port.to_string()]);
+        std::mem::forget(watchdog);
+        wait_for_port(port, "moto_server");
+        Some(Moto {
+            endpoint: format!("http://127.0.0.1:{port}"),
+        })
+    })
+    .as_ref()
+}
+
+impl Moto {
+    /// Creates `bucket` and uploads every file below `dir` under `prefix`.
+    pub fn upload_dir(&self, bucket: &str, prefix: &str, dir: &Path) {
+        let python = venv_tool("python").expect("venv python");
+        let script = r#"
+import os, sys, boto3
+endpoint, bucket, prefix, root = sys.argv[1:5]
+s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
+                  aws_access_key_id="test-key", aws_secret_access_key="test-secret")
+s3.create_bucket(Bucket=bucket)
+for base, _, files in os.walk(root):
+    for name in files:
+        path = os.path.join(base, name)
+        key = prefix + os.path.relpath(path, root).replace(os.sep, "/")
+        s3.upload_file(path, bucket, key)
+"#;
+        let status = Command::new(python)
+            .args(["-c", script, &self.endpoint, bucket, prefix])
+            .arg(dir)
+            .status()
+            .expect("run boto3 upload");
+        assert!(
+            status.success(),
+            "uploading {} to s3://{bucket}/{prefix} failed",
+            dir.display()
+        );
+    }
+}
