@@ -44,6 +44,7 @@ read -r alone_s alone_kb < <(measure alone "$venv/bin/python" -c "
 import duckdb, glob, sys
 con = duckdb.connect('$work/alone.duckdb', config={'memory_limit': '${DUCKDB_MEMORY_LIMIT:-1GB}'})
 con.execute('SET preserve_insertion_order = false')
+con.execute('SET enable_progress_bar = false')
 files = sorted(glob.glob('$work/stage/diagnostics/**/*.gz', recursive=True))
 con.execute('''CREATE TABLE t AS SELECT * FROM read_csv(\$files, columns = {$columns}, auto_detect = false,
   header = false, skip = 2, delim = '\t', quote = '', escape = '', nullstr = '-', null_padding = true,
