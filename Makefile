@@ -18,7 +18,7 @@ STATIC_RUSTFLAGS := -C target-feature=+crt-static
 VENV ?= $(CURDIR)/.venv
 export DATA_JOBS_VENV := $(VENV)
 
-.PHONY: help build release images test demo fmt lint clean venv bench-pg-job bench-stage-import demo-pg-job
+.PHONY: help build release images test demo fmt lint clean venv bench-pg-job bench-stage-import bench-permissions demo-pg-job
 
 help:
 	@echo "make demo    run the main job on the embedded default (nothing else needed)"
@@ -64,6 +64,9 @@ bench-pg-job:
 
 bench-stage-import:
 	bench/stage-import-load.sh
+
+bench-permissions:
+	bench/permissions/run.sh
 
 fmt:
 	cargo fmt --all

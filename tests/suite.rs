@@ -2,6 +2,7 @@
 //! need the binaries built first (`make test` does it: `cargo build --workspace`).
 
 mod images;
+mod permissions;
 mod pg_job;
 mod stage_import;
 mod stage_import_snowflake;

@@ -4,6 +4,7 @@
 #![allow(clippy::print_stderr, clippy::disallowed_methods)]
 
 pub mod fakesnow;
+pub mod grant_emulator;
 pub mod moto;
 pub mod postgres;
 pub mod receiver;
