@@ -7,8 +7,8 @@ SHELL := bash
 CARGO_TARGET_DIR ?= $(CURDIR)/target
 export CARGO_TARGET_DIR
 
-# The jobs that ship as images (every crate but the shared kit).
-JOBS := webhook-alert pg-job
+# The jobs that ship as images (every binary crate but the sample-data tool).
+JOBS := webhook-alert pg-job stage-import permissions
 # Images hold static binaries: glibc linked in, so FROM scratch needs nothing else. The
 # explicit --target keeps the flag off build scripts and proc-macros.
 IMAGE_TARGET := x86_64-unknown-linux-gnu
@@ -17,8 +17,14 @@ STATIC_RUSTFLAGS := -C target-feature=+crt-static
 # Python tools the tests run as local servers (fakesnow, moto), in a project venv.
 VENV ?= $(CURDIR)/.venv
 export DATA_JOBS_VENV := $(VENV)
+# Airflow, the Kubernetes schemas and yamllint for the deployment checks, apart from the above.
+DEPLOY_VENV ?= $(CURDIR)/.venv-deploy
+export DATA_JOBS_DEPLOY_VENV := $(DEPLOY_VENV)
+# make run-<job>: the debug binary with the variables of ENV_FILE and the arguments in ARGS.
+ENV_FILE ?= .env
+ARGS ?=
 
-.PHONY: help build release images test demo fmt lint clean venv bench-pg-job bench-stage-import bench-permissions demo-pg-job
+.PHONY: help build release images test demo fmt lint clean venv bench-pg-job bench-stage-import bench-stage-import-listing bench-permissions bench-images demo-pg-job
 
 help:
 	@echo "make demo    run the main job on the embedded default (nothing else needed)"
@@ -30,17 +36,32 @@ help:
 build:
 	cargo build --workspace --bins
 
+# --no-default-features leaves stage-import's embedded DuckDB out: production loads into
+# Snowflake, and DuckDB would add ~50 MB and a 30-minute C++ build at -O3.
 release:
-	RUSTFLAGS="$(STATIC_RUSTFLAGS)" cargo build --release --target $(IMAGE_TARGET) $(addprefix -p ,$(JOBS))
+	RUSTFLAGS="$(STATIC_RUSTFLAGS)" cargo build --release --no-default-features --target $(IMAGE_TARGET) $(addprefix -p ,$(JOBS))
 
 images: release
 	@for job in $(JOBS); do docker/build-image.sh $$job; done
 
-venv: $(VENV)/.installed
+venv: $(VENV)/.installed $(DEPLOY_VENV)/.installed
 $(VENV)/.installed: tests/requirements.txt
 	python3 -m venv "$(VENV)"
 	"$(VENV)/bin/pip" install --quiet --disable-pip-version-check -r tests/requirements.txt
 	touch "$@"
+$(DEPLOY_VENV)/.installed: tests/deploy/requirements.txt
+	python3 -m venv "$(DEPLOY_VENV)"
+	"$(DEPLOY_VENV)/bin/pip" install --quiet --disable-pip-version-check -r tests/deploy/requirements.txt
+	touch "$@"
+
+# e.g. make run-pg-job ARGS=account-arr ENV_FILE=prod.env. The file holds NAME=value lines (as
+# `docker run --env-file` reads them: no quotes, no expansion); its variables win over the shell's.
+run-%: build
+	@[ -f "$(ENV_FILE)" ] || { echo "run-$*: no env file $(ENV_FILE) (set ENV_FILE=...)" >&2; exit 2; }
+	@[ -x "$(CARGO_TARGET_DIR)/debug/$*" ] || { echo "run-$*: no job named $*" >&2; exit 2; }
+	@while IFS= read -r line || [ -n "$$line" ]; do \
+	  case "$$line" in ''|'#'*) continue ;; esac; export "$$line"; \
+	done < "$(ENV_FILE)"; exec "$(CARGO_TARGET_DIR)/debug/$*" $(ARGS)
 
 # cargo prints one "test result" line per test binary; the last line here sums them up.
 test: build release venv
@@ -49,10 +70,12 @@ test: build release venv
 	  "$(CARGO_TARGET_DIR)/test.log"; \
 	exit $$status
 
+# The same cargo invocation as `make build` and `make test`: DuckDB's build script is keyed on the
+# invocation's features, so one selection everywhere means its C++ compiles once per machine.
 demo:
 	@echo "The first build compiles DuckDB's C++ (the embedded warehouse): about 30 minutes on 2 cores,"
 	@echo "once; cargo shows its progress. Later builds take seconds."
-	cargo build -p stage-import -p sample-data
+	cargo build --workspace --bins
 	@scripts/demo.sh
 
 # pg-job on seed data in a throwaway local PostgreSQL (needs PostgreSQL's server binaries).
@@ -65,8 +88,14 @@ bench-pg-job:
 bench-stage-import:
 	bench/stage-import-load.sh
 
+bench-stage-import-listing: venv
+	bench/stage-import-listing.sh
+
 bench-permissions:
 	bench/permissions/run.sh
+
+bench-images: venv
+	bench/images/run.sh
 
 fmt:
 	cargo fmt --all

@@ -13,7 +13,7 @@ venv=${DATA_JOBS_VENV:-${VENV:-.venv}}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-cargo build -q -p stage-import -p sample-data
+cargo build -q --workspace --bins
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
 "$venv/bin/python" -c "import duckdb" 2>/dev/null || "$venv/bin/pip" install -q duckdb
 

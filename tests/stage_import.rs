@@ -7,6 +7,7 @@ use std::process::Command;
 use serde_json::Value;
 
 use crate::support::moto::moto;
+use crate::support::report::{files, parse_report, statuses};
 use crate::support::{Run, bin, job, run};
 
 const DAYS: [&str; 3] = ["2026-11-24", "2026-11-25", "2026-11-26"];
@@ -69,33 +70,6 @@ impl Setup {
         assert_eq!(out.code, Some(0), "{out:?}");
         out.stdout.lines().nth(2).unwrap().trim().parse().unwrap()
     }
-}
-
-fn parse_report(out: &Run) -> Value {
-    serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: stdout {:?}", out.stdout))
-}
-
-fn files<'a>(report: &'a Value, source: &str) -> Vec<&'a Value> {
-    report["loads"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|l| l["source"] == source)
-        .flat_map(|l| l["files"].as_array().unwrap())
-        .collect()
-}
-
-fn statuses(report: &Value) -> Vec<String> {
-    let mut all: Vec<String> = report["loads"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|l| l["files"].as_array().unwrap())
-        .map(|f| f["status"].as_str().unwrap().to_owned())
-        .collect();
-    all.sort();
-    all.dedup();
-    all
 }
 
 #[test]
@@ -506,4 +480,28 @@ fn help_and_schema_list_the_original_variable_names() {
         help.stdout
     );
     assert!(help.stdout.contains("bootstrap"));
+}
+
+#[test]
+fn an_s3_error_is_one_readable_line() {
+    let Some(moto) = moto() else { return };
+    let setup = Setup::new();
+    setup.bootstrap();
+    let mut command = setup.command(&["licenses", "--date", DAYS[1]]);
+    command
+        .env("STAGE_ROOT", "s3://no-such-bucket-here/raw")
+        .env("S3_ENDPOINT_URL", &moto.endpoint)
+        .env("AWS_ACCESS_KEY_ID", "test-key")
+        .env("AWS_SECRET_ACCESS_KEY", "test-secret");
+    let out = run(command);
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    let last = out.stderr.trim().lines().last().unwrap();
+    assert!(
+        last.contains("s3://no-such-bucket-here/raw/")
+            && last.contains("cannot list: NoSuchBucket: The specified bucket does not exist"),
+        "{last}"
+    );
+    // The SDK's Debug rendering (the whole response, headers and all) stays out of the log.
+    assert!(!out.stderr.contains("Response {"), "{}", out.stderr);
+    assert!(last.len() < 300, "{last}");
 }

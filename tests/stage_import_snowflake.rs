@@ -1,11 +1,18 @@
 //! stage-import on Snowflake, through the real binary, against fakesnow behind its compatibility
-//! proxy (`support::fakesnow`): configuration, login failures, bootstrap from nothing (twice),
-//! a day without files, and no secret in the output. Each test has a database of its own.
+//! proxy (`support::fakesnow`). Each test has a database of its own.
 //!
-//! Loading itself is not covered here yet: fakesnow cannot run a transforming
-//! `COPY INTO ... FROM (SELECT $1, ..., METADATA$FILENAME ...)` nor `ON_ERROR = 'CONTINUE'`
-//! (see crates/stage-import/README.md); the COPY text and the reading of its result are unit
-//! tests in `warehouse/snowflake.rs`.
+//! fakesnow cannot run the COPY stage-import sends (a transforming
+//! `COPY INTO ... FROM (SELECT $1, ..., METADATA$FILENAME ...)` with `ON_ERROR = 'CONTINUE'`):
+//! the proxy answers COPY INTO itself (`tests/snowflake_compat/copy_into.py`), reading the
+//! stage's `file://` files with the file format bootstrap created and inserting the rows into
+//! fakesnow on the job's own session. `copy_emulator_answers_as_snowflake_documents` checks that
+//! emulation with Snowflake's own Python connector (`check_copy.py`); the other tests cover
+//! configuration, login failures, bootstrap, and loading: every built-in source over a backfill
+//! with malformed lines (per-file report, exit 3), an unreadable file, a second run that loads
+//! nothing twice, `--reload` replacing a day, SIGTERM during a reload (nothing committed, 130),
+//! a user catalog, and the preflight listing S3 (moto) while the stage reads the same files on
+//! disk. The files are `sample-data`'s, as in `stage_import.rs`, whose DuckDB runs give the same
+//! reports.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -13,13 +20,17 @@ use std::process::Command;
 use serde_json::Value;
 
 use crate::support::fakesnow::{FakeSnow, Rule, server};
+use crate::support::moto::moto;
+use crate::support::report::{files, parse_report, statuses};
 use crate::support::{Run, bin, job, run};
 
 const PASSWORD: &str = "pw-Sn0wfl4ke-do-not-log";
 const AWS_SECRET: &str = "aws-secret-do-not-print";
 const DAY: &str = "2026-11-26";
+/// The generated days; the middle one has the generator's malformed lines.
+const DAYS: [&str; 3] = ["2026-11-24", "2026-11-25", DAY];
 
-/// A test's stage directory (one day of every source) and database.
+/// A test's stage directory (three days of every source) and database.
 struct Setup {
     dir: tempfile::TempDir,
     database: String,
@@ -33,7 +44,7 @@ impl Setup {
         generate
             .args(["stage", "--out"])
             .arg(dir.path().join("stage"))
-            .args(["--days", "1", "--end", DAY, "--servers", "10"])
+            .args(["--days", "3", "--end", DAY, "--servers", "10"])
             .args(["--files-per-day", "1", "--rows-per-file", "20"]);
         let out = run(generate);
         assert_eq!(out.code, Some(0), "{out:?}");
@@ -73,13 +84,38 @@ impl Setup {
     }
 
     fn run(&self, args: &[&str]) -> Run {
-        let out = run(self.command(args));
+        self.run_command(self.command(args))
+    }
+
+    fn run_command(&self, command: Command) -> Run {
+        let out = run(command);
         assert!(
             !self.dir.path().join("must-not-exist.duckdb").exists(),
             "the embedded warehouse ran"
         );
         assert_no_secret(&out);
         out
+    }
+
+    fn bootstrap(&self) {
+        let out = self.run(&["bootstrap"]);
+        assert_eq!(out.code, Some(0), "{}", out.stderr);
+    }
+
+    /// The rows of a query, each a line of `stage-import query`'s table split on whitespace.
+    fn query(&self, sql: &str) -> Vec<Vec<String>> {
+        let out = self.run(&["query", sql]);
+        assert_eq!(out.code, Some(0), "{}", out.stderr);
+        out.stdout
+            .lines()
+            .skip(2)
+            .map(|l| l.split_whitespace().map(str::to_owned).collect())
+            .collect()
+    }
+
+    fn count(&self, table: &str) -> u64 {
+        let rows = self.query(&format!("SELECT COUNT(*) AS n FROM {table}"));
+        rows[0][0].parse().unwrap()
     }
 }
 
@@ -257,4 +293,384 @@ fn loading_before_bootstrap_says_what_to_do() {
         "{}",
         out.stderr
     );
+}
+
+#[test]
+fn copy_emulator_answers_as_snowflake_documents() {
+    let Some(snow) = server() else { return };
+    let python = crate::support::venv_tool("python").expect("the venv that runs fakesnow");
+    let database = snow.database("sf_copy_emulator");
+    let scratch = tempfile::tempdir().unwrap();
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("snowflake_compat/check_copy.py");
+    let out = run({
+        let mut c = Command::new(python);
+        c.arg(&script)
+            .arg(snow.base_url())
+            .arg(&database)
+            .arg(scratch.path());
+        c
+    });
+    assert_eq!(
+        out.code,
+        Some(0),
+        "check_copy.py failed:\n{}\n{}",
+        out.stdout,
+        out.stderr
+    );
+    assert_eq!(out.stdout.trim(), "ok");
+}
+
+#[test]
+fn every_built_in_source_loads_over_a_backfill_with_a_report_per_file() {
+    let Some(snow) = server() else { return };
+    let setup = Setup::new(snow, "sf_every_source");
+    setup.bootstrap();
+    let out = setup.run(&["all", "--from", DAYS[0], "--to", DAYS[2]]);
+    // The middle day carries malformed lines: partial success, exit code 3.
+    assert_eq!(out.code, Some(3), "{}", out.stderr);
+    let report = parse_report(&out);
+    let loads = report["loads"].as_array().unwrap();
+    // 6 sources, diagnostics with two locations, 3 days, day by day in order.
+    assert_eq!(loads.len(), 7 * 3);
+    let dates: Vec<&str> = loads.iter().map(|l| l["date"].as_str().unwrap()).collect();
+    let mut sorted = dates.clone();
+    sorted.sort();
+    assert_eq!(dates, sorted, "days in order");
+    for load in loads {
+        assert!(load["files_found"].as_u64().unwrap() > 0, "{load}");
+    }
+
+    // The licenses export of the middle day has one bad row: PARTIALLY_LOADED, with its line.
+    let licenses = files(&report, "licenses");
+    let bad = licenses
+        .iter()
+        .find(|f| f["file"] == format!("{}/licenses-{}.csv", DAYS[1], DAYS[1]))
+        .unwrap();
+    assert_eq!(bad["status"], "PARTIALLY_LOADED", "{bad}");
+    assert_eq!(bad["errors_seen"], 1);
+    assert_eq!(bad["rows_parsed"], 11);
+    assert_eq!(bad["rows_loaded"], 10);
+    assert!(bad["first_error_line"].as_u64().unwrap() > 10, "{bad}");
+    assert!(
+        bad["first_error"].as_str().unwrap().contains("'many'"),
+        "{bad}"
+    );
+    // A bad CloudFront line and a bad ELB line are rejected the same way.
+    for source in ["diagnostics", "push_proxy"] {
+        let partial: Vec<_> = files(&report, source)
+            .into_iter()
+            .filter(|f| f["status"] == "PARTIALLY_LOADED")
+            .collect();
+        assert_eq!(partial.len(), 1, "{source}: {partial:#?}");
+        assert_eq!(partial[0]["errors_seen"], 1, "{source}: {partial:#?}");
+    }
+    assert_eq!(statuses(&report), ["LOADED", "PARTIALLY_LOADED"]);
+    assert!(
+        out.stderr.contains("partially loaded: rows rejected"),
+        "{}",
+        out.stderr
+    );
+
+    // What the report says was loaded is in the tables; rows carry their file (its path below
+    // the stage, as in the report) and load time.
+    assert_eq!(setup.count("licenses.licenses"), 10 * 3);
+    let reported: u64 = loads
+        .iter()
+        .filter(|l| l["source"] == "diagnostics")
+        .map(|l| l["rows_loaded"].as_u64().unwrap())
+        .sum();
+    assert_eq!(setup.count("diagnostics.log_entries"), reported);
+    let sources = setup.query("SELECT DISTINCT _source_file FROM licenses.licenses ORDER BY 1");
+    let expected: Vec<Vec<String>> = DAYS
+        .iter()
+        .map(|d| vec![format!("{d}/licenses-{d}.csv")])
+        .collect();
+    assert_eq!(sources, expected);
+    let values = setup.query(
+        "SELECT COUNT(DISTINCT _source_file) AS files, \
+         COUNT_IF(_loaded_at IS NULL) AS no_time FROM diagnostics.log_entries",
+    );
+    assert_eq!(values, [["6", "0"]]);
+    // Typed on the way in: numbers, dates and quoted fields with newlines.
+    let license = setup.query(&format!(
+        "SELECT seats, starts_at, is_trial FROM licenses.licenses \
+         WHERE license_id = 'lic-000000' AND _source_file LIKE '{}%'",
+        DAYS[2]
+    ));
+    assert_eq!(license.len(), 1, "{license:?}");
+    assert_eq!(license[0][0], "50");
+    assert_eq!(license[0][2], "true");
+}
+
+#[test]
+fn an_unreadable_file_fails_alone() {
+    let Some(snow) = server() else { return };
+    let setup = Setup::new(snow, "sf_unreadable");
+    let boot = setup.run(&["bootstrap", "diagnostics"]);
+    assert_eq!(boot.code, Some(0), "{}", boot.stderr);
+    let location = setup.stage().join("diagnostics/E1DIAGNOSTICS");
+    std::fs::write(
+        location.join(format!("E1DIAGNOSTICS.{DAY}-23.deadbeef.gz")),
+        b"this is not gzip",
+    )
+    .unwrap();
+    let out = setup.run(&["diagnostics", "--date", DAY]);
+    assert_eq!(out.code, Some(3), "{}", out.stderr);
+    let report = parse_report(&out);
+    let files = files(&report, "diagnostics");
+    let broken: Vec<_> = files
+        .iter()
+        .filter(|f| f["status"] == "LOAD_FAILED")
+        .collect();
+    assert_eq!(broken.len(), 1, "{files:#?}");
+    assert_eq!(
+        broken[0]["file"],
+        format!("E1DIAGNOSTICS/E1DIAGNOSTICS.{DAY}-23.deadbeef.gz")
+    );
+    assert!(
+        broken[0]["first_error"]
+            .as_str()
+            .unwrap()
+            .contains("decompression"),
+        "{broken:#?}"
+    );
+    assert_eq!(
+        files.iter().filter(|f| f["status"] == "LOADED").count(),
+        2,
+        "{files:#?}"
+    );
+    assert!(setup.count("diagnostics.log_entries") > 0);
+}
+
+#[test]
+fn a_second_run_loads_nothing_twice_and_reload_replaces_the_day() {
+    let Some(snow) = server() else { return };
+    let setup = Setup::new(snow, "sf_rerun");
+    setup.bootstrap();
+    let first = setup.run(&["licenses", "diagnostics", "--date", DAY]);
+    assert_eq!(first.code, Some(0), "{}", first.stderr);
+    assert_eq!(statuses(&parse_report(&first)), ["LOADED"]);
+    let licenses = setup.count("licenses.licenses");
+    let pings = setup.count("diagnostics.log_entries");
+    assert_eq!(licenses, 10);
+    assert!(pings > 0);
+
+    // Snowflake's load metadata skips every file: the report says so, per file.
+    let second = setup.run(&["licenses", "diagnostics", "--date", DAY]);
+    assert_eq!(second.code, Some(0), "{}", second.stderr);
+    let report = parse_report(&second);
+    assert_eq!(statuses(&report), ["LOAD_SKIPPED"]);
+    assert_eq!(report["files_skipped"], 3);
+    assert_eq!(report["rows_loaded"], 0);
+    assert!(
+        second.stderr.contains("skipped: loaded before"),
+        "{}",
+        second.stderr
+    );
+    assert_eq!(setup.count("licenses.licenses"), licenses);
+    assert_eq!(setup.count("diagnostics.log_entries"), pings);
+
+    // --reload deletes the day's files' rows and loads them again, in one transaction.
+    let reload = setup.run(&["licenses", "diagnostics", "--date", DAY, "--reload"]);
+    assert_eq!(reload.code, Some(0), "{}", reload.stderr);
+    let report = parse_report(&reload);
+    assert_eq!(statuses(&report), ["LOADED"]);
+    assert_eq!(report["loads"][0]["reload"], true);
+    assert_eq!(report["rows_loaded"], licenses + pings);
+    assert_eq!(
+        setup.count("licenses.licenses"),
+        licenses,
+        "replaced, not doubled"
+    );
+    assert_eq!(setup.count("diagnostics.log_entries"), pings);
+    // The other days were not touched, and a load after the reload still skips the day.
+    let other = setup.run(&["licenses", "--date", DAYS[0]]);
+    assert_eq!(other.code, Some(0), "{}", other.stderr);
+    assert_eq!(setup.count("licenses.licenses"), licenses * 2);
+    let reload_again = setup.run(&["licenses", "--date", DAY, "--reload"]);
+    assert_eq!(reload_again.code, Some(0), "{}", reload_again.stderr);
+    assert_eq!(setup.count("licenses.licenses"), licenses * 2);
+    let after = setup.run(&["licenses", "--date", DAY]);
+    assert_eq!(statuses(&parse_report(&after)), ["LOAD_SKIPPED"]);
+}
+
+#[test]
+fn sigterm_during_a_reload_commits_nothing() {
+    let Some(snow) = server() else { return };
+    let setup = Setup::new(snow, "sf_sigterm");
+    let boot = setup.run(&["bootstrap", "diagnostics"]);
+    assert_eq!(boot.code, Some(0), "{}", boot.stderr);
+    // A day of its own, so that the held statement is this test's alone.
+    let day = "2026-11-20";
+    let out = run({
+        let mut c = Command::new(bin("sample-data"));
+        c.args(["cloudfront", "--out"]).arg(setup.stage()).args([
+            "--date",
+            day,
+            "--files",
+            "1",
+            "--rows-per-file",
+            "50",
+        ]);
+        c
+    });
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let first = setup.run(&["diagnostics", "--date", day, "--allow-empty"]);
+    assert_eq!(first.code, Some(0), "{}", first.stderr);
+    let loaded = setup.count("diagnostics.log_entries");
+    assert_eq!(loaded, 50);
+
+    // The reload's DELETE runs; its COPY is held until the job aborts it.
+    let copy = format!("FILES = ('E1DIAGNOSTICS/E1DIAGNOSTICS.{day}");
+    snow.script(Rule::statement(&copy).hang(60));
+    let mut command = setup.command(&["diagnostics", "--date", day, "--allow-empty", "--reload"]);
+    command
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let child = command.spawn().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while snow.events_of("statement", &copy).len() < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the reload's COPY never came"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let waited = std::time::Instant::now();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(
+        waited.elapsed() < std::time::Duration::from_secs(20),
+        "the held COPY was not aborted: {stderr}"
+    );
+    assert!(stderr.contains("received SIGTERM: stopping"), "{stderr}");
+    let held = snow.events_of("statement", &copy).pop().unwrap();
+    assert!(
+        snow.events_of("abort", "")
+            .iter()
+            .any(|e| e["request_id"] == held["request_id"]),
+        "no abort-request for the held COPY reached the server"
+    );
+    assert_eq!(
+        setup.count("diagnostics.log_entries"),
+        loaded,
+        "the interrupted reload's DELETE was rolled back"
+    );
+    // The day is still recorded as loaded: the next run skips it.
+    let again = setup.run(&["diagnostics", "--date", day, "--allow-empty"]);
+    assert_eq!(again.code, Some(0), "{}", again.stderr);
+    assert_eq!(statuses(&parse_report(&again)), ["LOAD_SKIPPED"]);
+    assert_eq!(setup.count("diagnostics.log_entries"), loaded);
+}
+
+#[test]
+fn a_user_catalog_adds_a_source() {
+    let Some(snow) = server() else { return };
+    let setup = Setup::new(snow, "sf_catalog");
+    let exports = setup.dir.path().join("exports/2026/11/26");
+    std::fs::create_dir_all(&exports).unwrap();
+    std::fs::write(
+        exports.join("plans.tsv"),
+        "plan\tprice\nstarter\t10\npro\t42\nbroken\tfree\n",
+    )
+    .unwrap();
+    let catalog = setup.dir.path().join("catalog.yml");
+    std::fs::write(
+        &catalog,
+        format!(
+            "stages:\n  exports: \"file://{}\"\n\
+             formats:\n  plans_tsv:\n    delimiter: \"\\t\"\n    skip_header: 1\n    columns:\n      \
+             - {{ name: plan, type: text }}\n      - {{ name: price, type: integer }}\n\
+             sources:\n  plans:\n    schema: billing\n    table: plans\n    stage: exports\n    \
+             path: \"{{yyyy}}/{{mm}}/{{dd}}\"\n    pattern: '.*\\.tsv'\n    format: plans_tsv\n",
+            setup.dir.path().join("exports").display()
+        ),
+    )
+    .unwrap();
+    let with_catalog = |args: &[&str]| {
+        let mut command = setup.command(args);
+        command.env("STAGE_IMPORT_CATALOG", &catalog);
+        setup.run_command(command)
+    };
+    let boot = with_catalog(&["bootstrap", "plans"]);
+    assert_eq!(boot.code, Some(0), "{}", boot.stderr);
+    let out = with_catalog(&["plans", "--date", DAY]);
+    // Its only file has a rejected row (more than STAGE_IMPORT_MAX_ERRORS_PER_FILE's 0): every
+    // file of the run failed, exit 1, as on the embedded warehouse.
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    let report = parse_report(&out);
+    let plans = files(&report, "plans");
+    assert_eq!(plans.len(), 1);
+    assert_eq!(plans[0]["file"], "2026/11/26/plans.tsv");
+    assert_eq!(plans[0]["status"], "PARTIALLY_LOADED");
+    assert_eq!(plans[0]["rows_loaded"], 2);
+    assert_eq!(plans[0]["first_error_line"], 4);
+    let out = with_catalog(&[
+        "query",
+        "SELECT plan, price, _source_file FROM billing.plans ORDER BY price",
+    ]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let rows: Vec<Vec<&str>> = out
+        .stdout
+        .lines()
+        .skip(2)
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ["starter", "10", "2026/11/26/plans.tsv"],
+            ["pro", "42", "2026/11/26/plans.tsv"]
+        ]
+    );
+}
+
+#[test]
+fn the_preflight_lists_s3_while_the_stage_reads_the_same_files() {
+    let Some(snow) = server() else { return };
+    let Some(moto) = moto() else { return };
+    let setup = Setup::new(snow, "sf_s3");
+    // Bootstrap points Snowflake's stages at the files on disk (fakesnow cannot reach S3);
+    // the load's listing comes from the same files in S3, as in production.
+    setup.bootstrap();
+    let bucket = format!("sf-stage-test-{}", std::process::id());
+    moto.upload_dir(&bucket, "raw/", &setup.stage());
+    // On disk only: a listing of the disk would find it.
+    std::fs::write(
+        setup.stage().join(format!(
+            "licenses/{}/licenses-extra-{}.csv",
+            DAYS[1], DAYS[1]
+        )),
+        "license_id\nlic-extra\n",
+    )
+    .unwrap();
+    let mut command = setup.command(&["all", "--date", DAYS[1]]);
+    command
+        .env("STAGE_ROOT", format!("s3://{bucket}/raw"))
+        .env("S3_ENDPOINT_URL", &moto.endpoint)
+        .env("AWS_ACCESS_KEY_ID", "test-key")
+        .env("AWS_SECRET_ACCESS_KEY", AWS_SECRET);
+    let out = setup.run_command(command);
+    assert_eq!(out.code, Some(3), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("preflight listed the stages"),
+        "{}",
+        out.stderr
+    );
+    let report = parse_report(&out);
+    assert_eq!(report["loads"].as_array().unwrap().len(), 7);
+    assert_eq!(statuses(&report), ["LOADED", "PARTIALLY_LOADED"]);
+    let licenses = files(&report, "licenses");
+    assert_eq!(
+        licenses.len(),
+        1,
+        "listed from S3, not the disk: {licenses:#?}"
+    );
+    assert_eq!(licenses[0]["rows_loaded"], 10);
+    assert_eq!(setup.count("licenses.licenses"), 10);
 }

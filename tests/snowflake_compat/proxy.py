@@ -13,7 +13,19 @@ no fakesnow workaround):
   PYTHON_CONNECTOR_QUERY_RESULT_FORMAT or QUERY_RESULT_FORMAT parameter) gets them in
   Snowflake's JSON encodings (fakesnow always answers a query in Arrow);
 - the statements of one session reach fakesnow one at a time (fakesnow runs a session on one
-  DuckDB cursor, which threads must not share; Snowflake runs them concurrently).
+  DuckDB cursor, which threads must not share; Snowflake runs them concurrently);
+- COPY INTO <table>, which fakesnow cannot run as clients send it (a transforming
+  `FROM (SELECT $1, ..., METADATA$FILENAME ...)`, ON_ERROR = 'CONTINUE'), is answered by the
+  proxy itself (copy_into.py, whose doc says what it does and does not emulate): it reads the
+  `file://` stage that a CREATE STAGE passing through here named, parses it with the CREATE
+  FILE FORMAT's options, inserts the good rows into fakesnow on the caller's session (inside its
+  transaction, if one is open), keeps per-table load metadata (committed with the transaction)
+  and answers with Snowflake's documented per-file result. METADATA$FILENAME and the result's
+  `file`: Snowflake's docs say "Includes the full path to the data file" (older wording: "the
+  path to the data file in the stage"), which is ambiguous for an external stage; the emulator
+  takes the first reading (the object's key, e.g. `prefix/path` for `s3://bucket/prefix/path`)
+  and names a file in the result by its full URL (`s3://bucket/prefix/path`, here
+  `file:///dir/path`), as Snowflake's examples show.
 
 It can also misbehave on demand, the way Snowflake and the network sometimes do, so that the
 client's handling of each case runs for real: answer "still running" (333334) with a result URL to
@@ -54,6 +66,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import pyarrow as pa
+
+import copy_into
 
 IN_PROGRESS_ASYNC = "333334"
 IN_PROGRESS = "333333"
@@ -201,6 +215,16 @@ def fill_gaps(reply: dict, session: dict, wants_json: bool) -> dict:
     return reply
 
 
+def error_reply(code: str, sql_state: str, message: str) -> dict:
+    return {
+        "data": {"errorCode": code, "sqlState": sql_state, "age": 0, "internalError": False, "queryId": str(uuid.uuid4())},
+        "code": code,
+        "message": message,
+        "success": False,
+        "headers": None,
+    }
+
+
 def cancelled_reply(query_id: str) -> dict:
     return {
         "data": {
@@ -271,6 +295,8 @@ class Handler(BaseHTTPRequestHandler):
         status, reply = forward("POST", self.path, body, self.forwarded_headers())
         if url.path == "/session":
             STATE.record({"kind": "close", "text": ""})
+            # a session that ends inside a transaction rolls it back, its COPYs' metadata too
+            copy_into.after_transaction_statement(STATE.session(token_of(self.headers)), "rollback")
         self.send_bytes(status, reply, "application/json")
 
     def do_GET(self):  # noqa: N802
@@ -362,7 +388,11 @@ class Handler(BaseHTTPRequestHandler):
         token = token_of(self.headers)
         session = STATE.session(token)
         with session["lock"]:
-            status, raw = forward("POST", self.path, body, self.forwarded_headers())
+            if copy_into.is_copy_into_table(sql):
+                status, raw = self.emulate_copy(token, session, request, sql)
+            else:
+                status, raw = forward("POST", self.path, body, self.forwarded_headers())
+                self.follow(token, session, sql, raw)
         try:
             reply = json.loads(raw)
         except ValueError:
@@ -390,6 +420,50 @@ class Handler(BaseHTTPRequestHandler):
         if action == "chunked" and reply.get("success"):
             self.split_into_chunks(reply, rule.get("rows_per_chunk", 1))
         self.send_json(reply, status)
+
+    def emulate_copy(self, token: str, session: dict, request: dict, sql: str) -> tuple[int, bytes]:
+        """COPY INTO <table>, which fakesnow cannot run (copy_into.py); its result is a query
+        sent to fakesnow in the original request's place, so it is encoded as Snowflake's are."""
+
+        def query(text: str) -> list[list]:
+            reply = run_sql(token, text)
+            if not reply.get("success"):
+                data = reply.get("data") or {}
+                raise copy_into.SqlError(str(reply.get("code")), data.get("sqlState", ""), reply.get("message", ""))
+            data = reply.get("data") or {}
+            if "rowsetBase64" in data:
+                return arrow_to_rowset(data["rowsetBase64"], data.get("rowtype", []))
+            return data.get("rowset") or []
+
+        try:
+            rows = copy_into.copy_into(copy_into.Session(query, session), sql)
+        except copy_into.SqlError as e:
+            return 200, json.dumps(error_reply(e.code, e.sql_state, e.message)).encode()
+        except Exception as e:  # noqa: BLE001 - an emulator bug must reach the test, not hang it
+            return 200, json.dumps(error_reply("000603", "XX000", f"COPY emulator failed: {type(e).__name__}: {e}")).encode()
+        request = dict(request, sqlText=copy_into.result_sql(rows))
+        return forward("POST", self.path, json.dumps(request).encode(), self.forwarded_headers())
+
+    def follow(self, token: str, session: dict, sql: str, raw: bytes) -> None:
+        """What the COPY emulation must know of the statements fakesnow ran: stages, file
+        formats, and transactions (load metadata is kept only when its COPY commits)."""
+        transaction = copy_into.transaction_statement(sql)
+        if transaction is None and not copy_into.is_create(sql):
+            return
+        try:
+            if not json.loads(raw).get("success"):
+                return
+        except ValueError:
+            return
+        if transaction is not None:
+            copy_into.after_transaction_statement(session, transaction)
+            return
+        context = run_sql(token, "SELECT CURRENT_DATABASE(), CURRENT_SCHEMA()").get("data") or {}
+        row = arrow_to_rowset(context.get("rowsetBase64", ""), context.get("rowtype", []))[0]
+        try:
+            copy_into.remember_create(sql, (row[0] or "", row[1] or ""))
+        except copy_into.SqlError:
+            pass  # a form the emulator does not read: a COPY through it then says what is missing
 
     def failure_status(self, rule: dict) -> None:
         extra = {"Retry-After": str(rule["retry_after"])} if "retry_after" in rule else {}

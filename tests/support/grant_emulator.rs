@@ -8,10 +8,10 @@
 //! endpoints (setup SQL as any role, the model, the statement log) and a bare protocol client
 //! ([`GrantEmulator::query_as`]) that shows replies exactly as a Snowflake client receives them.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -38,7 +38,6 @@ impl GrantEmulator {
         };
         let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
         let emulator = root.join("grant_emulator/grant_emulator.py");
-        let proxy = root.join("snowflake_compat/proxy.py");
         let dir = tempfile::tempdir().expect("temp dir");
         // The proxy starts "fakesnow" as `<program> -s --host H -p P`: a wrapper gives it ours.
         let wrapper = dir.path().join("grant-emulator");
@@ -59,32 +58,8 @@ impl GrantEmulator {
                 .expect("chmod wrapper");
         }
         let log = dir.path().join("emulator.log");
-        let mut child = Command::new(&python)
-            .arg(&proxy)
-            .arg("--fakesnow")
-            .arg(&wrapper)
-            .arg("--log")
-            .arg(&log)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", proxy.display()));
-        let mut line = String::new();
-        let stdout = child.stdout.take().expect("piped stdout");
-        let _ = BufReader::new(stdout).read_line(&mut line);
-        let ports: Vec<u16> = line
-            .strip_prefix("READY ")
-            .map(|rest| {
-                rest.split_whitespace()
-                    .filter_map(|p| p.parse().ok())
-                    .collect()
-            })
-            .unwrap_or_default();
-        let [proxy_port, backend_port] = ports[..] else {
-            let output = std::fs::read_to_string(&log).unwrap_or_default();
-            panic!("the grant emulator did not start (said {line:?}); its output:\n{output}");
-        };
+        let (child, proxy_port, backend_port) =
+            test_servers::fakesnow::start_proxy(&python, &wrapper, &log, "the grant emulator");
         Some(GrantEmulator {
             proxy: child,
             proxy_port,

@@ -8,6 +8,7 @@ pub mod grant_emulator;
 pub mod moto;
 pub mod postgres;
 pub mod receiver;
+pub mod report;
 
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};

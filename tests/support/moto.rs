@@ -21,7 +21,20 @@ pub fn moto() -> Option<&'static Moto> {
         };
         let port = free_port();
         // The watchdog shell lives as long as this process; reaping it is the OS's job.
-        let watchdog = spawn_server(&server, &["-H", "127.0.0.1", "-p", &port.to_string()]);
+        // Path-style only: containers reach the server by a name of their own
+        // (`objects.test`), which moto would otherwise read as a virtual-hosted bucket.
+        let server = server.display().to_string();
+        let watchdog = spawn_server(
+            Path::new("env"),
+            &[
+                "S3_IGNORE_SUBDOMAIN_BUCKETNAME=true",
+                &server,
+                "-H",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+            ],
+        );
         std::mem::forget(watchdog);
         wait_for_port(port, "moto_server");
         Some(Moto {

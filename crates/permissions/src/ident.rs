@@ -4,12 +4,14 @@
 //!
 //! Snowflake folds unquoted identifiers to upper case (`loader` is stored as `LOADER`) and keeps
 //! double-quoted ones exactly (`"my-role"` is stored as `my-role`). Everything in this crate
-//! compares stored names; SQL is only ever produced through [`quote_ident`] and
-//! [`quote_literal`].
+//! compares stored names; SQL is only ever produced through the connection layer's
+//! [`quote_ident_exact`] and [`quote_literal`], the quoting stage-import uses too.
 
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
+use snowflake_conn::quote::{is_plain as is_unquoted_identifier, is_reserved};
+pub use snowflake_conn::{quote_ident_exact, quote_literal};
 
 /// Longest identifier Snowflake accepts.
 pub const MAX_LEN: usize = 255;
@@ -75,7 +77,7 @@ impl Name {
 
     /// The name as an SQL identifier.
     pub fn sql(&self) -> String {
-        quote_ident(&self.0)
+        quote_ident_exact(&self.0)
     }
 }
 
@@ -90,35 +92,6 @@ impl fmt::Debug for Name {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{:?}", self.0)
     }
-}
-
-/// `^[A-Za-z_][A-Za-z0-9_$]*$`: what Snowflake accepts without quotes.
-fn is_unquoted_identifier(text: &str) -> bool {
-    let mut chars = text.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$')
-}
-
-/// An identifier for SQL: bare when Snowflake would read it back unchanged (upper case, plain
-/// characters, not a reserved word), otherwise double-quoted with inner quotes doubled. A
-/// quoted identifier cannot end early, so no name can inject SQL.
-pub fn quote_ident(stored: &str) -> String {
-    let plain = is_unquoted_identifier(stored)
-        && !stored.chars().any(|c| c.is_ascii_lowercase())
-        && !is_reserved(stored);
-    if plain {
-        stored.to_owned()
-    } else {
-        format!("\"{}\"", stored.replace('"', "\"\""))
-    }
-}
-
-/// A string literal. Snowflake treats a backslash inside `'...'` as an escape character, so
-/// backslashes are doubled as well as quotes: `a\'` must not close the literal.
-pub fn quote_literal(value: &str) -> String {
-    format!("'{}'", value.replace('\\', "\\\\").replace('\'', "''"))
 }
 
 /// Splits a dotted name as `SHOW GRANTS` prints it (`RAW."my schema".T`) into stored parts.
@@ -157,105 +130,6 @@ pub fn split_qualified(text: &str) -> Option<Vec<String>> {
     }
     parts.push(current);
     Some(parts)
-}
-
-/// Snowflake's reserved keywords: an object with such a name was necessarily created quoted.
-const RESERVED: &[&str] = &[
-    "ACCOUNT",
-    "ALL",
-    "ALTER",
-    "AND",
-    "ANY",
-    "AS",
-    "BETWEEN",
-    "BY",
-    "CASE",
-    "CAST",
-    "CHECK",
-    "COLUMN",
-    "CONNECT",
-    "CONNECTION",
-    "CONSTRAINT",
-    "CREATE",
-    "CROSS",
-    "CURRENT",
-    "CURRENT_DATE",
-    "CURRENT_TIME",
-    "CURRENT_TIMESTAMP",
-    "CURRENT_USER",
-    "DATABASE",
-    "DELETE",
-    "DISTINCT",
-    "DROP",
-    "ELSE",
-    "EXISTS",
-    "FALSE",
-    "FOLLOWING",
-    "FOR",
-    "FROM",
-    "FULL",
-    "GRANT",
-    "GROUP",
-    "GSCLUSTER",
-    "HAVING",
-    "ILIKE",
-    "IN",
-    "INCREMENT",
-    "INNER",
-    "INSERT",
-    "INTERSECT",
-    "INTO",
-    "IS",
-    "ISSUE",
-    "JOIN",
-    "LATERAL",
-    "LEFT",
-    "LIKE",
-    "LOCALTIME",
-    "LOCALTIMESTAMP",
-    "MINUS",
-    "NATURAL",
-    "NOT",
-    "NULL",
-    "OF",
-    "ON",
-    "OR",
-    "ORDER",
-    "ORGANIZATION",
-    "QUALIFY",
-    "REGEXP",
-    "REVOKE",
-    "RIGHT",
-    "RLIKE",
-    "ROW",
-    "ROWS",
-    "SAMPLE",
-    "SCHEMA",
-    "SELECT",
-    "SET",
-    "SOME",
-    "START",
-    "TABLE",
-    "TABLESAMPLE",
-    "THEN",
-    "TO",
-    "TRIGGER",
-    "TRUE",
-    "TRY_CAST",
-    "UNION",
-    "UNIQUE",
-    "UPDATE",
-    "USING",
-    "VALUES",
-    "VIEW",
-    "WHEN",
-    "WHENEVER",
-    "WHERE",
-    "WITH",
-];
-
-fn is_reserved(word: &str) -> bool {
-    RESERVED.iter().any(|r| r.eq_ignore_ascii_case(word))
 }
 
 #[cfg(test)]
@@ -308,7 +182,7 @@ mod tests {
             ),
             ("1ABC", "\"1ABC\""),
         ] {
-            assert_eq!(quote_ident(stored), sql, "{stored}");
+            assert_eq!(quote_ident_exact(stored), sql, "{stored}");
         }
     }
 

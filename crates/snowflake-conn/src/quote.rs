@@ -154,14 +154,17 @@ pub fn quote_literal(value: &str) -> String {
     out
 }
 
-fn is_plain(name: &str) -> bool {
+/// `^[A-Za-z_][A-Za-z0-9_$]*$`: what Snowflake reads as a name without quotes (folded to upper
+/// case), unless it is a reserved word.
+pub fn is_plain(name: &str) -> bool {
     let mut chars = name.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$')
 }
 
-fn is_reserved(upper: &str) -> bool {
-    RESERVED.contains(&upper)
+/// Whether Snowflake reserves `word` (in any case): unquoted, it is not read as a name.
+pub fn is_reserved(word: &str) -> bool {
+    RESERVED.iter().any(|r| r.eq_ignore_ascii_case(word))
 }
 
 fn double_quote(name: &str) -> String {

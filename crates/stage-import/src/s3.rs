@@ -10,7 +10,7 @@ use std::time::Duration;
 use aws_sdk_s3::config::{
     BehaviorVersion, Credentials, Region, retry::RetryConfig, timeout::TimeoutConfig,
 };
-use aws_sdk_s3::error::DisplayErrorContext;
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
 use job_kit::Secret;
 use tokio::io::AsyncWriteExt;
@@ -99,7 +99,7 @@ impl S3 {
             let page = page.map_err(|e| S3Error {
                 bucket: bucket.to_owned(),
                 key: full_prefix.clone(),
-                message: format!("cannot list: {}", DisplayErrorContext(&e)),
+                message: format!("cannot list: {}", describe(&e)),
             })?;
             for object in page.contents() {
                 let Some(key) = object.key() else { continue };
@@ -141,7 +141,7 @@ impl S3 {
             .key(key)
             .send()
             .await
-            .map_err(|e| fail(format!("cannot fetch: {}", DisplayErrorContext(&e))))?;
+            .map_err(|e| fail(format!("cannot fetch: {}", describe(&e))))?;
         if let Some(parent) = destination.parent() {
             tokio::fs::create_dir_all(parent)
                 .await
@@ -165,4 +165,34 @@ impl S3 {
             .map_err(|e| fail(format!("cannot write {}: {e}", destination.display())))?;
         Ok(())
     }
+}
+
+/// What went wrong, in one line: S3's error code and message when it answered, else the chain of
+/// causes (a timeout, a refused connection, a DNS failure). The SDK's own `DisplayErrorContext`
+/// ends with its Debug form: the whole response, headers and body, in the job's log.
+fn describe<E, R>(error: &SdkError<E, R>) -> String
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    if let SdkError::ServiceError(service) = error {
+        let answer = service.err();
+        return match (answer.code(), answer.message()) {
+            (Some(code), Some(message)) => format!("{code}: {message}"),
+            (Some(code), None) => code.to_owned(),
+            _ => answer.to_string(),
+        };
+    }
+    let mut text = error.to_string();
+    let mut cause = std::error::Error::source(error);
+    while let Some(next) = cause {
+        let line = next.to_string();
+        // The SDK's layers often repeat their cause's text; say each thing once.
+        if !text.ends_with(&line) {
+            text.push_str(": ");
+            text.push_str(&line);
+        }
+        cause = next.source();
+    }
+    text
 }

@@ -57,39 +57,53 @@ pub fn server() -> Option<&'static FakeSnow> {
     server.as_ref()
 }
 
+/// Starts the compatibility proxy (`tests/snowflake_compat/proxy.py`) in front of `backend`, a
+/// program started as fakesnow is (`-s --host H -p P`): fakesnow itself, or the grant emulator.
+/// Returns the proxy and its port and the backend's, once the proxy has said READY; panics with
+/// the backend's log (`what` names it) when it does not.
+pub fn start_proxy(
+    python: &std::path::Path,
+    backend: &std::path::Path,
+    log: &std::path::Path,
+    what: &str,
+) -> (Child, u16, u16) {
+    let proxy = crate::workspace_root().join("tests/snowflake_compat/proxy.py");
+    let mut child = Command::new(python)
+        .arg(&proxy)
+        .arg("--fakesnow")
+        .arg(backend)
+        .arg("--log")
+        .arg(log)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", proxy.display()));
+    let mut line = String::new();
+    let stdout = child.stdout.take().expect("piped stdout");
+    let _ = BufReader::new(stdout).read_line(&mut line);
+    let ports: Vec<u16> = line
+        .strip_prefix("READY ")
+        .map(|rest| {
+            rest.split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    let [proxy_port, backend_port] = ports[..] else {
+        let tail = std::fs::read_to_string(log).unwrap_or_default();
+        let tail: String = tail.lines().rev().take(30).collect::<Vec<_>>().join("\n");
+        panic!(
+            "{what} behind the proxy did not start (said {line:?}); its log, newest first:\n{tail}"
+        );
+    };
+    (child, proxy_port, backend_port)
+}
+
 impl FakeSnow {
     fn start(fakesnow: &std::path::Path, python: &std::path::Path) -> FakeSnow {
-        let proxy = crate::workspace_root().join("tests/snowflake_compat/proxy.py");
         let log = log_path();
-        let mut child = Command::new(python)
-            .arg(&proxy)
-            .arg("--fakesnow")
-            .arg(fakesnow)
-            .arg("--log")
-            .arg(&log)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", proxy.display()));
-        let mut line = String::new();
-        let stdout = child.stdout.take().expect("piped stdout");
-        let _ = BufReader::new(stdout).read_line(&mut line);
-        let ports: Vec<u16> = line
-            .strip_prefix("READY ")
-            .map(|rest| {
-                rest.split_whitespace()
-                    .filter_map(|p| p.parse().ok())
-                    .collect()
-            })
-            .unwrap_or_default();
-        let [proxy_port, fakesnow_port] = ports[..] else {
-            let tail = std::fs::read_to_string(&log).unwrap_or_default();
-            let tail: String = tail.lines().rev().take(30).collect::<Vec<_>>().join("\n");
-            panic!(
-                "the fakesnow proxy did not start (said {line:?}); fakesnow's log, newest first:\n{tail}"
-            );
-        };
+        let (child, proxy_port, fakesnow_port) = start_proxy(python, fakesnow, &log, "fakesnow");
         FakeSnow {
             base_url: format!("http://127.0.0.1:{proxy_port}"),
             fakesnow_url: format!("http://127.0.0.1:{fakesnow_port}"),

@@ -375,8 +375,8 @@ pub fn create_table(schema: &str, table: &str, format: &Format) -> String {
 }
 
 /// One COPY for up to [`MAX_FILES_PER_COPY`] files, named by their path below the stage (the
-/// stage's root, so that a file is named the same way in `FILES`, in `METADATA$FILENAME` and
-/// in the preflight's listing). `force` loads them even if loaded before (`--reload`).
+/// stage's root, so that a file is named the same way in `FILES`, in `_source_file` and in the
+/// preflight's listing). `force` loads them even if loaded before (`--reload`).
 pub fn copy_sql(load: &Load, files: &[StagedFile], force: bool) -> String {
     let columns: Vec<String> = load
         .format
@@ -391,7 +391,7 @@ pub fn copy_sql(load: &Load, files: &[StagedFile], force: bool) -> String {
     let fields: Vec<String> = (1..=load.format.columns.len())
         .map(|i| format!("${i}"))
         .chain([
-            "METADATA$FILENAME".to_owned(),
+            source_file(&load.stage_url),
             "CURRENT_TIMESTAMP()".to_owned(),
         ])
         .collect();
@@ -410,6 +410,33 @@ pub fn copy_sql(load: &Load, files: &[StagedFile], force: bool) -> String {
             quote_ident(&load.format_name)
         )),
         force = if force { "\nFORCE = TRUE" } else { "" },
+    )
+}
+
+/// The select item that fills `_source_file`: the file's path below the stage, the name the
+/// preflight, the report and `--reload`'s DELETE use. `METADATA$FILENAME` alone may not be
+/// that: Snowflake documents it as "the full path to the data file" (older docs: "the path to
+/// the data file in the stage"); read the first way, an external stage's file is named by its
+/// object key, the stage URL's own prefix in front (`landing/licenses/2026-11-26/x.csv` for a
+/// stage at `s3://bucket/landing/licenses/`), and `--reload`'s DELETE would match nothing and
+/// load the day twice. The prefix is cut when present, so both readings give the same name.
+fn source_file(stage: &StageUrl) -> String {
+    let url = stage.url();
+    let key_prefix = match stage {
+        StageUrl::S3 { prefix, .. } => prefix.as_str(),
+        StageUrl::Local(_) => url
+            .strip_prefix("file://")
+            .unwrap_or(&url)
+            .trim_start_matches('/'),
+    };
+    if key_prefix.is_empty() {
+        return "METADATA$FILENAME".to_owned();
+    }
+    format!(
+        "IFF(STARTSWITH(METADATA$FILENAME, {prefix}), SUBSTR(METADATA$FILENAME, {from}), \
+         METADATA$FILENAME)",
+        prefix = quote_literal(key_prefix),
+        from = key_prefix.chars().count() + 1,
     )
 }
 
@@ -578,8 +605,9 @@ mod tests {
             "COPY INTO licenses.licenses (license_id, customer_id, company_name, contact_email, \
              sku, edition, seats, is_trial, issued_at, starts_at, expires_at, features, \
              _source_file, _loaded_at)\n\
-             FROM (SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, METADATA$FILENAME, \
-             CURRENT_TIMESTAMP() FROM @licenses.licenses_stage)\n\
+             FROM (SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, \
+             IFF(STARTSWITH(METADATA$FILENAME, 'landing/licenses/'), SUBSTR(METADATA$FILENAME, 18), \
+             METADATA$FILENAME), CURRENT_TIMESTAMP() FROM @licenses.licenses_stage)\n\
              FILES = ('2026-11-26/licenses-2026-11-26.csv', '2026-11-26/it''s.csv')\n\
              FILE_FORMAT = (FORMAT_NAME = 'licenses.license_csv')\n\
              ON_ERROR = 'CONTINUE'"

@@ -1,0 +1,641 @@
+"""Checks the Airflow DAGs and the Kubernetes manifests under k8s/ against the jobs' real
+environment contracts (their `--env-schema` JSON). Run by tests/deployment.rs with the deploy
+venv (tests/deploy/requirements.txt):
+
+    check_dags.py --k8s k8s --schema webhook-alert.json --schema pg-job.json ... \
+        --stage-import-sources sources.txt --pg-job-scripts transform/sql --roles examples/roles.yml
+
+Every problem is printed as `error: <where>: <what>`, all of them, then a summary line; exit 1
+if there was any, 0 if none, 2 for bad usage. What it checks, per DAG task, per alert pod a
+task's failure callback would start, and per CronJob container:
+
+- every DAG file imports without error and defines at least one DAG (Airflow's safe mode
+  skips files silently, so a file that defines nothing is an error here);
+- every task runs a KubernetesPodOperator whose image is one we build, at the version the
+  binaries report, or the one declared external image (dbt);
+- every variable the job requires is supplied, by a Secret or a literal: the schema's
+  required ones, the ones production needs (NEEDS below), and the ones a stage-import source's
+  templates name (from `stage-import sources`);
+- every supplied variable is one the job reads (a misspelt name is a missing variable);
+- every Secret key referenced exists in the Secret manifests under k8s/;
+- no secret value is written down: secret variables never come as literals, the Secret
+  templates hold only <placeholders>, and no DAG file holds credential-looking text;
+- resources, non-root security settings, a failure alert on every task, `{{ ds }}` as
+  stage-import's date, pg-job scripts that exist, path variables that point into a mounted
+  volume, and the roles ConfigMap equal to examples/roles.yml.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import json
+import os
+import re
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import yaml
+
+# The DAG folder is the repository's: importing its files must leave no __pycache__ behind.
+sys.dont_write_bytecode = True
+
+# The schemas mark as required only what a job needs in every mode; these are what the
+# deployed runs need besides. stage-import: release images have no embedded warehouse, so
+# Snowflake must be configured, and the stages are on S3 (keys, as the original job had).
+# pg-job: every task runs a script, which connects. permissions: plan and apply log in.
+NEEDS: dict[str, list[str]] = {
+    "stage-import": [
+        "SNOWFLAKE_ACCOUNT",
+        "SNOWFLAKE_LOAD_USER",
+        "SNOWFLAKE_LOAD_PASSWORD",
+        "SNOWFLAKE_LOAD_WAREHOUSE",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+    ],
+    "pg-job": ["HEROKU_POSTGRESQL_URL"],
+    "permissions": ["PERMISSION_BOT_ACCOUNT", "PERMISSION_BOT_USER", "PERMISSION_BOT_PASSWORD"],
+    "webhook-alert": [],
+}
+
+# The one image we do not build, and what its profile reads (it has no --env-schema).
+DBT_REPOSITORY = "ghcr.io/dbt-labs/dbt-snowflake"
+DBT_NEEDS = [
+    "SNOWFLAKE_ACCOUNT",
+    "SNOWFLAKE_TRANSFORM_USER",
+    "SNOWFLAKE_TRANSFORM_PASSWORD",
+    "SNOWFLAKE_TRANSFORM_ROLE",
+    "SNOWFLAKE_TRANSFORM_SCHEMA",
+    "SNOWFLAKE_TRANSFORM_WAREHOUSE",
+]
+
+# Names that hold secrets where no schema says so (dbt's variables).
+SECRET_NAME = re.compile(r"PASSWORD|SECRET|TOKEN|WEBHOOK|PRIVATE_KEY")
+# Text that looks like a credential wherever it appears in a DAG file.
+CREDENTIAL_TEXT = [
+    (re.compile(r"[a-z][a-z0-9+.-]*://[^/\s:@'\"]+:[^@\s/'\"]+@"), "a URL with a password"),
+    (re.compile(r"/hooks/[A-Za-z0-9]{12,}"), "a webhook URL"),
+    (re.compile(r"\bAKIA[0-9A-Z]{16}\b"), "an AWS access key id"),
+    (re.compile(r"(?i)password['\"]?\s*[=:]\s*['\"][^'\"{}<>]+['\"]"), "a password literal"),
+]
+PLACEHOLDER = re.compile(r"^<[^<>]+>$")
+IMAGE = re.compile(r"^(?:(?P<registry>.+)/)?data-jobs/(?P<job>[a-z0-9-]+):(?P<tag>[^:@/]+)$")
+UID = 65532
+
+
+@dataclass
+class Schema:
+    job: str
+    version: str
+    names: set[str]
+    required: set[str]
+    secret: set[str]
+    kinds: dict[str, str]
+    choices: dict[str, list[str]]
+    aliases: dict[str, list[str]]
+
+
+@dataclass
+class Pod:
+    """One container to check, whether from a DAG task or a manifest, in one shape."""
+
+    where: str
+    image: str
+    args: list[str]
+    literals: dict[str, str] = field(default_factory=dict)
+    # variable -> (Secret name, key); a key of None: the whole Secret (envFrom).
+    from_secrets: dict[str, tuple[str, str | None]] = field(default_factory=dict)
+    env_from_secrets: list[str] = field(default_factory=list)
+    other_sources: set[str] = field(default_factory=set)
+    resources: dict[str, dict[str, str]] | None = None
+    run_as_non_root: bool = False
+    run_as_user: int | None = None
+    read_only_root: bool = False
+    mounts: dict[str, str] = field(default_factory=dict)  # mount path -> volume name
+    volumes: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> source
+    service_account: str | None = None
+
+
+class Checker:
+    def __init__(
+        self,
+        k8s_dir: Path,
+        schemas: dict[str, Schema],
+        sources: dict[str, list[str]],
+        scripts: Path | None,
+        roles: Path | None,
+    ):
+        self.k8s = k8s_dir
+        self.schemas = schemas
+        self.sources = sources
+        self.scripts = scripts
+        self.roles = roles
+        self.errors: list[str] = []
+        self.checked: list[str] = []
+        self.secrets: dict[str, dict[str, str]] = {}
+        self.configmaps: dict[str, dict[str, str]] = {}
+        self.service_accounts: set[str] = set()
+        self.cronjobs: list[tuple[str, dict[str, Any]]] = []
+        version = {s.version for s in schemas.values()}
+        if len(version) != 1:
+            self.error("schemas", f"the binaries report different versions: {sorted(version)}")
+        self.version = version.pop() if version else "?"
+        for job, names in NEEDS.items():
+            schema = schemas.get(job)
+            for name in names:
+                if schema and name not in schema.names:
+                    self.error(
+                        "check_dags.py",
+                        f"NEEDS lists {name} for {job}, which its schema does not have",
+                    )
+
+    def error(self, where: str, what: str) -> None:
+        self.errors.append(f"{where}: {what}")
+
+    # ---- manifests -------------------------------------------------------------------------
+
+    def load_manifests(self) -> None:
+        for path in sorted(self.k8s.rglob("*.yaml")):
+            rel = path.relative_to(self.k8s.parent)
+            if "airflow" in path.relative_to(self.k8s).parts:
+                continue  # chart values, not manifests
+            try:
+                docs = [d for d in yaml.safe_load_all(path.read_text()) if d]
+            except yaml.YAMLError as e:
+                self.error(str(rel), f"not YAML: {e}")
+                continue
+            for doc in docs:
+                kind, name = doc.get("kind"), doc.get("metadata", {}).get("name")
+                where = f"{rel} {kind}/{name}"
+                if kind == "Secret":
+                    values = {**(doc.get("stringData") or {}), **(doc.get("data") or {})}
+                    self.secrets[name] = {k: str(v) for k, v in values.items()}
+                    for key, value in values.items():
+                        if not PLACEHOLDER.match(str(value)):
+                            self.error(
+                                where,
+                                f"key {key} holds a value, not a <placeholder>: templates never carry real values",
+                            )
+                elif kind == "ConfigMap":
+                    self.configmaps[name] = {k: str(v) for k, v in (doc.get("data") or {}).items()}
+                elif kind == "ServiceAccount":
+                    self.service_accounts.add(name)
+                elif kind == "CronJob":
+                    self.cronjobs.append((where, doc))
+        if self.roles is not None:
+            spec = self.configmaps.get("data-jobs-roles", {}).get("roles.yml")
+            if spec is None:
+                self.error(
+                    "k8s", "no ConfigMap data-jobs-roles with key roles.yml (the permissions spec)"
+                )
+            elif spec != self.roles.read_text():
+                self.error("k8s ConfigMap/data-jobs-roles", f"roles.yml differs from {self.roles}")
+
+    def cronjob_pods(self) -> list[Pod]:
+        pods = []
+        for where, doc in self.cronjobs:
+            spec = doc["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+            pod_sc = spec.get("securityContext") or {}
+            volumes = {v["name"]: v for v in spec.get("volumes") or []}
+            containers = (spec.get("initContainers") or []) + (spec.get("containers") or [])
+            for c in containers:
+                sc = c.get("securityContext") or {}
+                pod = Pod(
+                    where=f"{where} container {c['name']}",
+                    image=c.get("image", ""),
+                    args=[str(a) for a in (c.get("command") or []) + (c.get("args") or [])],
+                    resources=c.get("resources"),
+                    run_as_non_root=bool(sc.get("runAsNonRoot", pod_sc.get("runAsNonRoot"))),
+                    run_as_user=sc.get("runAsUser", pod_sc.get("runAsUser")),
+                    read_only_root=bool(sc.get("readOnlyRootFilesystem")),
+                    mounts={m["mountPath"]: m["name"] for m in c.get("volumeMounts") or []},
+                    volumes=volumes,
+                    service_account=spec.get("serviceAccountName"),
+                )
+                for e in c.get("env") or []:
+                    ref = (e.get("valueFrom") or {}).get("secretKeyRef")
+                    if "value" in e:
+                        pod.literals[e["name"]] = str(e["value"])
+                    elif ref:
+                        pod.from_secrets[e["name"]] = (ref.get("name"), ref.get("key"))
+                    else:
+                        pod.other_sources.add(e["name"])
+                for e in c.get("envFrom") or []:
+                    if e.get("secretRef"):
+                        pod.env_from_secrets.append(e["secretRef"]["name"])
+                pods.append(pod)
+        return pods
+
+    # ---- DAGs ------------------------------------------------------------------------------
+
+    def dag_pods(self) -> list[Pod]:
+        dags_dir = self.k8s / "airflow" / "dags"
+        # Airflow reads its settings at import: a throwaway home, no examples, no database.
+        os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="airflow-home-")
+        os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+        os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(dags_dir)
+        # Import errors are reported below, one line each; Airflow's own log would repeat them.
+        os.environ["AIRFLOW__LOGGING__LOGGING_LEVEL"] = "CRITICAL"
+        from airflow.dag_processing.dagbag import DagBag
+        from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+
+        bag = DagBag(dag_folder=str(dags_dir), safe_mode=False)
+        for file, err in bag.import_errors.items():
+            self.error(
+                str(file),
+                f"does not import: {err.strip().splitlines()[-1] if err.strip() else err}",
+            )
+        ignored = []
+        ignore_file = dags_dir / ".airflowignore"
+        if ignore_file.exists():
+            ignored = [
+                l.strip()
+                for l in ignore_file.read_text().splitlines()
+                if l.strip() and not l.startswith("#")
+            ]
+        loaded = {Path(d.fileloc).resolve() for d in bag.dags.values()}
+        for file in sorted(dags_dir.glob("*.py")):
+            if any(fnmatch.fnmatch(file.name, p) for p in ignored):
+                continue
+            if file.resolve() not in loaded and not any(
+                str(file).endswith(str(k)) for k in bag.import_errors
+            ):
+                self.error(str(file), "defines no DAG (Airflow would skip it without a word)")
+            elif not all(w in file.read_text().lower() for w in ("airflow", "dag")):
+                # Parsed here with safe mode off; Airflow's default safe mode skips such files.
+                self.error(str(file), "lacks the words airflow and dag: Airflow would skip it")
+        for file in sorted(dags_dir.glob("*.py")):
+            text = file.read_text()
+            for pattern, what in CREDENTIAL_TEXT:
+                for m in pattern.finditer(text):
+                    line = text.count("\n", 0, m.start()) + 1
+                    self.error(
+                        f"{file}:{line}", f"holds {what}: secrets come from Kubernetes Secrets only"
+                    )
+
+        pods = []
+        for dag in sorted(bag.dags.values(), key=lambda d: d.dag_id):
+            for task in dag.tasks:
+                where = f"DAG {dag.dag_id} task {task.task_id}"
+                self.checked.append(where)
+                if not isinstance(task, KubernetesPodOperator):
+                    self.error(
+                        where,
+                        f"is a {type(task).__name__}: every task runs a job image (KubernetesPodOperator)",
+                    )
+                    continue
+                if "_" in task.task_id:
+                    self.error(where, "task id has an underscore: it names the pod, which may not")
+                pods.append(self.kpo_pod(where, task))
+                self.check_templates(where, dag, task)
+                callbacks = task.on_failure_callback or []
+                if not isinstance(callbacks, list):
+                    callbacks = [callbacks]
+                alerts = [cb for cb in callbacks if callable(getattr(cb, "pod", None))]
+                if not alerts:
+                    self.error(
+                        where, "has no failure alert (on_failure_callback running webhook-alert)"
+                    )
+                for cb in alerts:
+                    pods.append(self.alert_pod(where, dag, task, cb))
+        if not bag.dags:
+            self.error(str(dags_dir), "no DAG loaded")
+        return pods
+
+    def kpo_pod(self, where: str, task: Any) -> Pod:
+        pod_sc = task.security_context or {}
+        sc = task.container_security_context or {}
+        get = lambda obj, attr, key: (
+            getattr(obj, attr, None) if not isinstance(obj, dict) else obj.get(key)
+        )  # noqa: E731
+        resources = task.container_resources
+        pod = Pod(
+            where=where,
+            image=task.image or "",
+            args=[str(a) for a in (task.cmds or []) + (task.arguments or [])],
+            resources=(
+                None
+                if resources is None
+                else {
+                    "requests": dict(resources.requests or {}),
+                    "limits": dict(resources.limits or {}),
+                }
+            ),
+            run_as_non_root=bool(
+                get(sc, "run_as_non_root", "runAsNonRoot")
+                or get(pod_sc, "run_as_non_root", "runAsNonRoot")
+            ),
+            run_as_user=get(sc, "run_as_user", "runAsUser")
+            or get(pod_sc, "run_as_user", "runAsUser"),
+            read_only_root=bool(get(sc, "read_only_root_filesystem", "readOnlyRootFilesystem")),
+            mounts={m.mount_path: m.name for m in task.volume_mounts or []},
+            volumes={
+                v.name: (
+                    {"configMap": {"name": v.config_map.name}} if v.config_map else {"other": True}
+                )
+                for v in task.volumes or []
+            },
+            service_account=task.service_account_name,
+        )
+        env = task.env_vars or []
+        items = env.items() if isinstance(env, dict) else [(e.name, e) for e in env]
+        for name, value in items:
+            if isinstance(value, str):
+                pod.literals[name] = value
+            elif getattr(value, "value_from", None) is not None:
+                ref = value.value_from.secret_key_ref
+                if ref is not None:
+                    pod.from_secrets[name] = (ref.name, ref.key)
+                else:
+                    pod.other_sources.add(name)
+            else:
+                pod.literals[name] = "" if value.value is None else str(value.value)
+        for s in task.secrets or []:
+            if s.deploy_type == "env":
+                if s.deploy_target:
+                    pod.from_secrets[s.deploy_target] = (s.secret, s.key)
+                else:
+                    pod.env_from_secrets.append(s.secret)
+        for e in task.env_from or []:
+            if e.secret_ref is not None:
+                pod.env_from_secrets.append(e.secret_ref.name)
+        return pod
+
+    def alert_pod(self, where: str, dag: Any, task: Any, callback: Any) -> Pod:
+        run_id = "scheduled__2026-11-26T00:00:00+00:00"
+        log_url = f"https://airflow.example.com/dags/{dag.dag_id}/runs/{run_id}/tasks/{task.task_id}?try_number=2"
+        context = {
+            "ti": SimpleNamespace(
+                dag_id=dag.dag_id,
+                task_id=task.task_id,
+                run_id=run_id,
+                try_number=2,
+                map_index=-1,
+                log_url=log_url,
+                end_date=datetime(2026, 11, 27, 0, 5, tzinfo=timezone.utc),
+            ),
+            "ts": "2026-11-26T00:00:00+00:00",
+            "exception": RuntimeError(f"Pod {task.task_id} returned a failure"),
+        }
+        alert_where = f"{where} failure alert"
+        try:
+            op = callback.pod(context)
+        except Exception as e:  # the check reports, Airflow would have lost the alert
+            self.error(alert_where, f"building the alert pod failed: {e!r}")
+            return Pod(where=alert_where, image="", args=[])
+        pod = self.kpo_pod(alert_where, op)
+        expected = {
+            "ALERT_DAG_ID": dag.dag_id,
+            "ALERT_TASK_ID": task.task_id,
+            "ALERT_RUN_ID": run_id,
+            "ALERT_TRY_NUMBER": "2",
+            "ALERT_LOG_URL": log_url,
+        }
+        for name, value in expected.items():
+            if pod.literals.get(name) != value:
+                self.error(
+                    alert_where,
+                    f"{name} is {pod.literals.get(name)!r}, not the failed task's {value!r}",
+                )
+        if f"Pod {task.task_id} returned a failure" not in pod.literals.get("ALERT_ERROR", ""):
+            self.error(alert_where, "ALERT_ERROR does not carry the failure's error")
+        if IMAGE.match(pod.image) is None or IMAGE.match(pod.image)["job"] != "webhook-alert":
+            self.error(alert_where, f"runs {pod.image}, not the webhook-alert image")
+        return pod
+
+    def check_templates(self, where: str, dag: Any, task: Any) -> None:
+        m = IMAGE.match(task.image or "")
+        if m and m["job"] == "stage-import":
+            args = list(task.arguments or [])
+            env = (
+                task.env_vars
+                if isinstance(task.env_vars, dict)
+                else {e.name: e.value for e in task.env_vars or []}
+            )
+            dated = (
+                "--date" in args and args[args.index("--date") + 1 :][:1] == ["{{ ds }}"]
+            ) or env.get("STAGE_IMPORT_DATE") == "{{ ds }}"
+            if not dated:
+                self.error(
+                    where,
+                    "stage-import's date is not {{ ds }}: a catch-up or backfill run would load the wrong day",
+                )
+            if not dag.catchup:
+                self.error(where, "the DAG has catchup off: missed days would never load")
+
+    # ---- the rules shared by DAG tasks and CronJob containers ---------------------------------
+
+    def check_pod(self, pod: Pod) -> None:
+        where = pod.where
+        m = IMAGE.match(pod.image)
+        schema = None
+        if m:
+            schema = self.schemas.get(m["job"])
+            if schema is None:
+                self.error(
+                    where,
+                    f"image {pod.image}: {m['job']} is not a job we build ({', '.join(sorted(self.schemas))})",
+                )
+            elif m["tag"] != schema.version:
+                self.error(
+                    where,
+                    f"image {pod.image}: tag {m['tag']} is not the binaries' version {schema.version}",
+                )
+            needs = set(schema.required) | set(NEEDS.get(m["job"], [])) if schema else set()
+        elif pod.image.rsplit(":", 1)[0] == DBT_REPOSITORY:
+            tag = pod.image.rsplit(":", 1)[1] if ":" in pod.image else ""
+            if not re.match(r"^\d+\.\d+\.\d+$", tag):
+                self.error(
+                    where, f"image {pod.image}: pin dbt's version (x.y.z), not {tag or 'no tag'}"
+                )
+            needs = set(DBT_NEEDS)
+        else:
+            self.error(
+                where,
+                f"image {pod.image or '(none)'} is not one we build (data-jobs/<job>:<version>) nor the declared dbt image ({DBT_REPOSITORY})",
+            )
+            return
+
+        job = m["job"] if m else "dbt"
+        if job == "stage-import" and pod.args:
+            source = pod.args[0]
+            if source not in self.sources:
+                self.error(
+                    where,
+                    f"stage-import source {source!r} is not in the catalog ({', '.join(sorted(self.sources))})",
+                )
+            else:
+                needs |= set(self.sources[source])
+        if job == "pg-job" and self.scripts is not None:
+            script = next((a for a in pod.args if not a.startswith("-")), None)
+            if script is None:
+                self.error(where, "pg-job without a script argument")
+            elif not (self.scripts / f"{script.replace('-', '_')}.sql").exists():
+                self.error(
+                    where,
+                    f"pg-job script {script} has no {self.scripts}/{script.replace('-', '_')}.sql",
+                )
+
+        supplied = set(pod.literals) | set(pod.from_secrets) | pod.other_sources
+        for secret in pod.env_from_secrets:
+            if secret not in self.secrets:
+                self.error(
+                    where, f"envFrom Secret {secret} is not among the Secret manifests under k8s/"
+                )
+            supplied |= set(self.secrets.get(secret, {}))
+        names = schema.names if schema else None
+        for name in sorted(needs):
+            aliases_supplied = schema is not None and any(
+                a in supplied for a in schema.aliases.get(name, [])
+            )
+            if name not in supplied and not aliases_supplied:
+                self.error(where, f"does not supply {name}, which {job} requires")
+        if names is not None:
+            for name in sorted(set(pod.literals) | set(pod.from_secrets)):
+                if name not in names:
+                    self.error(
+                        where, f"sets {name}, which {job} does not read (see its --env-schema)"
+                    )
+        for name, (secret, key) in sorted(pod.from_secrets.items()):
+            if secret not in self.secrets:
+                self.error(
+                    where,
+                    f"{name} comes from Secret {secret}, which no manifest under k8s/ defines",
+                )
+            elif key not in self.secrets[secret]:
+                self.error(
+                    where,
+                    f"{name} comes from Secret {secret} key {key}, which that Secret's manifest does not have",
+                )
+        secret_names = (
+            set().union(*(s.keys() for s in self.secrets.values())) if self.secrets else set()
+        )
+        for name, value in sorted(pod.literals.items()):
+            secret = name in schema.secret if schema else bool(SECRET_NAME.search(name))
+            if value and (secret or name in secret_names):
+                self.error(
+                    where,
+                    f"{name} is written in as a literal: secrets and Secret keys come from a Secret, never from the DAG or manifest",
+                )
+            if schema and "{{" not in value and value:
+                choices = schema.choices.get(name)
+                if choices and value not in choices:
+                    self.error(where, f"{name}={value!r} is not one of {choices}")
+                if schema.kinds.get(name) == "path" and value.startswith("/"):
+                    self.check_path(where, name, value, pod)
+
+        if not pod.resources or not all(
+            (pod.resources.get(k) or {}).get(r)
+            for k in ("requests", "limits")
+            for r in ("cpu", "memory")
+        ):
+            self.error(where, "has no cpu and memory requests and limits")
+        if job != "dbt":
+            if not pod.run_as_non_root or pod.run_as_user != UID:
+                self.error(where, f"does not run as non-root user {UID}, as the images do")
+            if not pod.read_only_root:
+                self.error(
+                    where,
+                    "has a writable root filesystem (the jobs need none; /tmp is an emptyDir)",
+                )
+            if pod.service_account is not None and pod.service_account not in self.service_accounts:
+                self.error(
+                    where,
+                    f"ServiceAccount {pod.service_account} is not among the manifests under k8s/",
+                )
+
+    def check_path(self, where: str, name: str, value: str, pod: Pod) -> None:
+        mount = max(
+            (m for m in pod.mounts if value.startswith(m.rstrip("/") + "/")), key=len, default=None
+        )
+        if mount is None:
+            self.error(
+                where,
+                f"{name}={value} is not inside any mounted volume (the image has no such file)",
+            )
+            return
+        source = pod.volumes.get(pod.mounts[mount], {})
+        cm = (source.get("configMap") or {}).get("name")
+        if cm is not None:
+            key = value[len(mount.rstrip("/")) + 1 :]
+            if cm not in self.configmaps:
+                self.error(where, f"{name}: ConfigMap {cm} is not among the manifests under k8s/")
+            elif key not in self.configmaps[cm]:
+                self.error(where, f"{name}={value}: ConfigMap {cm} has no key {key}")
+
+
+def load_schema(path: Path) -> Schema:
+    data = json.loads(path.read_text())
+    variables = data["variables"]
+    return Schema(
+        job=data["job"],
+        version=data["version"],
+        names={v["name"] for v in variables} | {a for v in variables for a in v.get("aliases", [])},
+        required={v["name"] for v in variables if v["required"]},
+        secret={v["name"] for v in variables if v["secret"]},
+        kinds={v["name"]: v["kind"] for v in variables},
+        choices={v["name"]: v["choices"] for v in variables if v.get("choices")},
+        aliases={v["name"]: list(v["aliases"]) for v in variables if v.get("aliases")},
+    )
+
+
+def load_sources(path: Path) -> dict[str, list[str]]:
+    """`stage-import sources` output: a name line, then indented lines, one with `env A, B`."""
+    sources: dict[str, list[str]] = {}
+    current = None
+    for line in path.read_text().splitlines():
+        if line and not line[0].isspace():
+            current = line.strip()
+            sources[current] = []
+        elif current and ", env " in line:
+            env = line.rsplit(", env ", 1)[1].strip()
+            sources[current] = [n.strip() for n in env.split(",") if n.strip()]
+    return sources
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--k8s", type=Path, required=True, help="the k8s/ directory")
+    parser.add_argument(
+        "--schema", type=Path, action="append", required=True, help="a job's --env-schema JSON"
+    )
+    parser.add_argument(
+        "--stage-import-sources", type=Path, required=True, help="`stage-import sources` output"
+    )
+    parser.add_argument(
+        "--pg-job-scripts", type=Path, help="pg-job's scripts directory (transform/sql)"
+    )
+    parser.add_argument("--roles", type=Path, help="the roles.yml the ConfigMap must hold")
+    args = parser.parse_args()
+
+    schemas = {}
+    for path in args.schema:
+        schema = load_schema(path)
+        schemas[schema.job] = schema
+    sources = load_sources(args.stage_import_sources)
+    if not sources:
+        print(f"error: {args.stage_import_sources}: no sources listed", file=sys.stderr)
+        return 2
+    checker = Checker(args.k8s, schemas, sources, args.pg_job_scripts, args.roles)
+    checker.load_manifests()
+    pods = checker.dag_pods()
+    cron_pods = checker.cronjob_pods()
+    for pod in pods + cron_pods:
+        checker.check_pod(pod)
+    for e in checker.errors:
+        print(f"error: {e}")
+    print(
+        f"checked {len(checker.checked)} DAG tasks and their alerts, {len(cron_pods)} CronJob containers, "
+        f"{len(checker.secrets)} Secrets against {len(schemas)} job schemas (version {checker.version}): "
+        f"{len(checker.errors)} problems"
+    )
+    return 1 if checker.errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
