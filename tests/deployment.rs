@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::support::{Run, job, missing, run};
+use crate::support::{Run, env_schema, job, missing, run};
 
 /// The jobs that ship as images, each with its `--env-schema`.
 const JOBS: &[&str] = &["webhook-alert", "pg-job", "stage-import", "permissions"];
@@ -53,20 +53,14 @@ impl Contracts {
     fn from_binaries() -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         for name in JOBS {
-            let mut command = job(name);
-            command.arg("--env-schema");
-            let out = run(command);
-            assert_eq!(out.code, Some(0), "{name} --env-schema: {out:?}");
-            let schema: serde_json::Value =
-                serde_json::from_str(&out.stdout).expect("--env-schema prints JSON");
-            assert_eq!(schema["job"], *name, "{name}'s schema names another job");
+            let schema = env_schema(name);
             assert!(
                 schema["variables"]
                     .as_array()
                     .is_some_and(|v| !v.is_empty()),
                 "{name}'s schema lists no variables"
             );
-            std::fs::write(dir.path().join(format!("{name}.json")), &out.stdout)
+            std::fs::write(dir.path().join(format!("{name}.json")), schema.to_string())
                 .expect("write schema");
         }
         let mut command = job("stage-import");

@@ -10,7 +10,7 @@ use std::process::Command;
 use serde_json::Value;
 
 use crate::support::grant_emulator::{ADMIN_PASSWORD, GrantEmulator};
-use crate::support::{Run, job, run};
+use crate::support::{Run, env_schema, job, run, variable_names};
 
 const BOT_PASSWORD: &str = "Bot-Secret-Pw-7731";
 
@@ -1114,19 +1114,8 @@ fn a_snapshot_plans_offline_exactly_as_online() {
 
 #[test]
 fn permission_bot_variables_are_the_contract() {
-    let schema = run({
-        let mut c = job("permissions");
-        c.arg("--env-schema");
-        c
-    });
-    assert_eq!(schema.code, Some(0));
-    let schema: Value = serde_json::from_str(&schema.stdout).unwrap();
-    let names: Vec<&str> = schema["variables"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v["name"].as_str().unwrap())
-        .collect();
+    let schema = env_schema("permissions");
+    let names = variable_names(&schema);
     for name in [
         "PERMISSION_BOT_USER",
         "PERMISSION_BOT_PASSWORD",

@@ -4,11 +4,9 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use serde_json::Value;
-
 use crate::support::moto::moto;
-use crate::support::report::{files, parse_report, statuses};
-use crate::support::{Run, bin, job, run};
+use crate::support::stage_import::{files, parse_report, plans_catalog, statuses};
+use crate::support::{Run, bin, env_schema, job, run, variable_names};
 
 const DAYS: [&str; 3] = ["2026-11-24", "2026-11-25", "2026-11-26"];
 
@@ -307,26 +305,7 @@ fn bootstrap_is_idempotent_and_can_print_its_sql() {
 #[test]
 fn a_user_catalog_adds_a_source() {
     let setup = Setup::new();
-    let exports = setup.dir.path().join("exports/2026/11/26");
-    std::fs::create_dir_all(&exports).unwrap();
-    std::fs::write(
-        exports.join("plans.tsv"),
-        "plan\tprice\nstarter\t10\npro\t42\n",
-    )
-    .unwrap();
-    let catalog = setup.dir.path().join("catalog.yml");
-    std::fs::write(
-        &catalog,
-        format!(
-            "stages:\n  exports: \"file://{}\"\n\
-             formats:\n  plans_tsv:\n    delimiter: \"\\t\"\n    skip_header: 1\n    columns:\n      \
-             - {{ name: plan, type: text }}\n      - {{ name: price, type: integer }}\n\
-             sources:\n  plans:\n    schema: billing\n    table: plans\n    stage: exports\n    \
-             path: \"{{yyyy}}/{{mm}}/{{dd}}\"\n    pattern: '.*\\.tsv'\n    format: plans_tsv\n",
-            setup.dir.path().join("exports").display()
-        ),
-    )
-    .unwrap();
+    let catalog = plans_catalog(setup.dir.path(), "plan\tprice\nstarter\t10\npro\t42\n");
     let with_catalog = |args: &[&str]| {
         let mut command = setup.command(args);
         command.env("STAGE_IMPORT_CATALOG", &catalog);
@@ -446,19 +425,8 @@ fn an_s3_stage_is_listed_and_loaded_like_a_local_one() {
 
 #[test]
 fn help_and_schema_list_the_original_variable_names() {
-    let out = run({
-        let mut c = job("stage-import");
-        c.arg("--env-schema");
-        c
-    });
-    assert_eq!(out.code, Some(0), "{out:?}");
-    let schema: Value = serde_json::from_str(&out.stdout).unwrap();
-    let names: Vec<&str> = schema["variables"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v["name"].as_str().unwrap())
-        .collect();
+    let schema = env_schema("stage-import");
+    let names = variable_names(&schema);
     for name in [
         "RELEASE_LOCATION",
         "DIAGNOSTIC_LOCATION_ONE",

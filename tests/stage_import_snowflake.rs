@@ -21,7 +21,7 @@ use serde_json::Value;
 
 use crate::support::fakesnow::{FakeSnow, Rule, server};
 use crate::support::moto::moto;
-use crate::support::report::{files, parse_report, statuses};
+use crate::support::stage_import::{files, parse_report, plans_catalog, statuses};
 use crate::support::{Run, bin, job, run};
 
 const PASSWORD: &str = "pw-Sn0wfl4ke-do-not-log";
@@ -572,26 +572,10 @@ fn sigterm_during_a_reload_commits_nothing() {
 fn a_user_catalog_adds_a_source() {
     let Some(snow) = server() else { return };
     let setup = Setup::new(snow, "sf_catalog");
-    let exports = setup.dir.path().join("exports/2026/11/26");
-    std::fs::create_dir_all(&exports).unwrap();
-    std::fs::write(
-        exports.join("plans.tsv"),
+    let catalog = plans_catalog(
+        setup.dir.path(),
         "plan\tprice\nstarter\t10\npro\t42\nbroken\tfree\n",
-    )
-    .unwrap();
-    let catalog = setup.dir.path().join("catalog.yml");
-    std::fs::write(
-        &catalog,
-        format!(
-            "stages:\n  exports: \"file://{}\"\n\
-             formats:\n  plans_tsv:\n    delimiter: \"\\t\"\n    skip_header: 1\n    columns:\n      \
-             - {{ name: plan, type: text }}\n      - {{ name: price, type: integer }}\n\
-             sources:\n  plans:\n    schema: billing\n    table: plans\n    stage: exports\n    \
-             path: \"{{yyyy}}/{{mm}}/{{dd}}\"\n    pattern: '.*\\.tsv'\n    format: plans_tsv\n",
-            setup.dir.path().join("exports").display()
-        ),
-    )
-    .unwrap();
+    );
     let with_catalog = |args: &[&str]| {
         let mut command = setup.command(args);
         command.env("STAGE_IMPORT_CATALOG", &catalog);

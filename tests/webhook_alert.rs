@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::support::receiver::{Receiver, Reply};
-use crate::support::{job, run};
+use crate::support::{env_schema, job, run, variable_names};
 
 const HOOK_PATH: &str = "/hooks/k3y5ecr3tw3bh00k";
 
@@ -298,12 +298,7 @@ fn a_100_kb_error_is_cut_to_fit_the_post() {
 
 #[test]
 fn env_schema_is_the_contract_as_json() {
-    let mut command = job("webhook-alert");
-    command.arg("--env-schema");
-    let out = run(command);
-    assert_eq!(out.code, Some(0), "{out:?}");
-    let schema: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
-    assert_eq!(schema["job"], "webhook-alert");
+    let schema = env_schema("webhook-alert");
     let vars = schema["variables"].as_array().unwrap();
     let url = vars
         .iter()
@@ -315,7 +310,7 @@ fn env_schema_is_the_contract_as_json() {
     );
     let required: Vec<_> = vars.iter().filter(|v| v["required"] == true).collect();
     assert_eq!(required.len(), 1, "only the webhook URL is required");
-    let names: Vec<_> = vars.iter().map(|v| v["name"].as_str().unwrap()).collect();
+    let names = variable_names(&schema);
     for name in [
         "ALERT_DAG_ID",
         "ALERT_ERROR",

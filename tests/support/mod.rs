@@ -8,11 +8,14 @@ pub mod grant_emulator;
 pub mod moto;
 pub mod postgres;
 pub mod receiver;
-pub mod report;
+pub mod stage_import;
 
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
+
+/// The helpers the library tests use too (`crates/test-servers`): one rule for missing servers.
+pub use test_servers::{missing, venv_tool};
 
 /// The debug binary of a job, built by `cargo build --workspace` next to this test binary.
 pub fn bin(job: &str) -> PathBuf {
@@ -61,15 +64,6 @@ pub fn run(mut command: Command) -> Run {
     }
 }
 
-/// A tool installed in the project's Python venv (`make venv`): fakesnow, moto_server.
-pub fn venv_tool(name: &str) -> Option<PathBuf> {
-    let venv = std::env::var_os("DATA_JOBS_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv"));
-    let path = venv.join("bin").join(name);
-    path.exists().then_some(path)
-}
-
 /// Starts a server process that ends when this test process does, even though servers are kept
 /// in statics (which are never dropped): a shell watchdog polls for the test process and kills
 /// the server once it is gone.
@@ -114,18 +108,24 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// True when running under CI, where every server a test needs must be present.
-pub fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true")
+/// A job's environment contract as it prints it (`--env-schema`): checked to be its own.
+pub fn env_schema(name: &str) -> serde_json::Value {
+    let mut command = job(name);
+    command.arg("--env-schema");
+    let out = run(command);
+    assert_eq!(out.code, Some(0), "{name} --env-schema: {out:?}");
+    let schema: serde_json::Value =
+        serde_json::from_str(&out.stdout).expect("--env-schema prints JSON");
+    assert_eq!(schema["job"], name, "{name}'s schema names another job");
+    schema
 }
 
-/// Call when a server or tool the test needs is missing: fails under CI, else skips loudly.
-/// Returns `true` when the test should return early.
-pub fn missing(what: &str) -> bool {
-    assert!(
-        !in_ci(),
-        "{what} is missing, and CI=true: this test must run"
-    );
-    eprintln!("SKIPPED (not in CI): {what} is missing");
-    true
+/// The variable names of an `--env-schema`, in its order.
+pub fn variable_names(schema: &serde_json::Value) -> Vec<&str> {
+    schema["variables"]
+        .as_array()
+        .expect("variables")
+        .iter()
+        .map(|v| v["name"].as_str().expect("name"))
+        .collect()
 }

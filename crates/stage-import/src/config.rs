@@ -110,7 +110,7 @@ pub const VARS: &[EnvVar] = &[
         "SNOWFLAKE_ACCOUNT",
         Kind::Text,
         "Snowflake account identifier (xy12345.us-east-1 or myorg-myaccount); set: load into \
-         Snowflake, unset: into the embedded warehouse",
+         Snowflake, unset: into the embedded warehouse (not in the image, which has none)",
     ),
     EnvVar::new(
         "SNOWFLAKE_LOAD_USER",
@@ -161,7 +161,8 @@ pub const VARS: &[EnvVar] = &[
     EnvVar::new(
         "WAREHOUSE_PATH",
         Kind::Path,
-        "The embedded DuckDB database file (used when no Snowflake is configured)",
+        "The embedded DuckDB database file (used when no Snowflake is configured; builds with the \
+         embedded warehouse only, not the image)",
     )
     .default("warehouse.duckdb"),
     EnvVar::new(

@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     FileSource, LOADED_AT_COLUMN, SOURCE_FILE_COLUMN, Warehouse, WarehouseError, duckdb_type,
-    line_in_message, sql_literal,
+    first_line, line_in_message, sql_literal,
 };
 use crate::catalog::{Compression, Format, Load, Source};
 use crate::report::{FileOutcome, FileStatus};
@@ -540,13 +540,4 @@ fn status_name(status: FileStatus) -> &'static str {
         FileStatus::PartiallyLoaded => "PARTIALLY_LOADED",
         FileStatus::LoadFailed => "LOAD_FAILED",
     }
-}
-
-fn first_line(statement: &str) -> String {
-    statement
-        .lines()
-        .next()
-        .unwrap_or(statement)
-        .trim()
-        .to_owned()
 }

@@ -200,6 +200,17 @@ pub fn sql_literal(value: &str) -> String {
     format!("'{}'", value.replace('\'', "''"))
 }
 
+/// A statement's first line, without its `;`: how an error names the statement that failed.
+pub(crate) fn first_line(statement: &str) -> String {
+    statement
+        .lines()
+        .next()
+        .unwrap_or(statement)
+        .trim()
+        .trim_end_matches(';')
+        .to_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,7 +16,9 @@ use snowflake_conn::{
 };
 use tokio_util::sync::CancellationToken;
 
-use super::{FileSource, LOADED_AT_COLUMN, SOURCE_FILE_COLUMN, Warehouse, WarehouseError};
+use super::{
+    FileSource, LOADED_AT_COLUMN, SOURCE_FILE_COLUMN, Warehouse, WarehouseError, first_line,
+};
 use crate::catalog::{ColumnType, Compression, Format, Load, Source};
 use crate::report::{FileOutcome, FileStatus};
 use crate::stage::{StageUrl, StagedFile};
@@ -264,16 +266,6 @@ fn qualified(schema: &str, name: &str) -> String {
 fn snowflake_error(what: &str) -> impl FnOnce(snowflake_conn::Error) -> WarehouseError + use<> {
     let what = what.to_owned();
     move |source| WarehouseError::Snowflake { what, source }
-}
-
-fn first_line(statement: &str) -> String {
-    statement
-        .lines()
-        .next()
-        .unwrap_or(statement)
-        .trim()
-        .trim_end_matches(';')
-        .to_owned()
 }
 
 /// Snowflake's type for a catalog column type.

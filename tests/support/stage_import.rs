@@ -1,0 +1,59 @@
+//! What the stage-import tests of both backends share: reading the JSON report (stdout), and
+//! a user catalog fixture.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use super::Run;
+
+pub fn parse_report(out: &Run) -> Value {
+    serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: stdout {:?}", out.stdout))
+}
+
+/// Every file outcome of `source`'s loads, in report order.
+pub fn files<'a>(report: &'a Value, source: &str) -> Vec<&'a Value> {
+    report["loads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["source"] == source)
+        .flat_map(|l| l["files"].as_array().unwrap())
+        .collect()
+}
+
+/// The distinct file statuses of the whole run, sorted.
+pub fn statuses(report: &Value) -> Vec<String> {
+    let mut all: Vec<String> = report["loads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|l| l["files"].as_array().unwrap())
+        .map(|f| f["status"].as_str().unwrap().to_owned())
+        .collect();
+    all.sort();
+    all.dedup();
+    all
+}
+
+/// A user catalog adding source `plans` (a TSV of plan and integer price, under
+/// `<dir>/exports/YYYY/MM/DD/`) with `rows` as 2026-11-26's file. Returns the catalog's path.
+pub fn plans_catalog(dir: &Path, rows: &str) -> PathBuf {
+    let exports = dir.join("exports/2026/11/26");
+    std::fs::create_dir_all(&exports).unwrap();
+    std::fs::write(exports.join("plans.tsv"), rows).unwrap();
+    let catalog = dir.join("catalog.yml");
+    std::fs::write(
+        &catalog,
+        format!(
+            "stages:\n  exports: \"file://{}\"\n\
+             formats:\n  plans_tsv:\n    delimiter: \"\\t\"\n    skip_header: 1\n    columns:\n      \
+             - {{ name: plan, type: text }}\n      - {{ name: price, type: integer }}\n\
+             sources:\n  plans:\n    schema: billing\n    table: plans\n    stage: exports\n    \
+             path: \"{{yyyy}}/{{mm}}/{{dd}}\"\n    pattern: '.*\\.tsv'\n    format: plans_tsv\n",
+            dir.join("exports").display()
+        ),
+    )
+    .unwrap();
+    catalog
+}
