@@ -250,7 +250,7 @@ fn pg_job_container_runs_a_script_over_verified_tls() {
     }
     let url = server.url_for(
         "localhost",
-        "Pg%2Fs3cret%25pw",
+        postgres::PASSWORD_IN_URL,
         &db,
         "sslmode=verify-full&sslrootcert=/certs/ca.pem",
     );

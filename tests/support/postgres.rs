@@ -18,7 +18,7 @@ use super::{free_port, missing};
 /// The superuser's password: with characters that must be percent-encoded in a URL, so that
 /// tests see that neither form of it leaks.
 pub const PASSWORD: &str = "Pg/s3cret%pw";
-const PASSWORD_IN_URL: &str = "Pg%2Fs3cret%25pw";
+pub const PASSWORD_IN_URL: &str = "Pg%2Fs3cret%25pw";
 
 /// A running server.
 #[derive(Debug)]
