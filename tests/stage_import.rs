@@ -368,6 +368,10 @@ fn sigterm_during_a_load_leaves_nothing_half_loaded() {
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(130), "{stderr}");
     assert!(stderr.contains("received SIGTERM: stopping"), "{stderr}");
+    assert!(
+        stderr.contains("the one running was rolled back"),
+        "says how far the run got: {stderr}"
+    );
     assert_eq!(
         setup.count("diagnostics.log_entries"),
         0,

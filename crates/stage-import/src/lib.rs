@@ -240,9 +240,17 @@ async fn import(
             .get(&listing_key(load))
             .cloned()
             .unwrap_or_default();
-        reports.push(run_load(&mut warehouse, load, listed, s3.as_ref(), config, context).await?);
+        match run_load(&mut warehouse, load, listed, s3.as_ref(), config, context).await {
+            Ok(report) => reports.push(report),
+            Err(err) if context.cancel.is_cancelled() => {
+                stopped_by_signal(reports.len(), loads.len());
+                return Err(err);
+            }
+            Err(err) => return Err(err),
+        }
     }
     if context.cancel.is_cancelled() {
+        stopped_by_signal(reports.len(), loads.len());
         return Err(WarehouseError::Interrupted.into());
     }
     let report = RunReport::new(
@@ -261,6 +269,16 @@ async fn import(
     );
     print_json(&report);
     Ok(report.exit())
+}
+
+/// Loads are committed one by one: after a signal, say how far the run got. A load that
+/// committed before it saw the signal has logged its files as loaded.
+fn stopped_by_signal(loads_committed: usize, loads_planned: usize) {
+    tracing::warn!(
+        loads_committed,
+        loads_planned,
+        "stopped: the loads logged above as done are committed; the one running was rolled back and the rest did not run"
+    );
 }
 
 /// A stage and the prefix listed below it: loads that share one are listed once.

@@ -92,24 +92,30 @@ impl DuckDbWarehouse {
     async fn blocking<T: Send + 'static>(
         &self,
         cancel: &CancellationToken,
-        work: impl FnOnce(&mut Connection) -> T + Send + 'static,
+        work: impl FnOnce(&mut Connection) -> Result<T, WarehouseError> + Send + 'static,
     ) -> Result<T, WarehouseError> {
         let connection = Arc::clone(&self.connection);
         let mut task = tokio::task::spawn_blocking(move || {
             let mut connection = connection.lock().unwrap_or_else(|e| e.into_inner());
             work(&mut connection)
         });
-        let result = tokio::select! {
-            result = &mut task => result,
+        tokio::select! {
+            result = &mut task => {
+                result.map_err(|e| WarehouseError::Setup(format!("DuckDB worker failed: {e}")))?
+            }
             () = cancel.cancelled() => {
                 self.interrupted.store(true, Ordering::SeqCst);
                 self.interrupt.interrupt();
-                // The statement stops at its next check; its transaction rolls back.
-                let _ = task.await;
-                return Err(WarehouseError::Interrupted);
+                // The running statement stops at its next check and its transaction rolls back.
+                // DuckDB forgets an interrupt that comes between statements, so the work checks
+                // `interrupted` itself before it commits. Work that finished before it noticed
+                // is done (a load committed): say so rather than call it interrupted.
+                match task.await {
+                    Ok(Ok(done)) => Ok(done),
+                    _ => Err(WarehouseError::Interrupted),
+                }
             }
-        };
-        result.map_err(|e| WarehouseError::Setup(format!("DuckDB worker failed: {e}")))
+        }
     }
 }
 
@@ -143,7 +149,7 @@ impl DuckDbWarehouse {
             }
             Ok((columns, out))
         })
-        .await?
+        .await
     }
 }
 
@@ -197,7 +203,7 @@ impl Warehouse for DuckDbWarehouse {
             }
             Ok(())
         })
-        .await?
+        .await
     }
 
     async fn load(
@@ -222,7 +228,19 @@ impl Warehouse for DuckDbWarehouse {
             interrupted: Arc::clone(&self.interrupted),
         };
         self.blocking(cancel, move |connection| job.run(connection))
-            .await?
+            .await
+    }
+}
+
+/// Why a batch did not commit.
+enum BatchFailure {
+    Interrupted,
+    Failed(duckdb::Error),
+}
+
+impl From<duckdb::Error> for BatchFailure {
+    fn from(error: duckdb::Error) -> Self {
+        BatchFailure::Failed(error)
     }
 }
 
@@ -277,10 +295,11 @@ impl LoadJob {
         if !new_files.is_empty() {
             let loaded = match self.load_batch(connection, &new_files) {
                 Ok(loaded) => loaded,
+                Err(BatchFailure::Interrupted) => return Err(WarehouseError::Interrupted),
                 Err(_) if self.interrupted.load(Ordering::SeqCst) => {
                     return Err(WarehouseError::Interrupted);
                 }
-                Err(batch_error) => {
+                Err(BatchFailure::Failed(batch_error)) => {
                     // Find the files that cannot be read at all, then load the others.
                     tracing::debug!(table = %self.table, "batch load failed, probing each file: {batch_error}");
                     let mut readable = Vec::new();
@@ -301,8 +320,20 @@ impl LoadJob {
                     if readable.is_empty() {
                         Vec::new()
                     } else {
-                        self.load_batch(connection, &readable)
-                            .map_err(query_error(&format!("loading into {}", self.table)))?
+                        match self.load_batch(connection, &readable) {
+                            Ok(loaded) => loaded,
+                            Err(BatchFailure::Interrupted) => {
+                                return Err(WarehouseError::Interrupted);
+                            }
+                            Err(_) if self.interrupted.load(Ordering::SeqCst) => {
+                                return Err(WarehouseError::Interrupted);
+                            }
+                            Err(BatchFailure::Failed(e)) => {
+                                return Err(query_error(&format!("loading into {}", self.table))(
+                                    e,
+                                ));
+                            }
+                        }
                     }
                 }
             };
@@ -333,7 +364,7 @@ impl LoadJob {
         &self,
         connection: &mut Connection,
         files: &[StagedFile],
-    ) -> duckdb::Result<Vec<FileOutcome>> {
+    ) -> Result<Vec<FileOutcome>, BatchFailure> {
         let loaded_at = jiff::Timestamp::now()
             .strftime("%Y-%m-%d %H:%M:%S%.6f")
             .to_string();
@@ -351,6 +382,7 @@ impl LoadJob {
                 t = sql_literal(&self.table),
             ))?;
         }
+        self.stop_if_interrupted()?;
         let columns: Vec<String> = self
             .format
             .columns
@@ -446,9 +478,20 @@ impl LoadJob {
                 first_error_line,
             });
         }
+        // Dropping the transaction rolls it back.
+        self.stop_if_interrupted()?;
         transaction.commit()?;
         // Rejects are kept per connection; the next load reads only its own scan.
         Ok(outcomes)
+    }
+
+    /// Gives up the batch (its transaction rolls back) once the job is cancelled.
+    fn stop_if_interrupted(&self) -> Result<(), BatchFailure> {
+        if self.interrupted.load(Ordering::SeqCst) {
+            Err(BatchFailure::Interrupted)
+        } else {
+            Ok(())
+        }
     }
 
     /// Reads one file without loading it: `Err` is why it cannot be read at all.
@@ -539,5 +582,99 @@ fn status_name(status: FileStatus) -> &'static str {
         FileStatus::LoadSkipped => "LOAD_SKIPPED",
         FileStatus::PartiallyLoaded => "PARTIALLY_LOADED",
         FileStatus::LoadFailed => "LOAD_FAILED",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::Catalog;
+
+    /// A warehouse with a bootstrapped two-column source and one day's file of `rows` rows.
+    async fn warehouse_with_a_file(dir: &Path, rows: usize) -> (DuckDbWarehouse, Load, StagedFile) {
+        let day = dir.join("exports/2026/11/26");
+        std::fs::create_dir_all(&day).unwrap();
+        let body: String = (0..rows).map(|i| format!("plan-{i}\t{i}\n")).collect();
+        std::fs::write(day.join("plans.tsv"), body).unwrap();
+        let catalog_file = dir.join("catalog.yml");
+        std::fs::write(
+            &catalog_file,
+            format!(
+                "stages:\n  exports: \"file://{}\"\nformats:\n  plans_tsv:\n    delimiter: \"\\t\"\n    \
+                 columns:\n      - {{ name: plan, type: text }}\n      - {{ name: price, type: integer }}\n\
+                 sources:\n  plans:\n    schema: billing\n    table: plans\n    stage: exports\n    \
+                 path: \"{{yyyy}}/{{mm}}/{{dd}}\"\n    pattern: '.*\\.tsv'\n    format: plans_tsv\n",
+                dir.join("exports").display()
+            ),
+        )
+        .unwrap();
+        let catalog = Catalog::load(Some(&catalog_file)).unwrap();
+        let source = catalog.source("plans").unwrap();
+        let load = source
+            .loads(jiff::civil::date(2026, 11, 26), &|_| None)
+            .unwrap()
+            .remove(0);
+        let settings = Settings {
+            memory_limit: "256MB".to_owned(),
+            threads: Some(1),
+        };
+        let mut warehouse = DuckDbWarehouse::open(&dir.join("w.duckdb"), &settings).unwrap();
+        let statements = warehouse.bootstrap_sql(&[(source, vec![load.clone()])]);
+        warehouse
+            .execute(&statements, &CancellationToken::new())
+            .await
+            .unwrap();
+        let file = crate::stage::list_local(&dir.join("exports"), &load.list_prefix)
+            .unwrap()
+            .remove(0);
+        (warehouse, load, file)
+    }
+
+    async fn rows(warehouse: &DuckDbWarehouse) -> String {
+        let (_, rows) = warehouse
+            .query_text(
+                "SELECT count(*) FROM billing.plans",
+                &CancellationToken::new(),
+            )
+            .await
+            .unwrap();
+        rows[0][0].clone().unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_load_commits_and_reports_its_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut warehouse, load, file) = warehouse_with_a_file(dir.path(), 3).await;
+        let root = FileSource::Local(dir.path().join("exports"));
+        let outcomes = warehouse
+            .load(&load, &[file], &root, false, &CancellationToken::new())
+            .await
+            .unwrap();
+        assert_eq!(outcomes.len(), 1);
+        assert_eq!(outcomes[0].status, FileStatus::Loaded);
+        assert_eq!(outcomes[0].rows_loaded, 3);
+        assert_eq!(rows(&warehouse).await, "3");
+    }
+
+    // DuckDB forgets an interrupt that arrives while no statement runs: a cancellation that
+    // comes before or between the load's statements must still stop it before it commits.
+    // Where the interrupt lands is up to the threads, so the load is tried a number of times.
+    #[tokio::test]
+    async fn a_cancellation_before_the_load_starts_commits_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut warehouse, load, file) = warehouse_with_a_file(dir.path(), 3).await;
+        let root = FileSource::Local(dir.path().join("exports"));
+        let cancel = CancellationToken::new();
+        cancel.cancel();
+        for attempt in 0..20 {
+            let result = warehouse
+                .load(&load, std::slice::from_ref(&file), &root, false, &cancel)
+                .await;
+            assert!(
+                matches!(result, Err(WarehouseError::Interrupted)),
+                "attempt {attempt}: {result:?}"
+            );
+            assert_eq!(rows(&warehouse).await, "0", "attempt {attempt}");
+        }
     }
 }
