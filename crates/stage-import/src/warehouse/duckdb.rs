@@ -296,9 +296,6 @@ impl LoadJob {
             let loaded = match self.load_batch(connection, &new_files) {
                 Ok(loaded) => loaded,
                 Err(BatchFailure::Interrupted) => return Err(WarehouseError::Interrupted),
-                Err(_) if self.interrupted.load(Ordering::SeqCst) => {
-                    return Err(WarehouseError::Interrupted);
-                }
                 Err(BatchFailure::Failed(batch_error)) => {
                     // Find the files that cannot be read at all, then load the others.
                     tracing::debug!(table = %self.table, "batch load failed, probing each file: {batch_error}");
@@ -320,20 +317,13 @@ impl LoadJob {
                     if readable.is_empty() {
                         Vec::new()
                     } else {
-                        match self.load_batch(connection, &readable) {
-                            Ok(loaded) => loaded,
-                            Err(BatchFailure::Interrupted) => {
-                                return Err(WarehouseError::Interrupted);
-                            }
-                            Err(_) if self.interrupted.load(Ordering::SeqCst) => {
-                                return Err(WarehouseError::Interrupted);
-                            }
-                            Err(BatchFailure::Failed(e)) => {
-                                return Err(query_error(&format!("loading into {}", self.table))(
-                                    e,
-                                ));
-                            }
-                        }
+                        self.load_batch(connection, &readable)
+                            .map_err(|failure| match failure {
+                                BatchFailure::Interrupted => WarehouseError::Interrupted,
+                                BatchFailure::Failed(e) => {
+                                    query_error(&format!("loading into {}", self.table))(e)
+                                }
+                            })?
                     }
                 }
             };
@@ -360,7 +350,23 @@ impl LoadJob {
     }
 
     /// Loads `files` in one transaction; with `reload`, their earlier rows go in the same one.
+    /// Once the job is cancelled, any failure is the interruption (DuckDB's own error for an
+    /// interrupted statement is not a bad file).
     fn load_batch(
+        &self,
+        connection: &mut Connection,
+        files: &[StagedFile],
+    ) -> Result<Vec<FileOutcome>, BatchFailure> {
+        self.commit_batch(connection, files).map_err(|failure| {
+            if self.interrupted.load(Ordering::SeqCst) {
+                BatchFailure::Interrupted
+            } else {
+                failure
+            }
+        })
+    }
+
+    fn commit_batch(
         &self,
         connection: &mut Connection,
         files: &[StagedFile],
@@ -590,28 +596,31 @@ mod tests {
     use super::*;
     use crate::catalog::Catalog;
 
-    /// A warehouse with a bootstrapped two-column source and one day's file of `rows` rows.
-    async fn warehouse_with_a_file(dir: &Path, rows: usize) -> (DuckDbWarehouse, Load, StagedFile) {
-        let day = dir.join("exports/2026/11/26");
-        std::fs::create_dir_all(&day).unwrap();
-        let body: String = (0..rows).map(|i| format!("plan-{i}\t{i}\n")).collect();
-        std::fs::write(day.join("plans.tsv"), body).unwrap();
-        let catalog_file = dir.join("catalog.yml");
-        std::fs::write(
-            &catalog_file,
-            format!(
-                "stages:\n  exports: \"file://{}\"\nformats:\n  plans_tsv:\n    delimiter: \"\\t\"\n    \
-                 columns:\n      - {{ name: plan, type: text }}\n      - {{ name: price, type: integer }}\n\
-                 sources:\n  plans:\n    schema: billing\n    table: plans\n    stage: exports\n    \
-                 path: \"{{yyyy}}/{{mm}}/{{dd}}\"\n    pattern: '.*\\.tsv'\n    format: plans_tsv\n",
-                dir.join("exports").display()
-            ),
-        )
+    const LICENSES: usize = 12;
+
+    /// A warehouse with the built-in licenses source bootstrapped, and that source's export of
+    /// one day (`LICENSES` rows) written by sample-data.
+    async fn warehouse_with_a_file(dir: &Path) -> (DuckDbWarehouse, Load, StagedFile) {
+        let day = jiff::civil::date(2026, 11, 26);
+        let stage = dir.join("stage");
+        sample_data::write(&sample_data::Plan {
+            root: stage.clone(),
+            days: vec![day],
+            layout: sample_data::Layout::default(),
+            seed: 1,
+            servers: LICENSES,
+            files_per_day: 1,
+            rows_per_file: 1,
+            malformed: false,
+        })
         .unwrap();
-        let catalog = Catalog::load(Some(&catalog_file)).unwrap();
-        let source = catalog.source("plans").unwrap();
+        let catalog = Catalog::load(None).unwrap();
+        let source = catalog.source("licenses").unwrap();
+        let stage_root = format!("file://{}", stage.display());
         let load = source
-            .loads(jiff::civil::date(2026, 11, 26), &|_| None)
+            .loads(day, &|name| {
+                (name == "STAGE_ROOT").then(|| stage_root.clone())
+            })
             .unwrap()
             .remove(0);
         let settings = Settings {
@@ -624,7 +633,7 @@ mod tests {
             .execute(&statements, &CancellationToken::new())
             .await
             .unwrap();
-        let file = crate::stage::list_local(&dir.join("exports"), &load.list_prefix)
+        let file = crate::stage::list_local(&stage.join("licenses"), &load.list_prefix)
             .unwrap()
             .remove(0);
         (warehouse, load, file)
@@ -633,7 +642,7 @@ mod tests {
     async fn rows(warehouse: &DuckDbWarehouse) -> String {
         let (_, rows) = warehouse
             .query_text(
-                "SELECT count(*) FROM billing.plans",
+                "SELECT count(*) FROM licenses.licenses",
                 &CancellationToken::new(),
             )
             .await
@@ -644,16 +653,16 @@ mod tests {
     #[tokio::test]
     async fn a_load_commits_and_reports_its_rows() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut warehouse, load, file) = warehouse_with_a_file(dir.path(), 3).await;
-        let root = FileSource::Local(dir.path().join("exports"));
+        let (mut warehouse, load, file) = warehouse_with_a_file(dir.path()).await;
+        let root = FileSource::Local(dir.path().join("stage/licenses"));
         let outcomes = warehouse
             .load(&load, &[file], &root, false, &CancellationToken::new())
             .await
             .unwrap();
         assert_eq!(outcomes.len(), 1);
         assert_eq!(outcomes[0].status, FileStatus::Loaded);
-        assert_eq!(outcomes[0].rows_loaded, 3);
-        assert_eq!(rows(&warehouse).await, "3");
+        assert_eq!(outcomes[0].rows_loaded, LICENSES as u64);
+        assert_eq!(rows(&warehouse).await, LICENSES.to_string());
     }
 
     // DuckDB forgets an interrupt that arrives while no statement runs: a cancellation that
@@ -662,8 +671,8 @@ mod tests {
     #[tokio::test]
     async fn a_cancellation_before_the_load_starts_commits_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut warehouse, load, file) = warehouse_with_a_file(dir.path(), 3).await;
-        let root = FileSource::Local(dir.path().join("exports"));
+        let (mut warehouse, load, file) = warehouse_with_a_file(dir.path()).await;
+        let root = FileSource::Local(dir.path().join("stage/licenses"));
         let cancel = CancellationToken::new();
         cancel.cancel();
         for attempt in 0..20 {
