@@ -1,13 +1,14 @@
 //! webhook-alert against a local receiver: the exact JSON that arrives, and every way a post
-//! can go wrong.
+//! can go wrong; watch mode (the CronJobs' sidecar) and the kit's status file it reads.
 
-use std::process::Command;
-use std::time::Duration;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 
 use crate::support::receiver::{Receiver, Reply};
-use crate::support::{env_schema, job, run, variable_names};
+use crate::support::{Run, env_schema, job, run, variable_names};
 
 const HOOK_PATH: &str = "/hooks/k3y5ecr3tw3bh00k";
 
@@ -315,8 +316,10 @@ fn env_schema_is_the_contract_as_json() {
         "ALERT_DAG_ID",
         "ALERT_ERROR",
         "MATTERMOST_USERNAME",
+        "ALERT_WATCH_STATUS_FILES",
         "LOG_FORMAT",
         "LOG_LEVEL",
+        "JOB_STATUS_FILE",
     ] {
         assert!(names.contains(&name), "{name} missing from {names:?}");
     }
@@ -394,4 +397,148 @@ fn sigterm_interrupts_with_the_interrupted_code() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(130), "{stderr}");
     assert!(stderr.contains("received SIGTERM: stopping"), "{stderr}");
+}
+
+// ---- watch mode: the sidecar beside a CronJob's jobs (k8s/cronjobs) ----------------------------
+
+/// Runs `command` (webhook-alert in watch mode) until it says it is watching, then sends it
+/// SIGTERM as the kubelet does once the pod's jobs have exited. Returns the run and how many
+/// posts had arrived before the signal (the sidecar must wait for it).
+fn sigterm_once_watching(mut command: Command, receiver: &Receiver) -> (Run, usize) {
+    let started = Instant::now();
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start webhook-alert");
+    let stderr = child.stderr.take().expect("stderr");
+    let (watching, said_watching) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in BufReader::new(stderr).lines() {
+            let line = line.unwrap_or_default();
+            // Said after the kit registered for SIGTERM: a signal any earlier would kill it.
+            if line.contains("watching") {
+                let _ = watching.send(());
+            }
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    let ready = said_watching.recv_timeout(Duration::from_secs(10));
+    // A moment idle, as in a pod: nothing may be posted before the signal.
+    std::thread::sleep(Duration::from_millis(300));
+    let before = receiver.received().len();
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let out = child.wait_with_output().expect("wait for webhook-alert");
+    let stderr = reader.join().expect("stderr reader");
+    assert!(
+        ready.is_ok(),
+        "webhook-alert never said it was watching:\n{stderr}"
+    );
+    let run = Run {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr,
+        elapsed: started.elapsed(),
+    };
+    (run, before)
+}
+
+fn watching(receiver: &Receiver, status_file: &std::path::Path) -> Command {
+    let mut command = alert(receiver);
+    command
+        .env("ALERT_WATCH_STATUS_FILES", status_file)
+        .env("ALERT_DAG_ID", "stage-import-licenses")
+        .env("ALERT_TASK_ID", "stage-import");
+    command
+}
+
+#[test]
+fn watch_posts_the_failure_in_the_status_file_after_sigterm() {
+    let receiver = Receiver::start(vec![Reply::ok()]);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("stage-import.status");
+    std::fs::write(&file, "3\nstage-import: 2 of 9 files failed to load\n").unwrap();
+    let (out, before) = sigterm_once_watching(watching(&receiver, &file), &receiver);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert_eq!(before, 0, "posted before SIGTERM");
+    let received = receiver.received();
+    assert_eq!(received.len(), 1, "{out:?}");
+    let text = received[0].json()["text"].as_str().unwrap().to_owned();
+    assert!(
+        text.starts_with(
+            ":red_circle: **Task `stage-import` in DAG `stage-import-licenses` failed:** \
+             stage-import: 2 of 9 files failed to load\n"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("**Exit code:** 3 (partial success: finished, but some items failed)"),
+        "{text}"
+    );
+    assert!(out.stderr.contains("alert posted"), "{}", out.stderr);
+}
+
+#[test]
+fn watch_posts_nothing_when_the_status_is_0() {
+    let receiver = Receiver::start(vec![Reply::ok()]);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("stage-import.status");
+    std::fs::write(&file, "0\n").unwrap();
+    let (out, _) = sigterm_once_watching(watching(&receiver, &file), &receiver);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert_eq!(receiver.received().len(), 0, "{out:?}");
+    assert!(out.stderr.contains("nothing to post"), "{}", out.stderr);
+}
+
+#[test]
+fn watch_posts_a_job_that_wrote_no_status() {
+    let receiver = Receiver::start(vec![Reply::ok()]);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("stage-import.status");
+    let (out, before) = sigterm_once_watching(watching(&receiver, &file), &receiver);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert_eq!(before, 0, "posted before SIGTERM");
+    let received = receiver.received();
+    assert_eq!(received.len(), 1, "{out:?}");
+    let text = received[0].json()["text"].as_str().unwrap().to_owned();
+    assert!(
+        text.contains("DAG `stage-import-licenses` failed"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "the job ended without writing its status (killed, e.g. OOMKilled, or never started)"
+        ),
+        "{text}"
+    );
+}
+
+#[test]
+fn the_kit_writes_the_status_file_on_success_and_on_a_config_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("job.status");
+
+    let receiver = Receiver::start(vec![Reply::ok()]);
+    let mut command = alert(&receiver);
+    command.env("JOB_STATUS_FILE", &file);
+    let out = run(command);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "0\n");
+
+    let mut command = job("webhook-alert");
+    command.env("JOB_STATUS_FILE", &file);
+    let out = run(command);
+    assert_eq!(out.code, Some(2), "{out:?}");
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        "2\nwebhook-alert: invalid configuration (1 problem); \
+         - MATTERMOST_WEBHOOK_URL: is required but not set (an http(s) URL)\n"
+    );
 }

@@ -200,6 +200,12 @@ pub const COMMON: &[EnvVar] = &[
         "Log filter: a level (error, warn, info, debug, trace) or tracing directives.",
     )
     .default("info"),
+    EnvVar::new(
+        "JOB_STATUS_FILE",
+        Kind::Path,
+        "File to write the exit code and the final error's summary to when the job ends (for \
+         a watcher in the same pod, e.g. webhook-alert's ALERT_WATCH_STATUS_FILES)",
+    ),
 ];
 
 /// One problem with one variable.
@@ -558,7 +564,8 @@ mod tests {
                 "MODE",
                 "LABEL",
                 "LOG_FORMAT",
-                "LOG_LEVEL"
+                "LOG_LEVEL",
+                "JOB_STATUS_FILE"
             ]
         );
         let json = serde_json::to_value(&schema).unwrap();

@@ -42,6 +42,11 @@ impl Exit {
         Exit::Interrupted,
     ];
 
+    /// The exit a code stands for; `None` for a code outside the convention (a signal's).
+    pub fn from_code(code: u8) -> Option<Exit> {
+        Exit::ALL.into_iter().find(|exit| exit.code() == code)
+    }
+
     pub const fn meaning(self) -> &'static str {
         match self {
             Exit::Success => "success",

@@ -3,7 +3,8 @@
 //! A job describes itself with the [`Job`] trait (its name, its environment contract, its config
 //! struct, its `run`), and its `main` is one call to [`main`]. The kit then owns the command line
 //! (`--help`, `--env-schema`, one flag per variable), reading and validating the environment,
-//! logging, the TLS crypto provider, the async runtime, signals and the exit code.
+//! logging, the TLS crypto provider, the async runtime, signals, the exit code and the status
+//! file (`JOB_STATUS_FILE`, [`status`]).
 //!
 //! The kit knows nothing of Snowflake, Postgres, S3 or Mattermost.
 
@@ -13,6 +14,7 @@ pub mod logging;
 pub mod retry;
 pub mod secret;
 pub mod signal;
+pub mod status;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -70,18 +72,56 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 
 /// A job binary's whole `main`.
 pub fn main<J: Job>() -> std::process::ExitCode {
-    run::<J>(std::env::args_os().collect()).into()
+    let ended = run::<J>(std::env::args_os().collect());
+    status::record(ended.exit.code(), ended.error.as_deref());
+    ended.exit.into()
 }
 
-fn run<J: Job>(argv: Vec<std::ffi::OsString>) -> Exit {
+/// How a run ended: the exit, and the final error exactly as it was logged (if one was).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Ended {
+    exit: Exit,
+    error: Option<String>,
+}
+
+impl Ended {
+    fn ok(exit: Exit) -> Self {
+        Ended { exit, error: None }
+    }
+
+    /// Logs `error` as the run's final error.
+    fn failed(exit: Exit, error: String) -> Self {
+        tracing::error!("{error}");
+        Ended {
+            exit,
+            error: Some(error),
+        }
+    }
+
+    /// An exit without an error of its own (a job's `Ok(Exit::Partial)`) is summed up by its
+    /// meaning, so that a status file always says why.
+    fn summary<J: Job>(exit: Exit) -> Self {
+        let error = (exit != Exit::Success).then(|| format!("{}: {}", J::NAME, exit.meaning()));
+        Ended { exit, error }
+    }
+}
+
+fn run<J: Job>(argv: Vec<std::ffi::OsString>) -> Ended {
     let matches = match command::<J>().try_get_matches_from(argv) {
         Ok(matches) => matches,
         Err(err) => {
             let _ = err.print();
-            return if err.use_stderr() {
-                Exit::Usage
-            } else {
-                Exit::Success
+            if !err.use_stderr() {
+                return Ended::ok(Exit::Success);
+            }
+            // Bad arguments in a pod are a configuration error like any other: say so in the
+            // status file too (the flags could not be read, so only the environment names it).
+            let sources = env::Sources::from_process(BTreeMap::new());
+            set_status_path(&sources);
+            let text = err.kind().as_str().unwrap_or("invalid arguments");
+            return Ended {
+                exit: Exit::Usage,
+                error: Some(format!("{}: usage: {text}", J::NAME)),
             };
         }
     };
@@ -90,11 +130,12 @@ fn run<J: Job>(argv: Vec<std::ffi::OsString>) -> Exit {
         let mut out = std::io::stdout().lock();
         let _ = serde_json::to_writer_pretty(&mut out, &schema);
         let _ = writeln!(out);
-        return Exit::Success;
+        return Ended::ok(Exit::Success);
     }
 
     let sources = env::Sources::from_process(flag_values::<J>(&matches));
     let mut problems = init_logging(&sources);
+    set_status_path(&sources);
     install_crypto_provider();
 
     let args = <J::Args as clap::FromArgMatches>::from_arg_matches(&matches);
@@ -109,21 +150,31 @@ fn run<J: Job>(argv: Vec<std::ffi::OsString>) -> Exit {
                 let _ = err.print();
             }
             let err = env::ConfigError { problems };
-            tracing::error!("{}: {err}", J::NAME);
-            Exit::Usage
+            Ended::failed(Exit::Usage, format!("{}: {err}", J::NAME))
         }
     }
 }
 
-fn execute<J: Job>(config: J::Config, args: J::Args, sources: env::Sources) -> Exit {
+fn set_status_path(sources: &env::Sources) {
+    let [_, _, status_var] = env::COMMON else {
+        unreachable!("COMMON holds LOG_FORMAT, LOG_LEVEL and JOB_STATUS_FILE")
+    };
+    if let Some(path) = sources.value(status_var) {
+        status::set_path(path.into());
+    }
+}
+
+fn execute<J: Job>(config: J::Config, args: J::Args, sources: env::Sources) -> Ended {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
         Ok(runtime) => runtime,
         Err(err) => {
-            tracing::error!("{}: cannot start the async runtime: {err}", J::NAME);
-            return Exit::Failure;
+            return Ended::failed(
+                Exit::Failure,
+                format!("{}: cannot start the async runtime: {err}", J::NAME),
+            );
         }
     };
     let cancel = CancellationToken::new();
@@ -140,20 +191,17 @@ fn execute<J: Job>(config: J::Config, args: J::Args, sources: env::Sources) -> E
         };
         tokio::select! {
             result = job => match result {
-                Ok(exit) => exit,
-                Err(err) if cancel.is_cancelled() => {
-                    tracing::error!("{}: interrupted: {}", J::NAME, exit::chain(&err));
-                    Exit::Interrupted
-                }
-                Err(err) => {
-                    tracing::error!("{}: {}", J::NAME, exit::chain(&err));
-                    err.exit()
-                }
+                Ok(exit) => Ended::summary::<J>(exit),
+                Err(err) if cancel.is_cancelled() => Ended::failed(
+                    Exit::Interrupted,
+                    format!("{}: interrupted: {}", J::NAME, exit::chain(&err)),
+                ),
+                Err(err) => Ended::failed(err.exit(), format!("{}: {}", J::NAME, exit::chain(&err))),
             },
-            () = gave_up => {
-                tracing::error!("{}: did not stop within {SHUTDOWN_GRACE:?} of the signal", J::NAME);
-                Exit::Interrupted
-            }
+            () = gave_up => Ended::failed(
+                Exit::Interrupted,
+                format!("{}: did not stop within {SHUTDOWN_GRACE:?} of the signal", J::NAME),
+            ),
         }
     })
 }
@@ -162,8 +210,8 @@ fn execute<J: Job>(config: J::Config, args: J::Args, sources: env::Sources) -> E
 /// logging and becomes a config problem reported with the rest.
 fn init_logging(sources: &env::Sources) -> Vec<env::Problem> {
     let mut problems = Vec::new();
-    let [format_var, level_var] = env::COMMON else {
-        unreachable!("COMMON holds LOG_FORMAT and LOG_LEVEL")
+    let [format_var, level_var, _] = env::COMMON else {
+        unreachable!("COMMON holds LOG_FORMAT, LOG_LEVEL and JOB_STATUS_FILE")
     };
     let format = match sources.value(format_var) {
         None | Some("text") => logging::Format::Text,
@@ -304,6 +352,7 @@ mod tests {
             "Where to send [required, secret]",
             "--log-format <LOG_FORMAT>",
             "[default: text]",
+            "--job-status-file <JOB_STATUS_FILE>",
             "--env-schema",
             "130  interrupted",
         ] {
@@ -313,9 +362,31 @@ mod tests {
 
     #[test]
     fn usage_errors_exit_with_the_usage_code() {
+        let ended = run::<Sample>(vec!["sample".into(), "--bogus".into()]);
+        assert_eq!(ended.exit, Exit::Usage);
         assert_eq!(
-            run::<Sample>(vec!["sample".into(), "--bogus".into()]),
-            Exit::Usage
+            ended.error.as_deref(),
+            Some("sample: usage: unexpected argument found")
+        );
+    }
+
+    #[test]
+    fn a_config_error_is_ended_with_the_text_it_logged() {
+        let ended = run::<Sample>(vec!["sample".into(), "--target-url".into(), "nope".into()]);
+        assert_eq!(ended.exit, Exit::Usage);
+        let error = ended.error.unwrap();
+        assert!(
+            error.starts_with("sample: invalid configuration (1 problem)\n  - TARGET_URL:"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn an_exit_without_an_error_is_summed_up_by_its_meaning() {
+        assert_eq!(Ended::summary::<Sample>(Exit::Success).error, None);
+        assert_eq!(
+            Ended::summary::<Sample>(Exit::NoInput).error.as_deref(),
+            Some("sample: no input: what the run expects to process does not exist")
         );
     }
 }

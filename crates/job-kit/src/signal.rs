@@ -27,6 +27,10 @@ pub fn cancel_on_signal(cancel: CancellationToken) {
             };
             if cancel.is_cancelled() {
                 tracing::error!(signal = name, "second signal: exiting now");
+                crate::status::record(
+                    Exit::Interrupted.code(),
+                    Some(&format!("{name} received twice: exited at once")),
+                );
                 #[allow(clippy::disallowed_methods)]
                 std::process::exit(Exit::Interrupted.code().into());
             }

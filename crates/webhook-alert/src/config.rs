@@ -58,6 +58,13 @@ pub const VARS: &[EnvVar] = &[
         "Names of other variables whose values must be masked if they appear in the error text",
     ),
     EnvVar::new(
+        "ALERT_WATCH_STATUS_FILES",
+        Kind::List,
+        "Watch mode (a Kubernetes sidecar): wait for SIGTERM, then read these status files \
+         (the jobs' JOB_STATUS_FILE, comma-separated, in the order the steps run) and post the \
+         first that is missing or not 0; with several, its name without extension is the task",
+    ),
+    EnvVar::new(
         "MATTERMOST_CHANNEL",
         Kind::Text,
         "Channel to post in instead of the webhook's own",
@@ -114,6 +121,7 @@ pub struct Config {
     pub airflow_base_url: Option<url::Url>,
     pub alert_error: Option<String>,
     pub alert_redact_vars: Option<String>,
+    pub alert_watch_status_files: Option<String>,
     pub mattermost_channel: Option<String>,
     pub mattermost_username: String,
     pub mattermost_icon_url: Option<url::Url>,

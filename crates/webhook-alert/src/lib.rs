@@ -1,15 +1,18 @@
 //! webhook-alert: posts a failed task (or any job failure) to a Mattermost incoming webhook, so
 //! that the team can triage from the channel. Airflow's failure callback runs it with the
-//! failed task's details in the environment.
+//! failed task's details in the environment; beside a CronJob's jobs it runs as a native
+//! sidecar that reads their status files when the pod ends and posts a failure ([`watch`]).
 
 pub mod config;
 pub mod message;
 pub mod post;
+pub mod watch;
 
 use std::time::Duration;
 
 use job_kit::retry::{self, RetryError};
 use job_kit::{Context, EnvVar, Exit, Job, JobError, NoArgs, secret};
+use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
 use message::{Failure, Payload};
@@ -25,15 +28,24 @@ pub enum AlertError {
     },
     #[error("cannot set up the HTTP client: {0}")]
     Client(String),
+    #[error("ALERT_WATCH_STATUS_FILES names no file")]
+    NoStatusFiles,
 }
 
-impl JobError for AlertError {}
+impl JobError for AlertError {
+    fn exit(&self) -> Exit {
+        match self {
+            AlertError::NoStatusFiles => Exit::Usage,
+            _ => Exit::Failure,
+        }
+    }
+}
 
 impl Job for WebhookAlert {
     const NAME: &'static str = "webhook-alert";
     const VERSION: &'static str = env!("CARGO_PKG_VERSION");
-    const ABOUT: &'static str =
-        "Posts a failed Airflow task or job to a Mattermost incoming webhook.";
+    const ABOUT: &'static str = "Posts a failed Airflow task or job to a Mattermost incoming webhook \
+         (or, with ALERT_WATCH_STATUS_FILES, watches a pod's jobs as a sidecar).";
     const VARS: &'static [EnvVar] = config::VARS;
     type Config = Config;
     type Args = NoArgs;
@@ -45,47 +57,62 @@ impl Job for WebhookAlert {
                 secret::register(value);
             }
         }
+        if let Some(files) = &config.alert_watch_status_files {
+            return watch::run(&config, &watch::files(files)?, &context.cancel).await;
+        }
         let payload = payload(&config, jiff::Timestamp::now());
-        let timeout = Duration::from_secs_f64(config.alert_timeout_secs);
-        let client = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout.min(Duration::from_secs(5)))
-            .user_agent(concat!("webhook-alert/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| AlertError::Client(job_kit::exit::chain(&e.without_url())))?;
-        let policy = retry::Policy {
-            max_attempts: config.alert_max_attempts,
-            initial_delay: Duration::from_millis(500),
-            max_delay: Duration::from_secs(10),
-            max_elapsed: Duration::from_secs(120),
-        };
-        let url = config.mattermost_webhook_url.expose();
-        let where_to = config.mattermost_webhook_url.redacted();
-        retry::retry(&policy, &context.cancel, "posting the alert", |_| {
-            post::attempt(&client, url, &payload, timeout)
-        })
-        .await
-        .map_err(|source| AlertError::Post {
-            url: where_to.clone(),
-            source,
-        })?;
-        tracing::info!(
-            webhook = %where_to,
-            chars = payload.text.chars().count(),
-            "alert posted"
-        );
+        post(&config, &payload, &context.cancel, Duration::from_secs(120)).await?;
         Ok(Exit::Success)
     }
 }
 
-/// The post for `config`, at time `now` unless the config says when the task failed.
-pub fn payload(config: &Config, now: jiff::Timestamp) -> Payload {
+/// Posts `payload` with the configured timeout and attempts, no new attempt after
+/// `max_elapsed`.
+pub async fn post(
+    config: &Config,
+    payload: &Payload,
+    cancel: &CancellationToken,
+    max_elapsed: Duration,
+) -> Result<(), AlertError> {
+    let timeout = Duration::from_secs_f64(config.alert_timeout_secs);
+    let client = reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout.min(Duration::from_secs(5)))
+        .user_agent(concat!("webhook-alert/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| AlertError::Client(job_kit::exit::chain(&e.without_url())))?;
+    let policy = retry::Policy {
+        max_attempts: config.alert_max_attempts,
+        initial_delay: Duration::from_millis(500),
+        max_delay: Duration::from_secs(10),
+        max_elapsed,
+    };
+    let url = config.mattermost_webhook_url.expose();
+    let where_to = config.mattermost_webhook_url.redacted();
+    retry::retry(&policy, cancel, "posting the alert", |_| {
+        post::attempt(&client, url, payload, timeout)
+    })
+    .await
+    .map_err(|source| AlertError::Post {
+        url: where_to.clone(),
+        source,
+    })?;
+    tracing::info!(
+        webhook = %where_to,
+        chars = payload.text.chars().count(),
+        "alert posted"
+    );
+    Ok(())
+}
+
+/// What `config` says about the failure, at time `now` unless the config says when it failed.
+pub fn failure(config: &Config, now: jiff::Timestamp) -> Failure {
     let failed_at = config
         .alert_failed_at
         .as_deref()
         .and_then(|t| t.parse::<jiff::Timestamp>().ok())
         .unwrap_or(now);
-    let failure = Failure {
+    Failure {
         dag_id: config.alert_dag_id.clone(),
         task_id: config.alert_task_id.clone(),
         run_id: config.alert_run_id.clone(),
@@ -95,9 +122,19 @@ pub fn payload(config: &Config, now: jiff::Timestamp) -> Payload {
         log_url: config.alert_log_url.clone(),
         airflow_base_url: config.airflow_base_url.clone(),
         error: config.alert_error.as_deref().map(secret::scrub),
-    };
+        exit_code: None,
+    }
+}
+
+/// The post for `config`, at time `now` unless the config says when the task failed.
+pub fn payload(config: &Config, now: jiff::Timestamp) -> Payload {
+    payload_of(config, &failure(config, now))
+}
+
+/// The post of `failure`, as `config` says it should appear.
+pub fn payload_of(config: &Config, failure: &Failure) -> Payload {
     Payload {
-        text: message::text(&failure, config.mattermost_max_post_chars),
+        text: message::text(failure, config.mattermost_max_post_chars),
         username: config.mattermost_username.clone(),
         channel: config.mattermost_channel.clone(),
         icon_url: config.mattermost_icon_url.as_ref().map(|u| u.to_string()),

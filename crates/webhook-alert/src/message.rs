@@ -18,6 +18,8 @@ pub struct Failure {
     pub airflow_base_url: Option<Url>,
     /// Already scrubbed of secrets.
     pub error: Option<String>,
+    /// The failed job's exit code, when known (watch mode reads it from the status file).
+    pub exit_code: Option<u8>,
 }
 
 /// The JSON body of a Mattermost incoming-webhook post.
@@ -120,6 +122,16 @@ fn details(failure: &Failure) -> Vec<String> {
     }
     if let Some(date) = &failure.execution_date {
         lines.push(format!("**Execution date:** {}", code(date)));
+    }
+    if let Some(code) = failure.exit_code {
+        let meaning = job_kit::Exit::from_code(code).map_or_else(
+            || "outside the jobs' convention: killed by a signal?".to_owned(),
+            |exit| exit.meaning().to_owned(),
+        );
+        lines.push(format!(
+            "**Exit code:** {code} ({})",
+            escape_markdown(&meaning)
+        ));
     }
     lines.push(format!("**Failed at:** {}", failure.failed_at));
     let log = failure
@@ -232,6 +244,7 @@ mod tests {
             log_url: None,
             airflow_base_url: Some(Url::parse("https://airflow.example.com/").unwrap()),
             error: Some("COPY failed: 3 files\nline 2\nline 3".into()),
+            exit_code: None,
         }
     }
 
@@ -309,6 +322,31 @@ line 3
             out.contains("failed:** bad \\`\\`\\`sql\\`\\`\\` here"),
             "{out}"
         );
+    }
+
+    #[test]
+    fn the_exit_code_is_shown_with_its_meaning() {
+        let f = Failure {
+            exit_code: Some(3),
+            ..failure()
+        };
+        let out = text(&f, 16383);
+        assert!(
+            out.contains(
+                "**Execution date:** `2026-11-26T00:00:00+00:00`\n\
+                 **Exit code:** 3 (partial success: finished, but some items failed)\n\
+                 **Failed at:**"
+            ),
+            "{out}"
+        );
+        let killed = text(
+            &Failure {
+                exit_code: Some(137),
+                ..failure()
+            },
+            16383,
+        );
+        assert!(killed.contains("**Exit code:** 137 (outside the jobs' convention"));
     }
 
     #[test]
