@@ -29,6 +29,14 @@ pub const VARS: &[EnvVar] = &[
     )
     .flag("to"),
     EnvVar::new(
+        "STAGE_IMPORT_LOOKBACK_DAYS",
+        Kind::Integer { min: 0, max: 62 },
+        "Also load this many days before the first day: late files (CloudFront and ELB logs arrive \
+         hours late) are picked up, and files loaded before are skipped",
+    )
+    .flag("lookback-days")
+    .default("0"),
+    EnvVar::new(
         "STAGE_IMPORT_RELOAD",
         Kind::Bool,
         "Replace the day's data: delete its files' rows and load them again, in one transaction",
@@ -184,6 +192,7 @@ pub struct Config {
     pub stage_import_date: Option<String>,
     pub stage_import_from: Option<String>,
     pub stage_import_to: Option<String>,
+    pub stage_import_lookback_days: u32,
     pub stage_import_reload: bool,
     pub stage_import_allow_empty: bool,
     pub stage_import_max_errors_per_file: u64,

@@ -203,6 +203,7 @@ async fn import(
         config.stage_import_date.as_deref(),
         config.stage_import_from.as_deref(),
         config.stage_import_to.as_deref(),
+        config.stage_import_lookback_days,
         today,
     );
     let loads = plan(config, catalog, names, days, context)?;
