@@ -49,8 +49,9 @@ $(VENV)/.installed: tests/requirements.txt
 	python3 -m venv "$(VENV)"
 	"$(VENV)/bin/pip" install --quiet --disable-pip-version-check -r tests/requirements.txt
 	touch "$@"
+# --clear: a changed pin (another Airflow) must not leave the old one's packages behind.
 $(DEPLOY_VENV)/.installed: tests/deploy/requirements.txt
-	python3 -m venv "$(DEPLOY_VENV)"
+	python3 -m venv --clear "$(DEPLOY_VENV)"
 	"$(DEPLOY_VENV)/bin/pip" install --quiet --disable-pip-version-check -r tests/deploy/requirements.txt
 	touch "$@"
 

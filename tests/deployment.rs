@@ -76,8 +76,15 @@ impl Contracts {
         Contracts { dir }
     }
 
-    /// Runs the checker on a `k8s/` directory (the real one or a broken copy).
+    /// Runs the checker on a `k8s/` directory (the real one or a broken copy), every DAG run
+    /// with Airflow's runtime.
     fn check(&self, python: &Path, k8s: &Path) -> Run {
+        self.check_running(python, k8s, None)
+    }
+
+    /// The same, running only the DAGs named (a run takes seconds per task); the others get
+    /// the static checks.
+    fn check_running(&self, python: &Path, k8s: &Path, run_dags: Option<&[&str]>) -> Run {
         let mut command = Command::new(python);
         command
             .arg(repo().join("tests/deploy/check_dags.py"))
@@ -93,6 +100,9 @@ impl Contracts {
             command
                 .arg("--schema")
                 .arg(self.dir.path().join(format!("{name}.json")));
+        }
+        if let Some(dags) = run_dags {
+            command.arg("--run-dags").arg(dags.join(","));
         }
         run(command)
     }
@@ -181,8 +191,10 @@ fn dags_and_cronjobs_meet_every_jobs_contract() {
             .and_then(|n| n.parse().ok())
             .unwrap_or_else(|| panic!("no count before {after:?} in {summary:?}"))
     };
-    // stage_import's six loads, pg_job's chain of three, permissions' plan and apply, dbt.
-    assert!(number(" DAG tasks") >= 12, "{summary}");
+    // stage_import's six loads, pg_job's chain of three, permissions' plan and apply, dbt's
+    // freshness and build, and each DAG's alert.
+    assert!(number(" DAG tasks") >= 17, "{summary}");
+    assert!(number(" pods their runs built") >= 17, "{summary}");
     // Six stage-import sources, three pg-job scripts, plan and apply.
     assert!(number(" CronJob containers") >= 11, "{summary}");
     assert!(summary.ends_with(": 0 problems"), "{summary}");
@@ -215,12 +227,12 @@ fn a_variable_a_job_requires_missing_from_a_dag_or_cronjob_is_reported() {
         "                - {name: RELEASE_LOCATION, valueFrom: {secretKeyRef: {name: airflow, key: RELEASE_LOCATION}}}\n",
         "",
     );
-    let out = contracts.check(&python, &copy.path().join("k8s"));
+    let out = contracts.check_running(&python, &copy.path().join("k8s"), Some(&["pg_job"]));
     assert_reported(
         &out,
         &[
             "DAG pg_job task account-arr: does not supply HEROKU_POSTGRESQL_URL, which pg-job requires",
-            "DAG pg_job task account-arr failure alert: does not supply MATTERMOST_WEBHOOK_URL, which webhook-alert requires",
+            "DAG pg_job task failure-alert: does not supply MATTERMOST_WEBHOOK_URL, which webhook-alert requires",
             "CronJob/stage-import-releases container stage-import: does not supply RELEASE_LOCATION, which stage-import requires",
         ],
     );
@@ -258,7 +270,11 @@ fn a_secret_key_no_manifest_defines_or_a_misspelt_variable_is_reported() {
         r#""PERMISSION_BOT_WAREHOUSE","#,
         r#""PERMISSION_BOT_WAREHOSUE","#,
     );
-    let out = contracts.check(&python, &copy.path().join("k8s"));
+    let out = contracts.check_running(
+        &python,
+        &copy.path().join("k8s"),
+        Some(&["stage_import", "permissions"]),
+    );
     assert_reported(
         &out,
         &[
@@ -294,11 +310,11 @@ fn an_image_we_do_not_build_or_of_another_version_is_reported() {
         "image: data-jobs/pg-job:0.1.0",
         "image: data-jobs/psql-job:0.1.0",
     );
-    let out = contracts.check(&python, &copy.path().join("k8s"));
+    let out = contracts.check_running(&python, &copy.path().join("k8s"), Some(&["transform"]));
     assert_reported(
         &out,
         &[
-            "DAG transform task dbt-run: image python:3.7 is not one we build",
+            "DAG transform task dbt-build: image python:3.7 is not one we build",
             "container plan: image data-jobs/permissions:0.0.9: tag 0.0.9 is not the binaries' version",
             "image data-jobs/psql-job:0.1.0: psql-job is not a job we build",
         ],
@@ -330,7 +346,7 @@ fn a_secret_value_written_into_a_dag_or_a_template_is_reported() {
         r#"SNOWFLAKE_LOAD_PASSWORD: "<its password>""#,
         r#"SNOWFLAKE_LOAD_PASSWORD: "Tr0ub4dor&3""#,
     );
-    let out = contracts.check(&python, &copy.path().join("k8s"));
+    let out = contracts.check_running(&python, &copy.path().join("k8s"), Some(&["permissions"]));
     assert_reported(
         &out,
         &[
@@ -366,7 +382,7 @@ fn a_dag_file_that_fails_or_defines_nothing_is_reported() {
          with getattr(sdk, 'D' + 'AG')('sneaky', schedule=None):\n    pass\n",
     )
     .unwrap();
-    let out = contracts.check(&python, &copy.path().join("k8s"));
+    let out = contracts.check_running(&python, &copy.path().join("k8s"), Some(&[]));
     assert_reported(
         &out,
         &[
@@ -384,17 +400,24 @@ fn a_wrong_date_a_missing_alert_an_unmounted_spec_or_script_is_reported() {
     };
     let contracts = Contracts::from_binaries();
     let copy = k8s_copy();
+    // Airflow 3's @daily: the run at 11-01 00:00 has ds = 11-01, the day that just began.
     edit(
         copy.path(),
         "airflow/dags/stage_import.py",
-        r#"arguments=[source, "--date", "{{ ds }}"],"#,
-        "arguments=[source],",
+        r#"DAY = "{{ macros.ds_add(ds, -1) }}""#,
+        r#"DAY = "{{ ds }}""#,
+    );
+    edit(
+        copy.path(),
+        "airflow/dags/stage_import.py",
+        r#"arguments=[source, "--date", DAY, "--lookback-days", str(LOOKBACK_DAYS)],"#,
+        r#"arguments=[source, "--date", DAY],"#,
     );
     edit(
         copy.path(),
         "airflow/dags/transform.py",
-        r#"job_pod("dbt", task_id="dbt-run", arguments=["run"])"#,
-        r#"job_pod("dbt", task_id="dbt-run", arguments=["run"], alert=False)"#,
+        "    failure_alert([freshness, build])\n",
+        "",
     );
     edit(
         copy.path(),
@@ -404,18 +427,125 @@ fn a_wrong_date_a_missing_alert_an_unmounted_spec_or_script_is_reported() {
     );
     edit(
         copy.path(),
+        "cronjobs/permissions.yaml",
+        "image: data-jobs/webhook-alert:0.1.0",
+        "image: data-jobs/permissions:0.1.0",
+    );
+    edit(
+        copy.path(),
+        "cronjobs/pg-job.yaml",
+        "      activeDeadlineSeconds: 3000\n",
+        "",
+    );
+    edit(
+        copy.path(),
+        "cronjobs/pg-job.yaml",
+        "              containerName: opportunity-snapshot\n              operator: In\n              values: [2]",
+        "              containerName: opportunity-snapshot\n              operator: In\n              values: [3]",
+    );
+    edit(
+        copy.path(),
         "airflow/dags/pg_job.py",
         r#""opportunity-snapshot","#,
         r#""opportunity-snapshots","#,
     );
-    let out = contracts.check(&python, &copy.path().join("k8s"));
+    let out = contracts.check_running(
+        &python,
+        &copy.path().join("k8s"),
+        Some(&["stage_import", "pg_job"]),
+    );
     assert_reported(
         &out,
         &[
-            "DAG stage_import task licenses: stage-import's date is not {{ ds }}",
-            "DAG transform task dbt-run: has no failure alert",
+            "DAG stage_import task licenses: the run that starts at 2026-11-01T00:00:00+00:00 loads 2026-11-01, not 2026-10-31, the day that ended",
+            "DAG stage_import task releases: no lookback",
+            "DAG transform: has no failure alert",
             "container apply: PERMISSIONS_SPEC=/etc/roles.yml is not inside any mounted volume",
             "pg-job script opportunity-snapshots has no",
+            "CronJob/permissions: has no failure alert",
+            "CronJob/pg-job-snapshots: has no activeDeadlineSeconds",
+            "CronJob/pg-job-snapshots container opportunity-snapshot: backoffLimit retries its exit code 2",
+        ],
+    );
+}
+
+#[test]
+fn a_pod_outside_the_restricted_profile_without_timeouts_or_a_failing_alert_is_reported() {
+    let Some(python) = deploy_tool("python") else {
+        return;
+    };
+    let contracts = Contracts::from_binaries();
+    let copy = k8s_copy();
+    let pod_helper = "airflow/dags/data_jobs_pod.py";
+    edit(
+        copy.path(),
+        pod_helper,
+        "allow_privilege_escalation=False,",
+        "allow_privilege_escalation=True,",
+    );
+    edit(
+        copy.path(),
+        pod_helper,
+        "        execution_timeout=timeout,\n",
+        "",
+    );
+    edit(
+        copy.path(),
+        pod_helper,
+        "active_deadline_seconds=int(timeout.total_seconds()) + 300,",
+        "active_deadline_seconds=None,",
+    );
+    edit(
+        copy.path(),
+        pod_helper,
+        "log_events_on_failure=True,",
+        "log_events_on_failure=False,",
+    );
+    edit(copy.path(), pod_helper, "        in_cluster=True,\n", "");
+    edit(
+        copy.path(),
+        pod_helper,
+        r#"PULL_POLICY = "IfNotPresent" if REGISTRY else "Never""#,
+        r#"PULL_POLICY = "IfNotPresent""#,
+    );
+    // The alert posts but succeeds: the DAG run would show green.
+    edit(
+        copy.path(),
+        pod_helper,
+        "        raise AirflowFailException(",
+        "        return None\n        raise AirflowFailException(",
+    );
+    edit(
+        copy.path(),
+        "airflow/dags/pg_job.py",
+        r#"STATEMENT_TIMEOUT = {"PG_JOB_STATEMENT_TIMEOUT_SECS": "900"}"#,
+        "STATEMENT_TIMEOUT = {}",
+    );
+    edit(
+        copy.path(),
+        "airflow/dags/permissions.py",
+        "    dagrun_timeout=timedelta(hours=1),\n",
+        "",
+    );
+    let out = contracts.check_running(
+        &python,
+        &copy.path().join("k8s"),
+        Some(&["permissions", "pg_job"]),
+    );
+    assert_reported(
+        &out,
+        &[
+            "DAG permissions task plan container base: restricted profile: allowPrivilegeEscalation is not false",
+            "DAG permissions task failure-alert container base: restricted profile: allowPrivilegeEscalation is not false",
+            "DAG permissions task plan: has no execution_timeout",
+            "DAG permissions task plan: the pod has no activeDeadlineSeconds",
+            "DAG permissions task apply: log_events_on_failure is off",
+            "DAG permissions task apply: the failed pod's events were not read",
+            "DAG permissions task plan: in_cluster is not set",
+            "DAG permissions task plan: image data-jobs/permissions:0.1.0 has no registry and pull policy IfNotPresent",
+            "DAG permissions: with apply failed the DAG run ended success, not failed",
+            "DAG pg_job task account-arr: sets no PG_JOB_STATEMENT_TIMEOUT_SECS",
+            "DAG permissions: has no dagrun_timeout",
         ],
     );
 }
@@ -486,8 +616,8 @@ fn kubernetes_validate_rejects_unknown_fields_and_unknown_kinds() {
     edit(
         copy.path(),
         "cronjobs/pg-job.yaml",
-        "imagePullPolicy: IfNotPresent",
-        "imagePullPolicey: IfNotPresent",
+        "imagePullPolicy: Never",
+        "imagePullPolicey: Never",
     );
     let err = validate(&tool, &[copy.path().join("k8s/cronjobs/pg-job.yaml")])
         .expect_err("a misspelt field must fail");
@@ -529,4 +659,179 @@ fn yaml_files_pass_yamllint() {
     assert_eq!(out.code, Some(1), "{out:?}");
     assert!(out.stdout.contains("[error] trailing spaces"), "{out:?}");
     assert!(out.stdout.contains("duplication of key"), "{out:?}");
+}
+
+/// Runs `tests/deploy/check_values.py` on a `k8s/` directory.
+fn check_values(python: &Path, k8s: &Path) -> Run {
+    let mut command = Command::new(python);
+    command
+        .arg(repo().join("tests/deploy/check_values.py"))
+        .arg("--k8s")
+        .arg(k8s);
+    run(command)
+}
+
+#[test]
+fn the_chart_values_render_tokens_free_secret_names_and_a_public_base_url() {
+    let Some(python) = deploy_tool("python") else {
+        return;
+    };
+    let out = check_values(&python, &repo().join("k8s"));
+    assert_eq!(
+        out.code,
+        Some(0),
+        "chart values check failed:\n{}\n{}",
+        errors(&out).join("\n"),
+        out.stderr
+    );
+    assert!(
+        out.stdout
+            .contains("checked 2 chart values files: 0 problems"),
+        "{}",
+        out.stdout
+    );
+}
+
+const BITNAMI: &str = "airflow/values.yaml";
+const APACHE: &str = "airflow/values-apache.yaml";
+
+#[test]
+fn bitnami_values_without_tokens_with_a_clashing_name_a_port_or_old_images_are_reported() {
+    let Some(python) = deploy_tool("python") else {
+        return;
+    };
+    let copy = k8s_copy();
+    let root = copy.path();
+    for (from, to) in [
+        (
+            "fullnameOverride: airflow-platform",
+            "fullnameOverride: airflow",
+        ),
+        (
+            "service:\n  ports:\n    http: 80",
+            "service:\n  ports:\n    http: 8080",
+        ),
+        (
+            "worker:\n  automountServiceAccountToken: true",
+            "worker:\n  automountServiceAccountToken: false",
+        ),
+        (
+            "triggerer:\n  automountServiceAccountToken: true",
+            "triggerer: {}",
+        ),
+        ("rbac:\n  create: true", "rbac:\n  create: false"),
+        (
+            "repository: bitnamilegacy/airflow",
+            "repository: bitnami/airflow",
+        ),
+        (
+            "repository: bitnamilegacy/redis",
+            "repository: bitnami/redis",
+        ),
+        ("tag: 3.0.6-debian-12-r0", "tag: 3.0.5-debian-12-r0"),
+        (
+            "https://github.com/YOUR-ORG/data-jobs.git",
+            "https://github.com/<org>/data-jobs.git",
+        ),
+        ("path: k8s/airflow/dags", "path: dags"),
+        ("interval: 60", "interval: 5"),
+        (
+            "- name: DATA_JOBS_REGISTRY",
+            "- name: DATA_JOBS_REGISTRY_URL",
+        ),
+    ] {
+        edit(root, BITNAMI, from, to);
+    }
+    let out = check_values(&python, &root.join("k8s"));
+    assert_reported(
+        &out,
+        &[
+            "airflow/values.yaml: the chart's own Secret (fernet, JWT, web secret keys, admin password) is named airflow",
+            "clashes with our Secret airflow",
+            "the chart renders base_url https://airflow.example.com:8080, which carries port 8080",
+            "worker pods get no service-account token",
+            "triggerer pods get no service-account token",
+            "rbac.create is not true",
+            "image.repository is bitnami/airflow",
+            "redis.image.repository is bitnami/redis",
+            "image.tag 3.0.5-debian-12-r0 is not Airflow 3.0.6",
+            "dags.repositories[0].repository https://github.com/<org>/data-jobs.git holds a <placeholder>",
+            "no dags.repositories entry has path k8s/airflow/dags",
+            "defaultSidecars.syncDAGsPlugins.interval is 5, not 60 s",
+            "airflow/values.yaml: DATA_JOBS_REGISTRY is not in the workers' environment",
+        ],
+    );
+    // The scheduler's token and the images left alone are not reported.
+    assert!(
+        !errors(&out).iter().any(|e| e.contains("scheduler pods")
+            || e.contains("postgresql.image")
+            || e.contains("values-apache.yaml")),
+        "{}",
+        errors(&out).join("\n")
+    );
+}
+
+#[test]
+fn official_chart_values_and_install_commands_that_do_not_match_are_reported() {
+    let Some(python) = deploy_tool("python") else {
+        return;
+    };
+    let copy = k8s_copy();
+    let root = copy.path();
+    for (from, to) in [
+        ("period: 60s", "period: 5s"),
+        (
+            "base_url: https://airflow.example.com",
+            "base_url: https://airflow.example.com:8080",
+        ),
+        (
+            "defaultAirflowTag: \"3.0.6\"",
+            "defaultAirflowTag: \"3.0.5\"",
+        ),
+        ("airflowVersion: \"3.0.6\"", "airflowVersion: \"3.0.2\""),
+        (
+            "workers:\n  serviceAccount:\n    automountServiceAccountToken: true",
+            "workers:\n  serviceAccount:\n    automountServiceAccountToken: false",
+        ),
+        ("allowPodLaunching: true", "allowPodLaunching: false"),
+        ("subPath: k8s/airflow/dags", "subPath: dags"),
+        (
+            "repository: bitnamilegacy/postgresql\n  global",
+            "repository: bitnami/postgresql\n  global",
+        ),
+        ("- name: DATA_JOBS_REGISTRY", "- name: REGISTRY"),
+    ] {
+        edit(root, APACHE, from, to);
+    }
+    edit(root, "README.md", "--version 25.0.6", "--version 24.0.0");
+    edit(
+        root,
+        "README.md",
+        "helm install airflow-platform apache-airflow/airflow",
+        "helm install apache-airflow/airflow",
+    );
+    let out = check_values(&python, &root.join("k8s"));
+    assert_reported(
+        &out,
+        &[
+            "airflow/values-apache.yaml: dags.gitSync.period is 5s, not 60s",
+            "config.api.base_url https://airflow.example.com:8080 carries port 8080",
+            "defaultAirflowTag 3.0.5 is not Airflow 3.0.6",
+            "airflowVersion 3.0.2 is not Airflow 3.0.6",
+            "workers pods get no service-account token",
+            "allowPodLaunching is not true",
+            "dags.gitSync.subPath is dags, not k8s/airflow/dags",
+            "postgresql.image.repository is bitnami/postgresql",
+            "airflow/values-apache.yaml: DATA_JOBS_REGISTRY is not in the workers' environment",
+            "README.md: the install of the Bitnami chart pins --version 24.0.0, not 25.0.6",
+            "README.md: the install of the official chart names no release",
+        ],
+    );
+    assert!(
+        !errors(&out)
+            .iter()
+            .any(|e| e.contains("airflow/values.yaml:")),
+        "{}",
+        errors(&out).join("\n")
+    );
 }

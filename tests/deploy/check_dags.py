@@ -6,13 +6,19 @@ venv (tests/deploy/requirements.txt):
         --stage-import-sources sources.txt --pg-job-scripts transform/sql --roles examples/roles.yml
 
 Every problem is printed as `error: <where>: <what>`, all of them, then a summary line; exit 1
-if there was any, 0 if none, 2 for bad usage. What it checks, per DAG task, per alert pod a
-task's failure callback would start, and per CronJob container:
+if there was any, 0 if none, 2 for bad usage.
+
+The DAGs are run with Airflow's own runtime (airflow_runtime.py: `dag.test()` at each DAG's
+first scheduled time, the Kubernetes API faked at the kubernetes client, the last job task's
+pod exiting 1), so the pods checked are the ones the provider really builds and submits, with
+their templates rendered. What it checks, per pod a DAG run submitted (the failure alert's
+included) and per CronJob container:
 
 - every DAG file imports without error and defines at least one DAG (Airflow's safe mode
   skips files silently, so a file that defines nothing is an error here);
 - every task runs a KubernetesPodOperator whose image is one we build, at the version the
-  binaries report, or the one declared external image (dbt);
+  binaries report, or the one declared external image (dbt); an image without a registry is
+  never pulled (pull policy Never);
 - every variable the job requires is supplied, by a Secret or a literal: the schema's
   required ones, the ones production needs (NEEDS below), and the ones a stage-import source's
   templates name (from `stage-import sources`);
@@ -20,9 +26,18 @@ task's failure callback would start, and per CronJob container:
 - every Secret key referenced exists in the Secret manifests under k8s/;
 - no secret value is written down: secret variables never come as literals, the Secret
   templates hold only <placeholders>, and no DAG file holds credential-looking text;
-- resources, non-root security settings, a failure alert on every task, `{{ ds }}` as
-  stage-import's date, pg-job scripts that exist, path variables that point into a mounted
-  volume, and the roles ConfigMap equal to examples/roles.yml.
+- the Pod Security "restricted" profile for every pod, dbt's included; resources; the
+  images' non-root user and read-only root filesystem for our jobs;
+- timeouts: each DAG's dagrun_timeout, each task's execution_timeout, each pod's and
+  CronJob's activeDeadlineSeconds, pg-job's statement timeout; CronJobs fail at once on exit
+  code 2 (podFailurePolicy) instead of retrying a configuration error;
+- the date each run loads: stage-import loads the day that ended before the run started,
+  with a lookback;
+- the failure alert: a one_failed task downstream of every job task; in the run with a
+  failed task it posts that task's id, recorded error and log link, the DAG run still ends
+  failed, and the failed pod's events were read;
+- in_cluster and a namespace on every task; pg-job scripts that exist, path variables that
+  point into a mounted volume, and the roles ConfigMap equal to examples/roles.yml.
 """
 
 from __future__ import annotations
@@ -35,12 +50,14 @@ import re
 import sys
 import tempfile
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import timedelta
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import airflow_runtime  # noqa: E402
 
 # The DAG folder is the repository's: importing its files must leave no __pycache__ behind.
 sys.dont_write_bytecode = True
@@ -119,6 +136,7 @@ class Pod:
     mounts: dict[str, str] = field(default_factory=dict)  # mount path -> volume name
     volumes: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> source
     service_account: str | None = None
+    pull_policy: str | None = None
 
 
 class Checker:
@@ -129,8 +147,10 @@ class Checker:
         sources: dict[str, list[str]],
         scripts: Path | None,
         roles: Path | None,
+        run_dags: set[str] | None = None,
     ):
         self.k8s = k8s_dir
+        self.run_dags = run_dags
         self.schemas = schemas
         self.sources = sources
         self.scripts = scripts
@@ -199,52 +219,119 @@ class Checker:
     def cronjob_pods(self) -> list[Pod]:
         pods = []
         for where, doc in self.cronjobs:
-            spec = doc["spec"]["jobTemplate"]["spec"]["template"]["spec"]
-            pod_sc = spec.get("securityContext") or {}
-            volumes = {v["name"]: v for v in spec.get("volumes") or []}
-            containers = (spec.get("initContainers") or []) + (spec.get("containers") or [])
-            for c in containers:
-                sc = c.get("securityContext") or {}
-                pod = Pod(
-                    where=f"{where} container {c['name']}",
-                    image=c.get("image", ""),
-                    args=[str(a) for a in (c.get("command") or []) + (c.get("args") or [])],
-                    resources=c.get("resources"),
-                    run_as_non_root=bool(sc.get("runAsNonRoot", pod_sc.get("runAsNonRoot"))),
-                    run_as_user=sc.get("runAsUser", pod_sc.get("runAsUser")),
-                    read_only_root=bool(sc.get("readOnlyRootFilesystem")),
-                    mounts={m["mountPath"]: m["name"] for m in c.get("volumeMounts") or []},
-                    volumes=volumes,
-                    service_account=spec.get("serviceAccountName"),
-                )
-                for e in c.get("env") or []:
-                    ref = (e.get("valueFrom") or {}).get("secretKeyRef")
-                    if "value" in e:
-                        pod.literals[e["name"]] = str(e["value"])
-                    elif ref:
-                        pod.from_secrets[e["name"]] = (ref.get("name"), ref.get("key"))
-                    else:
-                        pod.other_sources.add(e["name"])
-                for e in c.get("envFrom") or []:
-                    if e.get("secretRef"):
-                        pod.env_from_secrets.append(e["secretRef"]["name"])
+            job = doc["spec"]["jobTemplate"]["spec"]
+            self.check_cronjob(where, doc, job)
+            for pod in self.spec_pods(where, job["template"]["spec"]):
+                # No date given: the job's default, yesterday in UTC, is the day that ended.
+                self.check_dated(pod.where, pod, None)
                 pods.append(pod)
         return pods
+
+    def check_cronjob(self, where: str, doc: dict[str, Any], job: dict[str, Any]) -> None:
+        spec = job["template"]["spec"]
+        images = [
+            IMAGE.match(c.get("image", ""))
+            for c in (spec.get("initContainers") or []) + (spec.get("containers") or [])
+        ]
+        if not any(m and m["job"] == "webhook-alert" for m in images):
+            self.error(where, "has no failure alert (a webhook-alert sidecar watching the jobs' status)")
+        if not job.get("activeDeadlineSeconds"):
+            self.error(where, "has no activeDeadlineSeconds: a hung run would never end")
+        if (job.get("backoffLimit") or 0) > 0:
+            rules = (job.get("podFailurePolicy") or {}).get("rules") or []
+            for m, c in zip(images, (spec.get("initContainers") or []) + (spec.get("containers") or [])):
+                if m is None or m["job"] == "webhook-alert":
+                    continue
+                codes = {
+                    code
+                    for r in rules
+                    if r.get("action") == "FailJob"
+                    and (r.get("onExitCodes") or {}).get("operator") == "In"
+                    and (r.get("onExitCodes") or {}).get("containerName") in (None, c["name"])
+                    for code in (r.get("onExitCodes") or {}).get("values") or []
+                }
+                if 2 not in codes:
+                    self.error(
+                        f"{where} container {c['name']}",
+                        "backoffLimit retries its exit code 2 (a configuration error): add a podFailurePolicy FailJob rule",
+                    )
+
+    def spec_pods(self, where: str, spec: dict[str, Any]) -> list[Pod]:
+        """The containers of a pod spec (a manifest's or one the provider built), each a Pod."""
+        pods = []
+        self.check_restricted(where, spec)
+        pod_sc = spec.get("securityContext") or {}
+        volumes = {v["name"]: v for v in spec.get("volumes") or []}
+        containers = (spec.get("initContainers") or []) + (spec.get("containers") or [])
+        for c in containers:
+            sc = c.get("securityContext") or {}
+            pod = Pod(
+                where=f"{where} container {c['name']}" if len(containers) > 1 or where.startswith("k8s") else where,
+                image=c.get("image", ""),
+                args=[str(a) for a in (c.get("command") or []) + (c.get("args") or [])],
+                resources=c.get("resources"),
+                run_as_non_root=bool(sc.get("runAsNonRoot", pod_sc.get("runAsNonRoot"))),
+                run_as_user=sc.get("runAsUser", pod_sc.get("runAsUser")),
+                read_only_root=bool(sc.get("readOnlyRootFilesystem")),
+                mounts={m["mountPath"]: m["name"] for m in c.get("volumeMounts") or []},
+                volumes=volumes,
+                service_account=spec.get("serviceAccountName"),
+                pull_policy=c.get("imagePullPolicy"),
+            )
+            for e in c.get("env") or []:
+                ref = (e.get("valueFrom") or {}).get("secretKeyRef")
+                if ref:
+                    pod.from_secrets[e["name"]] = (ref.get("name"), ref.get("key"))
+                elif e.get("valueFrom"):
+                    pod.other_sources.add(e["name"])
+                else:
+                    pod.literals[e["name"]] = str(e.get("value") or "")
+            for e in c.get("envFrom") or []:
+                if e.get("secretRef"):
+                    pod.env_from_secrets.append(e["secretRef"]["name"])
+            pods.append(pod)
+        return pods
+
+    def check_restricted(self, where: str, spec: dict[str, Any]) -> None:
+        """Pod Security Standards, profile "restricted" (kubernetes.io/docs/concepts/security/
+        pod-security-standards): what a namespace labelled enforce=restricted admits."""
+        pod_sc = spec.get("securityContext") or {}
+        for key in ("hostNetwork", "hostPID", "hostIPC"):
+            if spec.get(key):
+                self.error(where, f"sets {key}, which the restricted profile forbids")
+        allowed = {"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral",
+                   "persistentVolumeClaim", "projected", "secret"}
+        for v in spec.get("volumes") or []:
+            kinds = set(v) - {"name"}
+            if not kinds <= allowed:
+                self.error(where, f"volume {v['name']} is {sorted(kinds - allowed)}, which the restricted profile forbids")
+        pod_seccomp = (pod_sc.get("seccompProfile") or {}).get("type")
+        for c in (spec.get("initContainers") or []) + (spec.get("containers") or []):
+            sc = c.get("securityContext") or {}
+            name = f"{where} container {c['name']}"
+            if not sc.get("runAsNonRoot", pod_sc.get("runAsNonRoot")):
+                self.error(name, "restricted profile: runAsNonRoot is not true")
+            if sc.get("runAsUser", pod_sc.get("runAsUser")) == 0:
+                self.error(name, "restricted profile: runs as user 0")
+            if sc.get("allowPrivilegeEscalation") is not False:
+                self.error(name, "restricted profile: allowPrivilegeEscalation is not false")
+            if sc.get("privileged"):
+                self.error(name, "restricted profile: privileged")
+            caps = sc.get("capabilities") or {}
+            if "ALL" not in (caps.get("drop") or []):
+                self.error(name, "restricted profile: capabilities do not drop ALL")
+            if set(caps.get("add") or []) - {"NET_BIND_SERVICE"}:
+                self.error(name, f"restricted profile: adds capabilities {caps['add']}")
+            seccomp = (sc.get("seccompProfile") or {}).get("type") or pod_seccomp
+            if seccomp not in ("RuntimeDefault", "Localhost"):
+                self.error(name, "restricted profile: no seccompProfile RuntimeDefault")
 
     # ---- DAGs ------------------------------------------------------------------------------
 
     def dag_pods(self) -> list[Pod]:
         dags_dir = self.k8s / "airflow" / "dags"
-        # Airflow reads its settings at import: a throwaway home, no examples, no database.
-        os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="airflow-home-")
-        os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
-        os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(dags_dir)
-        # Import errors are reported below, one line each; Airflow's own log would repeat them.
-        os.environ["AIRFLOW__LOGGING__LOGGING_LEVEL"] = "CRITICAL"
-        from airflow.dag_processing.dagbag import DagBag
-        from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
-
-        bag = DagBag(dag_folder=str(dags_dir), safe_mode=False)
+        airflow_runtime.prepare(dags_dir)
+        bag = airflow_runtime.load(dags_dir)
         for file, err in bag.import_errors.items():
             self.error(
                 str(file),
@@ -277,11 +364,34 @@ class Checker:
                     self.error(
                         f"{file}:{line}", f"holds {what}: secrets come from Kubernetes Secrets only"
                     )
+        if not bag.dags:
+            self.error(str(dags_dir), "no DAG loaded")
+            return []
+
+        from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
 
         pods = []
+        airflow_runtime.sync(bag)
         for dag in sorted(bag.dags.values(), key=lambda d: d.dag_id):
+            where_dag = f"DAG {dag.dag_id}"
+            if not dag.dagrun_timeout:
+                self.error(where_dag, "has no dagrun_timeout: a hung run would block the next ones")
+            alerts = [t for t in dag.tasks if str(t.trigger_rule) == "one_failed"]
+            jobs = [t for t in dag.tasks if t not in alerts]
+            if not alerts:
+                self.error(
+                    where_dag,
+                    "has no failure alert (a task with trigger_rule one_failed running webhook-alert)",
+                )
+            for alert in alerts:
+                missing_upstream = sorted({t.task_id for t in jobs} - set(alert.upstream_task_ids))
+                if missing_upstream:
+                    self.error(
+                        f"{where_dag} task {alert.task_id}",
+                        f"the alert is not downstream of {', '.join(missing_upstream)}: their failures would not alert",
+                    )
             for task in dag.tasks:
-                where = f"DAG {dag.dag_id} task {task.task_id}"
+                where = f"{where_dag} task {task.task_id}"
                 self.checked.append(where)
                 if not isinstance(task, KubernetesPodOperator):
                     self.error(
@@ -291,142 +401,106 @@ class Checker:
                     continue
                 if "_" in task.task_id:
                     self.error(where, "task id has an underscore: it names the pod, which may not")
-                pods.append(self.kpo_pod(where, task))
-                self.check_templates(where, dag, task)
-                callbacks = task.on_failure_callback or []
-                if not isinstance(callbacks, list):
-                    callbacks = [callbacks]
-                alerts = [cb for cb in callbacks if callable(getattr(cb, "pod", None))]
-                if not alerts:
+                if task.in_cluster is not True:
+                    self.error(where, "in_cluster is not set: the hook would look for a kubeconfig")
+                if not task.namespace:
+                    self.error(where, "no namespace: the pod would start where the Secrets are not")
+                if not task.execution_timeout:
+                    self.error(where, "has no execution_timeout: a hung pod would hold the run")
+                if not task.log_events_on_failure:
                     self.error(
-                        where, "has no failure alert (on_failure_callback running webhook-alert)"
+                        where,
+                        "log_events_on_failure is off: a missing Secret key or a failed pull leaves no trace once the pod is deleted",
                     )
-                for cb in alerts:
-                    pods.append(self.alert_pod(where, dag, task, cb))
-        if not bag.dags:
-            self.error(str(dags_dir), "no DAG loaded")
+
+            if self.run_dags is not None and dag.dag_id not in self.run_dags:
+                continue
+            # The run: Airflow's own runtime, the last job task failing so that every pod is
+            # built and the alert runs.
+            order = [t for t in dag.topological_sort() if t in jobs]
+            failing = order[-1].task_id if order else None
+            try:
+                run = airflow_runtime.test_run(dag, failing)
+            except Exception as e:  # reported, as Airflow would have failed the run
+                self.error(where_dag, f"dag.test() failed: {e!r}")
+                continue
+            for task in dag.tasks:
+                where = f"{where_dag} task {task.task_id}"
+                bodies = run.pods.get(task.task_id, [])
+                if not bodies:
+                    if task in jobs:
+                        self.error(where, "the run built no pod for this task")
+                    continue
+                body = bodies[-1]
+                spec = body["spec"]
+                if not spec.get("activeDeadlineSeconds"):
+                    self.error(where, "the pod has no activeDeadlineSeconds")
+                if spec.get("automountServiceAccountToken") is not False:
+                    self.error(where, "the job pod mounts a ServiceAccount token it does not need")
+                for pod in self.spec_pods(where, spec):
+                    pods.append(pod)
+                    self.check_dated(where, pod, run.run_after)
+                    if task in alerts:
+                        self.check_alert(where, dag, pod, run, failing)
+            if failing is not None:
+                if run.state != "failed":
+                    self.error(
+                        where_dag,
+                        f"with {failing} failed the DAG run ended {run.state}, not failed",
+                    )
+                if failing not in run.events_listed:
+                    self.error(
+                        f"{where_dag} task {failing}",
+                        "the failed pod's events were not read (log_events_on_failure)",
+                    )
         return pods
 
-    def kpo_pod(self, where: str, task: Any) -> Pod:
-        pod_sc = task.security_context or {}
-        sc = task.container_security_context or {}
-        get = lambda obj, attr, key: (
-            getattr(obj, attr, None) if not isinstance(obj, dict) else obj.get(key)
-        )  # noqa: E731
-        resources = task.container_resources
-        pod = Pod(
-            where=where,
-            image=task.image or "",
-            args=[str(a) for a in (task.cmds or []) + (task.arguments or [])],
-            resources=(
-                None
-                if resources is None
-                else {
-                    "requests": dict(resources.requests or {}),
-                    "limits": dict(resources.limits or {}),
-                }
-            ),
-            run_as_non_root=bool(
-                get(sc, "run_as_non_root", "runAsNonRoot")
-                or get(pod_sc, "run_as_non_root", "runAsNonRoot")
-            ),
-            run_as_user=get(sc, "run_as_user", "runAsUser")
-            or get(pod_sc, "run_as_user", "runAsUser"),
-            read_only_root=bool(get(sc, "read_only_root_filesystem", "readOnlyRootFilesystem")),
-            mounts={m.mount_path: m.name for m in task.volume_mounts or []},
-            volumes={
-                v.name: (
-                    {"configMap": {"name": v.config_map.name}} if v.config_map else {"other": True}
-                )
-                for v in task.volumes or []
-            },
-            service_account=task.service_account_name,
-        )
-        env = task.env_vars or []
-        items = env.items() if isinstance(env, dict) else [(e.name, e) for e in env]
-        for name, value in items:
-            if isinstance(value, str):
-                pod.literals[name] = value
-            elif getattr(value, "value_from", None) is not None:
-                ref = value.value_from.secret_key_ref
-                if ref is not None:
-                    pod.from_secrets[name] = (ref.name, ref.key)
-                else:
-                    pod.other_sources.add(name)
-            else:
-                pod.literals[name] = "" if value.value is None else str(value.value)
-        for s in task.secrets or []:
-            if s.deploy_type == "env":
-                if s.deploy_target:
-                    pod.from_secrets[s.deploy_target] = (s.secret, s.key)
-                else:
-                    pod.env_from_secrets.append(s.secret)
-        for e in task.env_from or []:
-            if e.secret_ref is not None:
-                pod.env_from_secrets.append(e.secret_ref.name)
-        return pod
-
-    def alert_pod(self, where: str, dag: Any, task: Any, callback: Any) -> Pod:
-        run_id = "scheduled__2026-11-26T00:00:00+00:00"
-        log_url = f"https://airflow.example.com/dags/{dag.dag_id}/runs/{run_id}/tasks/{task.task_id}?try_number=2"
-        context = {
-            "ti": SimpleNamespace(
-                dag_id=dag.dag_id,
-                task_id=task.task_id,
-                run_id=run_id,
-                try_number=2,
-                map_index=-1,
-                log_url=log_url,
-                end_date=datetime(2026, 11, 27, 0, 5, tzinfo=timezone.utc),
-            ),
-            "ts": "2026-11-26T00:00:00+00:00",
-            "exception": RuntimeError(f"Pod {task.task_id} returned a failure"),
-        }
-        alert_where = f"{where} failure alert"
-        try:
-            op = callback.pod(context)
-        except Exception as e:  # the check reports, Airflow would have lost the alert
-            self.error(alert_where, f"building the alert pod failed: {e!r}")
-            return Pod(where=alert_where, image="", args=[])
-        pod = self.kpo_pod(alert_where, op)
+    def check_alert(self, where: str, dag: Any, pod: Pod, run: Any, failing: str | None) -> None:
+        if IMAGE.match(pod.image) is None or IMAGE.match(pod.image)["job"] != "webhook-alert":
+            self.error(where, f"runs {pod.image}, not the webhook-alert image")
+        if failing is None:
+            return
+        log_url = f"{airflow_runtime.BASE_URL}/dags/{dag.dag_id}/runs/{run.run_id}/tasks/{failing}"
         expected = {
             "ALERT_DAG_ID": dag.dag_id,
-            "ALERT_TASK_ID": task.task_id,
-            "ALERT_RUN_ID": run_id,
-            "ALERT_TRY_NUMBER": "2",
+            "ALERT_TASK_ID": failing,
+            "ALERT_RUN_ID": run.run_id,
             "ALERT_LOG_URL": log_url,
         }
         for name, value in expected.items():
             if pod.literals.get(name) != value:
                 self.error(
-                    alert_where,
+                    where,
                     f"{name} is {pod.literals.get(name)!r}, not the failed task's {value!r}",
                 )
-        if f"Pod {task.task_id} returned a failure" not in pod.literals.get("ALERT_ERROR", ""):
-            self.error(alert_where, "ALERT_ERROR does not carry the failure's error")
-        if IMAGE.match(pod.image) is None or IMAGE.match(pod.image)["job"] != "webhook-alert":
-            self.error(alert_where, f"runs {pod.image}, not the webhook-alert image")
-        return pod
+        if not pod.literals.get("ALERT_ERROR", "").startswith(f"{failing}: failed"):
+            self.error(where, "ALERT_ERROR does not carry what the failed task recorded")
 
-    def check_templates(self, where: str, dag: Any, task: Any) -> None:
-        m = IMAGE.match(task.image or "")
-        if m and m["job"] == "stage-import":
-            args = list(task.arguments or [])
-            env = (
-                task.env_vars
-                if isinstance(task.env_vars, dict)
-                else {e.name: e.value for e in task.env_vars or []}
+    def check_dated(self, where: str, pod: Pod, run_after: Any | None) -> None:
+        """stage-import loads the day that ended before the run started, and looks back. A
+        CronJob (no `run_after`) gives no date: one written in would load the same day daily."""
+        m = IMAGE.match(pod.image)
+        if not m or m["job"] != "stage-import":
+            return
+        args = pod.args
+
+        def value(flag: str, var: str) -> str | None:
+            if flag in args and args.index(flag) + 1 < len(args):
+                return args[args.index(flag) + 1]
+            return pod.literals.get(var)
+
+        day = value("--date", "STAGE_IMPORT_DATE")
+        if run_after is None:
+            if day is not None:
+                self.error(where, f"loads {day} on every run: leave the date to the job (yesterday)")
+        elif day != (ended := (run_after - timedelta(days=1)).date().isoformat()):
+            self.error(
+                where,
+                f"the run that starts at {run_after.isoformat()} loads {day or 'no given day'}, not {ended}, the day that ended",
             )
-            dated = (
-                "--date" in args and args[args.index("--date") + 1 :][:1] == ["{{ ds }}"]
-            ) or env.get("STAGE_IMPORT_DATE") == "{{ ds }}"
-            if not dated:
-                self.error(
-                    where,
-                    "stage-import's date is not {{ ds }}: a catch-up or backfill run would load the wrong day",
-                )
-            if not dag.catchup:
-                self.error(where, "the DAG has catchup off: missed days would never load")
+        lookback = value("--lookback-days", "STAGE_IMPORT_LOOKBACK_DAYS")
+        if not (lookback or "").isdigit() or int(lookback) < 1:
+            self.error(where, "no lookback: files that arrive after their day's run are never loaded")
 
     # ---- the rules shared by DAG tasks and CronJob containers ---------------------------------
 
@@ -462,6 +536,14 @@ class Checker:
             return
 
         job = m["job"] if m else "dbt"
+        if m and not m["registry"] and pod.pull_policy != "Never":
+            self.error(
+                where,
+                f"image {pod.image} has no registry and pull policy {pod.pull_policy or 'default'}: "
+                "a node without it would pull docker.io/data-jobs/..., a namespace that is not ours (use Never)",
+            )
+        if job == "pg-job" and "PG_JOB_STATEMENT_TIMEOUT_SECS" not in pod.literals:
+            self.error(where, "sets no PG_JOB_STATEMENT_TIMEOUT_SECS: a stuck statement runs until the deadline kills the pod")
         if job == "stage-import" and pod.args:
             source = pod.args[0]
             if source not in self.sources:
@@ -611,6 +693,11 @@ def main() -> int:
         "--pg-job-scripts", type=Path, help="pg-job's scripts directory (transform/sql)"
     )
     parser.add_argument("--roles", type=Path, help="the roles.yml the ConfigMap must hold")
+    parser.add_argument(
+        "--run-dags",
+        help="comma-separated DAG ids to run with dag.test() (default: all; a DAG not run "
+        "gets the static checks only)",
+    )
     args = parser.parse_args()
 
     schemas = {}
@@ -621,7 +708,8 @@ def main() -> int:
     if not sources:
         print(f"error: {args.stage_import_sources}: no sources listed", file=sys.stderr)
         return 2
-    checker = Checker(args.k8s, schemas, sources, args.pg_job_scripts, args.roles)
+    run_dags = None if args.run_dags is None else {d for d in args.run_dags.split(",") if d}
+    checker = Checker(args.k8s, schemas, sources, args.pg_job_scripts, args.roles, run_dags)
     checker.load_manifests()
     pods = checker.dag_pods()
     cron_pods = checker.cronjob_pods()
@@ -630,7 +718,7 @@ def main() -> int:
     for e in checker.errors:
         print(f"error: {e}")
     print(
-        f"checked {len(checker.checked)} DAG tasks and their alerts, {len(cron_pods)} CronJob containers, "
+        f"checked {len(checker.checked)} DAG tasks, {len(pods)} pods their runs built, {len(cron_pods)} CronJob containers, "
         f"{len(checker.secrets)} Secrets against {len(schemas)} job schemas (version {checker.version}): "
         f"{len(checker.errors)} problems"
     )

@@ -1,15 +1,17 @@
 """The one way the DAGs here run a data-jobs image: `job_pod` builds a KubernetesPodOperator with
-the job's image, its variables from Kubernetes Secrets, default resources, the images' non-root
-security settings, and a failure alert that runs the webhook-alert image.
+the job's image, its variables from Kubernetes Secrets, default resources, timeouts, the
+restricted Pod Security settings, and a record of its failure; `failure_alert` adds the task
+that posts a DAG run's failures to Mattermost by running the webhook-alert image.
 
 Not a DAG file (listed in .airflowignore); the DAG files import it. tests/deploy/check_dags.py
-checks what these functions build against each job's `--env-schema`.
+runs every DAG with Airflow's own runtime (`dag.test()`, the Kubernetes API faked at the
+client) and checks the pods the provider builds against each job's `--env-schema`.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -23,8 +25,12 @@ from airflow.sdk import Asset
 # binaries report, so a release that forgets to bump it here fails CI.
 VERSION = "0.1.0"
 # Where the images live, with a trailing slash ("123456789012.dkr.ecr.us-east-1.amazonaws.com/");
-# empty: images loaded on the nodes as `make images` builds them.
+# empty: images loaded on the nodes as `make images` builds them. Then the pods never pull:
+# `data-jobs/<job>` alone would resolve to Docker Hub, whose namespace is not ours.
 REGISTRY = os.environ.get("DATA_JOBS_REGISTRY", "")
+PULL_POLICY = "IfNotPresent" if REGISTRY else "Never"
+# The namespace the job pods run in: the one the Secrets and the ServiceAccount are in.
+NAMESPACE = os.environ.get("DATA_JOBS_NAMESPACE", "airflow")
 
 # dbt is the one image we do not build. The transform task expects the dbt project in the
 # image's working directory (an image built FROM this one with the project copied in).
@@ -108,13 +114,38 @@ LOADS = {
 }
 
 # Jobs that write temporary files: the root filesystem is read-only, /tmp is an emptyDir.
-NEEDS_TMP = {"stage-import", "pg-job"}
+NEEDS_TMP = {"stage-import", "pg-job", "dbt"}
+
+# How long a task may run before Airflow fails it (and the pod's own deadline, in case the
+# worker is gone). A daily load of every file of a day, with its lookback, fits in the first.
+TIMEOUTS = {
+    "stage-import": timedelta(hours=3),
+    "pg-job": timedelta(minutes=30),
+    "permissions": timedelta(minutes=30),
+    "webhook-alert": timedelta(minutes=5),
+    "dbt": timedelta(hours=2),
+}
+# A cold pull of the dbt image (~1 GB) takes minutes; ours are a few MB.
+STARTUP_TIMEOUTS = {"dbt": 900}
+STARTUP_TIMEOUT = 300
+# The dbt image runs as root unless told: any non-root user can read its Python.
+DBT_UID = 10001
+# dbt writes its artefacts and logs beside the project, which is read-only here.
+DBT_ENV = {
+    "DBT_TARGET_PATH": "/tmp/dbt-target",
+    "DBT_LOG_PATH": "/tmp/dbt-logs",
+    "HOME": "/tmp",
+}
 
 DEFAULT_ARGS: dict[str, Any] = {
     "owner": "data-engineering",
     "retries": 1,
     "retry_delay": timedelta(minutes=5),
 }
+# The XCom key under which a failed task leaves its error for the alert task.
+FAILURE_KEY = "data_jobs_failure"
+# What the alert says of a failed task that left no error: its process never called back.
+DIED = "failed without calling back (the task process died: heartbeat timeout, OOM kill)"
 
 
 def image(job: str) -> str:
@@ -137,7 +168,7 @@ def job_pod(
     *,
     env: Mapping[str, str] | None = None,
     resources: k8s.V1ResourceRequirements | None = None,
-    alert: bool = True,
+    operator: type[KubernetesPodOperator] = KubernetesPodOperator,
     **kwargs: Any,
 ) -> KubernetesPodOperator:
     """A task running `job` (one of ours, or "dbt") with `arguments`.
@@ -157,41 +188,49 @@ def job_pod(
             k8s.V1Volume(name="spec", config_map=k8s.V1ConfigMapVolumeSource(name=SPEC_CONFIGMAP))
         )
         mounts.append(k8s.V1VolumeMount(name="spec", mount_path=SPEC_DIR, read_only=True))
-    if alert:
-        kwargs.setdefault("on_failure_callback", FailureAlert())
-    return KubernetesPodOperator(
+    timeout = TIMEOUTS[job]
+    kwargs.setdefault("on_failure_callback", record_failure)
+    uid = DBT_UID if job == "dbt" else 65532
+    return operator(
         task_id=task_id,
         name=task_id,
+        # Explicit: the workers' own namespace and ServiceAccount token (chart values) are
+        # the credentials; a kubeconfig connection is not used.
+        in_cluster=True,
+        namespace=NAMESPACE,
         image=DBT_IMAGE if job == "dbt" else image(job),
         # Versioned tags never change, so a node's copy is the right one.
-        image_pull_policy="IfNotPresent",
+        image_pull_policy="IfNotPresent" if job == "dbt" else PULL_POLICY,
         arguments=list(arguments),
-        env_vars=dict(env or {}),
+        env_vars={**(DBT_ENV if job == "dbt" else {}), **dict(env or {})},
         secrets=secrets(job),
         container_resources=resources or DEFAULT_RESOURCES,
         service_account_name=SERVICE_ACCOUNT,
         automount_service_account_token=False,
         labels={"app.kubernetes.io/name": job, "app.kubernetes.io/part-of": "data-jobs"},
-        security_context=(
-            k8s.V1PodSecurityContext(
-                run_as_non_root=True,
-                run_as_user=65532,
-                run_as_group=65532,
-                seccomp_profile=k8s.V1SeccompProfile(type="RuntimeDefault"),
-            )
-            if job != "dbt"
-            else None
+        # The Pod Security "restricted" profile, for every pod.
+        security_context=k8s.V1PodSecurityContext(
+            run_as_non_root=True,
+            run_as_user=uid,
+            run_as_group=uid,
+            seccomp_profile=k8s.V1SeccompProfile(type="RuntimeDefault"),
         ),
         container_security_context=k8s.V1SecurityContext(
             allow_privilege_escalation=False,
-            read_only_root_filesystem=job != "dbt",
+            read_only_root_filesystem=True,
             capabilities=k8s.V1Capabilities(drop=["ALL"]),
         ),
         volumes=volumes,
         volume_mounts=mounts,
+        execution_timeout=timeout,
+        active_deadline_seconds=int(timeout.total_seconds()) + 300,
+        startup_timeout_seconds=STARTUP_TIMEOUTS.get(job, STARTUP_TIMEOUT),
         # The kit stops a job within 20 s of SIGTERM.
         termination_grace_period=30,
         get_logs=True,
+        # CreateContainerConfigError (a missing Secret key), ImagePullBackOff and OOMKilled
+        # show only in the pod's events, which are gone once the pod is deleted.
+        log_events_on_failure=True,
         # The pod spec in the exception would end up in the alert; the log link is enough.
         log_pod_spec_on_failure=False,
         on_finish_action="delete_pod",
@@ -199,44 +238,93 @@ def job_pod(
     )
 
 
-class FailureAlert:
-    """on_failure_callback: posts the failed task to Mattermost by running the webhook-alert
-    image with the failure's details (DAG, task, run, try, log link, error).
+def record_failure(context: Mapping[str, Any]) -> None:
+    """on_failure_callback of every job task: leaves the error for the DAG's alert task.
 
-    A class rather than a function so that the deployment check can build the alert's pod
-    (`pod(context)`) and check it like any task.
+    Runs no operator and starts no pod: the alert task does that, also for a task whose
+    process died without calling back (heartbeat timeout, OOM-killed worker).
+    """
+    error = str(context.get("exception") or "")[:2000] or "failed (see the task log)"
+    context["ti"].xcom_push(key=FAILURE_KEY, value=error)
+
+
+def failure_alert(tasks: Sequence[KubernetesPodOperator]) -> KubernetesPodOperator:
+    """The DAG's alert: runs webhook-alert when any of `tasks` failed, with the failed tasks'
+    ids, errors and log links. An ordinary task on a worker, so it also alerts about a task
+    whose process died without calling back.
+    """
+    alert = job_pod(
+        "webhook-alert",
+        task_id="failure-alert",
+        env={
+            "ALERT_DAG_ID": "{{ dag.dag_id }}",
+            "ALERT_RUN_ID": "{{ run_id }}",
+            "ALERT_EXECUTION_DATE": "{{ ts }}",
+        },
+        operator=FailureAlertOperator,
+        trigger_rule="one_failed",
+        retries=0,
+        on_failure_callback=None,
+    )
+    for task in tasks:
+        task >> alert
+    return alert
+
+
+class FailureAlertOperator(KubernetesPodOperator):
+    """The webhook-alert pod, with the variables of what failed upstream filled in when it
+    runs. It fails after posting: it is the run's one leaf, and a leaf's success would mark
+    the DAG run a success.
     """
 
-    def pod(self, context: Mapping[str, Any]) -> KubernetesPodOperator:
+    def execute(self, context: Any) -> Any:
         ti = context["ti"]
-        env = {
-            "ALERT_DAG_ID": ti.dag_id,
-            "ALERT_TASK_ID": ti.task_id,
-            "ALERT_RUN_ID": ti.run_id,
-            "ALERT_TRY_NUMBER": str(ti.try_number or ""),
-            "ALERT_EXECUTION_DATE": str(context.get("ts") or ""),
-            "ALERT_LOG_URL": getattr(ti, "log_url", "") or "",
-            "ALERT_ERROR": str(context.get("exception") or ""),
-        }
-        end_date = getattr(ti, "end_date", None)
-        if end_date is not None:
-            env["ALERT_FAILED_AT"] = end_date.isoformat()
-        base_url = _airflow_base_url()
+        upstream = sorted(self.upstream_task_ids)
+        states = _task_states(ti, upstream)
+        # One task at a time: a list of task ids returns only the values found, unlabelled.
+        recorded = {t: ti.xcom_pull(task_ids=t, key=FAILURE_KEY) for t in upstream}
+        errors = {t: str(e) for t, e in recorded.items() if e}
+        failed = [t for t in upstream if states.get(t) == "failed" or t in errors]
+        base_url = _airflow_base_url().rstrip("/")
+        run_id = context["run_id"]
+        links = [f"{base_url}/dags/{ti.dag_id}/runs/{run_id}/tasks/{t}" for t in failed]
+        lines = [
+            f"{t}: {errors.get(t) or DIED}"
+            for t in failed
+        ]
+        env = _env_dict(self.env_vars)
+        env.update(
+            {
+                "ALERT_TASK_ID": ", ".join(failed) or "(unknown)",
+                "ALERT_ERROR": "\n".join(lines)[:4000],
+                "ALERT_LOG_URL": links[0] if links else "",
+            }
+        )
         if base_url:
             env["AIRFLOW_BASE_URL"] = base_url
-        return job_pod(
-            "webhook-alert",
-            # A pod name: at most 63 characters, no underscores.
-            task_id=f"alert-{ti.task_id}".replace("_", "-")[:50],
-            env=env,
-            alert=False,
-            # The alert runs inside the failed task's context: never adopt that task's pod.
-            reattach_on_restart=False,
-            retries=0,
+        self.env_vars = env
+        super().execute(context)
+        from airflow.exceptions import AirflowFailException
+
+        raise AirflowFailException(
+            f"posted the failure of {env['ALERT_TASK_ID']} to Mattermost; this task fails "
+            "so that the DAG run shows as failed"
         )
 
-    def __call__(self, context: Mapping[str, Any]) -> None:
-        self.pod(context).execute(context=context)
+
+def _env_dict(env_vars: Any) -> dict[str, str]:
+    """A task's env_vars as a dict: the operator holds a dict or, once it built a pod, a list
+    of V1EnvVar."""
+    if isinstance(env_vars, dict):
+        return dict(env_vars)
+    return {e.name: e.value for e in env_vars or []}
+
+
+def _task_states(ti: Any, task_ids: list[str]) -> dict[str, str]:
+    """The states of this run's `task_ids`, from the API server (Airflow 3 workers have no
+    database)."""
+    states = ti.get_task_states(dag_id=ti.dag_id, task_ids=task_ids, run_ids=[ti.run_id])
+    return {t: str(s) for t, s in (states.get(ti.run_id) or {}).items()}
 
 
 def _airflow_base_url() -> str:

@@ -6,6 +6,7 @@ ConfigMap (k8s/roles-configmap.yaml), mounted into the pod.
 """
 
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import pendulum
@@ -14,7 +15,7 @@ from airflow.sdk import DAG
 
 # git-sync puts this directory below the DAG folder, which is what Airflow puts on sys.path.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from data_jobs_pod import DEFAULT_ARGS, SPEC_DIR, job_pod  # noqa: E402
+from data_jobs_pod import DEFAULT_ARGS, SPEC_DIR, failure_alert, job_pod  # noqa: E402
 
 SPEC = {"PERMISSIONS_SPEC": f"{SPEC_DIR}/roles.yml"}
 
@@ -26,9 +27,11 @@ with DAG(
     # Applying today's spec once brings the account up to date; old runs add nothing.
     catchup=False,
     max_active_runs=1,
+    dagrun_timeout=timedelta(hours=1),
     default_args={**DEFAULT_ARGS, "retries": 0},
     tags=["data-jobs", "permissions"],
 ):
     plan = job_pod("permissions", task_id="plan", arguments=["plan"], env=SPEC)
     apply = job_pod("permissions", task_id="apply", arguments=["apply"], env=SPEC)
     plan >> apply
+    failure_alert([plan, apply])

@@ -6,6 +6,7 @@ id is the script name with hyphens, as the pod name needs.
 """
 
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import pendulum
@@ -14,9 +15,11 @@ from airflow.sdk import DAG, chain
 
 # git-sync puts this directory below the DAG folder, which is what Airflow puts on sys.path.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from data_jobs_pod import DEFAULT_ARGS, job_pod  # noqa: E402
+from data_jobs_pod import DEFAULT_ARGS, failure_alert, job_pod  # noqa: E402
 
 SCRIPTS = ["account-arr", "opportunity-snapshot", "opportunitylineitem-snapshot"]
+# A statement that runs longer is cancelled by the server, well inside the task's timeout.
+STATEMENT_TIMEOUT = {"PG_JOB_STATEMENT_TIMEOUT_SECS": "900"}
 
 with DAG(
     dag_id="pg_job",
@@ -26,7 +29,14 @@ with DAG(
     # A snapshot is of the tables as they are now: a missed hour is not worth replaying.
     catchup=False,
     max_active_runs=1,
+    # The next hour's run waits for this one: a hung chain must end, and alert, within the hour.
+    dagrun_timeout=timedelta(minutes=55),
     default_args=DEFAULT_ARGS,
     tags=["data-jobs", "pg-job"],
 ):
-    chain(*(job_pod("pg-job", task_id=script, arguments=[script]) for script in SCRIPTS))
+    steps = [
+        job_pod("pg-job", task_id=script, arguments=[script], env=STATEMENT_TIMEOUT)
+        for script in SCRIPTS
+    ]
+    chain(*steps)
+    failure_alert(steps)

@@ -1,12 +1,15 @@
 """stage_import: each source's files of a day into Snowflake's RAW database, one task per source.
 
-The run's date is Airflow's `{{ ds }}` (a daily run loads the day that just ended), so
-catch-up and backfills load each missed day; loading a day twice loads nothing twice (files
-loaded before are skipped). Exit code 4 (no files for the day) fails the task: missing
-upstream data is worth an alert.
+Airflow 3 runs `@daily` on a CronTriggerTimetable: the run of 2026-11-02 00:00 has
+`ds = 2026-11-02`, the day that just began. Each run loads the day before its `ds`, the day
+that just ended, and the LOOKBACK_DAYS before that again, because CloudFront and ELB logs
+arrive hours late; files loaded before are skipped, so the lookback costs a listing and loads
+only the late files. Catch-up and backfills load each missed day. Exit code 4 (no files for
+the day) fails the task: missing upstream data is worth an alert.
 """
 
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import pendulum
@@ -15,7 +18,11 @@ from airflow.sdk import DAG
 
 # git-sync puts this directory below the DAG folder, which is what Airflow puts on sys.path.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from data_jobs_pod import DEFAULT_ARGS, LOADS, job_pod, table_asset  # noqa: E402
+from data_jobs_pod import DEFAULT_ARGS, LOADS, failure_alert, job_pod, table_asset  # noqa: E402
+
+# The day a run loads, and how many days before it are listed again for late files.
+DAY = "{{ macros.ds_add(ds, -1) }}"
+LOOKBACK_DAYS = 2
 
 with DAG(
     dag_id="stage_import",
@@ -25,13 +32,17 @@ with DAG(
     catchup=True,
     # Days load in order, one at a time: a backfill never runs two days' COPYs at once.
     max_active_runs=1,
+    dagrun_timeout=timedelta(hours=6),
     default_args=DEFAULT_ARGS,
     tags=["data-jobs", "stage-import"],
 ):
-    for source, table in LOADS.items():
+    loads = [
         job_pod(
             "stage-import",
             task_id=source.replace("_", "-"),
-            arguments=[source, "--date", "{{ ds }}"],
+            arguments=[source, "--date", DAY, "--lookback-days", str(LOOKBACK_DAYS)],
             outlets=[table_asset(table)],
         )
+        for source, table in LOADS.items()
+    ]
+    failure_alert(loads)
