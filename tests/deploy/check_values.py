@@ -194,18 +194,33 @@ def check_tag(file: str, key: str, tag, version: str, report: Report) -> None:
         )
 
 
+# Who needs the Kubernetes API, by the components' names in both charts.
+TOKEN_USERS = {
+    "worker": "the KubernetesPodOperator tasks",
+    "workers": "the KubernetesPodOperator tasks",
+    "triggerer": "deferrable tasks",
+    "scheduler": "the scheduler",
+}
+
+
+def check_tokens(file: str, v: dict, components: tuple[str, ...], key_pattern: str, chart_default: bool,
+                 report: Report) -> None:
+    """Each component's pods must mount a service-account token (`key_pattern` names the value)."""
+    for component in components:
+        key = key_pattern.format(component)
+        if get(v, key, chart_default) is not True:
+            report.error(
+                file,
+                f"{component} pods get no service-account token ({key} is not true): "
+                f"{TOKEN_USERS[component]} cannot reach the Kubernetes API",
+            )
+
+
 def check_bitnami(file: str, v: dict, release: str | None, secrets: set[str], version: str, report: Report) -> None:
     # Tokens: templates/worker/statefulset.yaml, triggerer/statefulset.yaml and
     # scheduler/deployment.yaml render `automountServiceAccountToken: {{ .Values.<c>.automountServiceAccountToken }}`
     # into the pod spec (values.yaml default false), which overrides the ServiceAccount's.
-    for component, why in (("worker", "the KubernetesPodOperator tasks"), ("triggerer", "deferrable tasks"),
-                           ("scheduler", "the scheduler")):
-        if get(v, f"{component}.automountServiceAccountToken", False) is not True:
-            report.error(
-                file,
-                f"{component} pods get no service-account token ({component}.automountServiceAccountToken "
-                f"is not true): {why} cannot reach the Kubernetes API",
-            )
+    check_tokens(file, v, ("worker", "triggerer", "scheduler"), "{}.automountServiceAccountToken", False, report)
     if get(v, "rbac.create", False) is not True:
         report.error(file, "rbac.create is not true: the workers' ServiceAccount may not start pods")
 
@@ -316,14 +331,8 @@ def check_apache(file: str, v: dict, release: str | None, secrets: set[str], ver
     # Tokens: templates/{workers,triggerer,scheduler}/*-serviceaccount.yaml render
     # `automountServiceAccountToken: {{ .Values.<c>.serviceAccount.automountServiceAccountToken }}`
     # (values.yaml default true); pods inherit their ServiceAccount's.
-    for component, why in (("workers", "the KubernetesPodOperator tasks"), ("triggerer", "deferrable tasks"),
-                           ("scheduler", "the scheduler")):
-        if get(v, f"{component}.serviceAccount.automountServiceAccountToken", True) is not True:
-            report.error(
-                file,
-                f"{component} pods get no service-account token ({component}.serviceAccount."
-                f"automountServiceAccountToken is not true): {why} cannot reach the Kubernetes API",
-            )
+    check_tokens(file, v, ("workers", "triggerer", "scheduler"), "{}.serviceAccount.automountServiceAccountToken",
+                 True, report)
     if get(v, "allowPodLaunching", True) is not True:
         report.error(file, "allowPodLaunching is not true: the workers' ServiceAccount may not start pods")
 
