@@ -440,6 +440,58 @@ fn sigterm_cancels_the_running_query_on_the_server() {
     );
 }
 
+/// `kill -9` gives no chance to cancel: the server itself must notice that the client is gone
+/// (client_connection_check_interval), end the statement and free its lock.
+#[test]
+fn a_killed_job_leaves_no_statement_running_and_no_lock_held() {
+    let Some(server) = postgres::plain() else {
+        return;
+    };
+    let db = server.database("kill9");
+    server.psql(&db, "CREATE TABLE accounts (id int)");
+    let dir = scripts(&[(
+        "locker.sql",
+        "LOCK TABLE accounts IN ACCESS EXCLUSIVE MODE;\nSELECT pg_sleep(120);\n",
+    )]);
+    let application = "pg-job-kill9-test";
+    let mut command = pg_job(&server.url(&db, ""));
+    command
+        .env("PG_JOB_SCRIPTS_DIR", dir.path())
+        .env("PG_JOB_APPLICATION_NAME", application)
+        .env("PG_JOB_CONNECTION_CHECK_SECS", "1")
+        .arg("locker")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut child = command.spawn().unwrap();
+    let running = format!(
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = '{application}' \
+         AND state = 'active' AND query LIKE 'SELECT pg_sleep%'"
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while server.psql(&db, &running) != "1" {
+        assert!(Instant::now() < deadline, "the statement never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while server.psql(&db, &running) != "0" {
+        assert!(
+            Instant::now() < deadline,
+            "the killed job's statement still runs on the server"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // The lock went with it: taking it again does not wait.
+    assert_eq!(
+        server.psql(
+            &db,
+            "SET lock_timeout = 2000; LOCK TABLE accounts IN ACCESS EXCLUSIVE MODE; SELECT 'free'"
+        ),
+        "free"
+    );
+}
+
 #[test]
 fn statement_timeout_stops_a_long_statement() {
     let Some(server) = postgres::plain() else {
@@ -644,6 +696,8 @@ fn sslmode_behaves_as_libpq_does() {
         ),
     ];
     for (host, query, expected) in cases {
+        let unverified =
+            expected.is_ok() && !query.contains("verify-") && !query.contains("sslrootcert");
         let url = server.url_for(host, "Pg%2Fs3cret%25pw", &db, &query);
         let mut command = pg_job(&url);
         command
@@ -658,16 +712,26 @@ fn sslmode_behaves_as_libpq_does() {
                 assert_contains(&out.stderr, &[message]);
             }
         }
+        let warnings = out
+            .stderr
+            .matches("TLS certificate is not verified")
+            .count();
+        assert_eq!(warnings, usize::from(unverified), "{host} {query}: {out:?}");
         assert_no_password(&out);
     }
 
-    // The plain server has no TLS: require fails, prefer falls back.
+    // The plain server has no TLS: require (also the default) fails, prefer falls back.
     let Some(plain) = postgres::plain() else {
         return;
     };
     for (query, expected) in [
         ("sslmode=prefer", Ok(())),
+        ("sslmode=disable", Ok(())),
         ("sslmode=require", Err("server does not support TLS")),
+        (
+            "application_name=no-sslmode",
+            Err("server does not support TLS"),
+        ),
     ] {
         let mut command = pg_job(&plain.url("postgres", query));
         command

@@ -325,6 +325,29 @@ fn a_user_catalog_adds_a_source() {
 }
 
 #[test]
+fn a_rejected_row_that_quotes_a_credential_is_scrubbed_in_the_report() {
+    let setup = Setup::new();
+    let catalog = plans_catalog(
+        setup.dir.path(),
+        "plan\tprice\nstarter\t10\npro\tpassword=Hunter2-in-a-row\n",
+    );
+    let with_catalog = |args: &[&str]| {
+        let mut command = setup.command(args);
+        command.env("STAGE_IMPORT_CATALOG", &catalog);
+        run(command)
+    };
+    assert_eq!(with_catalog(&["bootstrap", "plans"]).code, Some(0));
+    let out = with_catalog(&["plans", "--date", "2026-11-26"]);
+    let report = parse_report(&out);
+    let outcome = files(&report, "plans")[0];
+    assert_eq!(outcome["status"], "PARTIALLY_LOADED", "{report}");
+    let error = outcome["first_error"].as_str().unwrap();
+    assert!(error.contains("password=***"), "{error}");
+    assert!(!out.stdout.contains("Hunter2"), "{}", out.stdout);
+    assert!(!out.stderr.contains("Hunter2"), "{}", out.stderr);
+}
+
+#[test]
 fn sigterm_during_a_load_leaves_nothing_half_loaded() {
     let setup = Setup::new();
     setup.bootstrap();
@@ -425,6 +448,62 @@ fn an_s3_stage_is_listed_and_loaded_like_a_local_one() {
             .stderr
             .contains("S3 stages need AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
     );
+}
+
+#[test]
+fn an_s3_key_that_climbs_out_of_the_download_folder_fails_alone() {
+    let Some(moto) = moto() else { return };
+    let setup = Setup::new();
+    let day = DAYS[2];
+    let bucket = format!("climb-test-{}", std::process::id());
+    moto.upload_dir(&bucket, "raw/", &setup.stage());
+    let export = std::fs::read_dir(setup.stage().join("licenses").join(day))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    // Below TMPDIR/stage-import-*/<day>/, four `..` land in the test's own directory.
+    let tmp = setup.dir.path().join("a/b/c/tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    let climbing = format!("{day}/../../../../outside-{day}.csv");
+    moto.put_object(
+        &bucket,
+        &format!("raw/licenses/{climbing}"),
+        &std::fs::read(&export).unwrap(),
+    );
+    setup.bootstrap();
+    let mut command = setup.command(&["licenses", "--date", day]);
+    command
+        .env("STAGE_ROOT", format!("s3://{bucket}/raw"))
+        .env("S3_ENDPOINT_URL", &moto.endpoint)
+        .env("AWS_ACCESS_KEY_ID", "test-key")
+        .env("AWS_SECRET_ACCESS_KEY", "test-secret")
+        .env("TMPDIR", &tmp);
+    let out = run(command);
+    assert_eq!(out.code, Some(3), "{}", out.stderr);
+    let escaped = setup.dir.path().join(format!("a/b/outside-{day}.csv"));
+    assert!(!escaped.exists(), "the key wrote {}", escaped.display());
+    let report = parse_report(&out);
+    let outcomes = files(&report, "licenses");
+    let refused = outcomes
+        .iter()
+        .find(|f| f["file"] == climbing.as_str())
+        .unwrap_or_else(|| panic!("no outcome for the key: {report}"));
+    assert_eq!(refused["status"], "LOAD_FAILED", "{refused}");
+    assert!(
+        refused["first_error"].as_str().unwrap().contains("`..`"),
+        "{refused}"
+    );
+    assert!(
+        out.stderr.contains(&climbing) && out.stderr.contains("failed"),
+        "{}",
+        out.stderr
+    );
+    // The day's real export loads as ever, and only once.
+    let loaded = report["rows_loaded"].as_u64().unwrap();
+    assert!(loaded > 0, "{report}");
+    assert_eq!(setup.count("licenses.licenses"), loaded);
 }
 
 #[test]

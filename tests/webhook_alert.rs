@@ -100,14 +100,14 @@ fn invalid_values_are_all_reported_without_echoing_the_secret() {
     command
         .env("MATTERMOST_WEBHOOK_URL", "not a url but a s3cr3t-value")
         .env("ALERT_TRY_NUMBER", "second")
-        .env("ALERT_TIMEOUT_SECS", "-1");
+        .env("ALERT_TIMEOUT_SECS", "1e300");
     let out = run(command);
     assert_eq!(out.code, Some(2), "{out:?}");
     for needle in [
         "invalid configuration (3 problems)",
-        "MATTERMOST_WEBHOOK_URL: expected an http(s) URL; the value (a secret, not shown)",
+        "MATTERMOST_WEBHOOK_URL: expected an https URL; http:// only for a host on this machine, as it sends credentials in clear text; the value (a secret, not shown)",
         "ALERT_TRY_NUMBER: expected a whole number from 0 to 10000, got \"second\"",
-        "ALERT_TIMEOUT_SECS: expected a number of seconds greater than 0, got \"-1\"",
+        "ALERT_TIMEOUT_SECS: expected a number of seconds from 0.001 to 604800 (7 days), got \"1e300\"",
     ] {
         assert!(
             out.stderr.contains(needle),
@@ -116,6 +116,27 @@ fn invalid_values_are_all_reported_without_echoing_the_secret() {
         );
     }
     assert!(!out.stderr.contains("s3cr3t-value"), "{}", out.stderr);
+}
+
+#[test]
+fn a_webhook_over_plain_http_to_another_host_is_refused() {
+    let mut command = job("webhook-alert");
+    command
+        .env(
+            "MATTERMOST_WEBHOOK_URL",
+            "http://chat.example.com/hooks/pl41nt3xtkey",
+        )
+        .env("ALERT_DAG_ID", "pg_job");
+    let out = run(command);
+    assert_eq!(out.code, Some(2), "{out:?}");
+    assert!(
+        out.stderr.contains(
+            "MATTERMOST_WEBHOOK_URL: expected an https URL; http:// only for a host on this machine"
+        ),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("pl41nt3xtkey"), "{}", out.stderr);
 }
 
 #[test]
@@ -539,6 +560,6 @@ fn the_kit_writes_the_status_file_on_success_and_on_a_config_error() {
     assert_eq!(
         std::fs::read_to_string(&file).unwrap(),
         "2\nwebhook-alert: invalid configuration (1 problem); \
-         - MATTERMOST_WEBHOOK_URL: is required but not set (an http(s) URL)\n"
+         - MATTERMOST_WEBHOOK_URL: is required but not set (an https URL; http:// only for a host on this machine, as it sends credentials in clear text)\n"
     );
 }

@@ -71,4 +71,26 @@ for base, _, files in os.walk(root):
             dir.display()
         );
     }
+
+    /// Puts one object under `key` exactly as given: keys no file system could hold included.
+    pub fn put_object(&self, bucket: &str, key: &str, body: &[u8]) {
+        let python = venv_tool("python").expect("venv python");
+        let script = r#"
+import sys, boto3
+endpoint, bucket, key = sys.argv[1:4]
+s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
+                  aws_access_key_id="test-key", aws_secret_access_key="test-secret")
+s3.put_object(Bucket=bucket, Key=key, Body=sys.stdin.buffer.read())
+listed = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=key)["Contents"]]
+assert key in listed, f"the server stored {listed}, not {key!r}"
+"#;
+        let mut child = Command::new(python)
+            .args(["-c", script, &self.endpoint, bucket, key])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .expect("run boto3 put_object");
+        std::io::Write::write_all(&mut child.stdin.take().unwrap(), body).unwrap();
+        let status = child.wait().unwrap();
+        assert!(status.success(), "putting s3://{bucket}/{key} failed");
+    }
 }

@@ -53,11 +53,17 @@ impl Server {
         self.url_for("127.0.0.1", PASSWORD_IN_URL, database, query)
     }
 
+    /// An empty `query` on the plain server says `sslmode=disable`: pg-job's default is
+    /// `require`.
     pub fn url_for(&self, host: &str, password: &str, database: &str, query: &str) -> String {
         let mut url = format!(
             "postgres://postgres:{password}@{host}:{}/{database}",
             self.port
         );
+        let query = match query {
+            "" if self.tls.is_none() => "sslmode=disable",
+            _ => query,
+        };
         if !query.is_empty() {
             url.push('?');
             url.push_str(query);

@@ -23,11 +23,14 @@ pub enum Kind {
     Url,
     /// An absolute `http` or `https` URL.
     HttpUrl,
+    /// An `https` URL that credentials are sent to (a login, a webhook key in the path);
+    /// `http` only when the host is on this machine (tests, a local proxy).
+    CredentialUrl,
     Integer {
         min: i64,
         max: i64,
     },
-    /// A number of seconds, fractions allowed, greater than zero.
+    /// A number of seconds, fractions allowed, from [`MIN_SECONDS`] to [`MAX_SECONDS`].
     Seconds,
     Bool,
     /// One of a fixed set of words (compared case-sensitively).
@@ -47,8 +50,15 @@ impl Kind {
             Kind::Text => "text".into(),
             Kind::Url => "an absolute URL".into(),
             Kind::HttpUrl => "an http(s) URL".into(),
+            Kind::CredentialUrl => {
+                "an https URL; http:// only for a host on this machine, as it sends credentials \
+                 in clear text"
+                    .into()
+            }
             Kind::Integer { min, max } => format!("a whole number from {min} to {max}"),
-            Kind::Seconds => "a number of seconds greater than 0".into(),
+            Kind::Seconds => {
+                format!("a number of seconds from {MIN_SECONDS} to {MAX_SECONDS} (7 days)")
+            }
             Kind::Bool => "true or false".into(),
             Kind::Choice(words) => format!("one of {}", words.join(", ")),
             Kind::Date => "a date YYYY-MM-DD".into(),
@@ -63,6 +73,7 @@ impl Kind {
             Kind::Text => "text",
             Kind::Url => "url",
             Kind::HttpUrl => "http_url",
+            Kind::CredentialUrl => "credential_url",
             Kind::Integer { .. } => "integer",
             Kind::Seconds => "seconds",
             Kind::Bool => "bool",
@@ -82,13 +93,20 @@ impl Kind {
             Kind::HttpUrl => url::Url::parse(value)
                 .map(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())
                 .unwrap_or(false),
+            Kind::CredentialUrl => url::Url::parse(value)
+                .map(|u| match u.scheme() {
+                    "https" => u.host_str().is_some(),
+                    "http" => is_loopback_host(&u),
+                    _ => false,
+                })
+                .unwrap_or(false),
             Kind::Integer { min, max } => value
                 .parse::<i64>()
                 .map(|n| (*min..=*max).contains(&n))
                 .unwrap_or(false),
             Kind::Seconds => value
                 .parse::<f64>()
-                .map(|s| s.is_finite() && s > 0.0)
+                .map(|s| (MIN_SECONDS..=MAX_SECONDS).contains(&s))
                 .unwrap_or(false),
             Kind::Bool => matches!(value, "true" | "false"),
             Kind::Choice(words) => words.contains(&value),
@@ -102,6 +120,32 @@ impl Kind {
         }
     }
 }
+
+/// Whether every address `url`'s host stands for is a loopback address: a literal one, or a
+/// name that resolves only to such (`localhost`, or an `/etc/hosts` entry in a container).
+fn is_loopback_host(url: &url::Url) -> bool {
+    use std::net::ToSocketAddrs;
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(name)) => {
+            let port = url.port_or_known_default().unwrap_or(80);
+            match (name, port).to_socket_addrs() {
+                Ok(addresses) => {
+                    let addresses: Vec<_> = addresses.collect();
+                    !addresses.is_empty() && addresses.iter().all(|a| a.ip().is_loopback())
+                }
+                Err(_) => false,
+            }
+        }
+        None => false,
+    }
+}
+
+/// The bounds of a `Seconds` value: a millisecond, and a week. Beyond them a value is a typo
+/// (`1e300` would overflow a `Duration`), not a timeout anybody means.
+pub const MIN_SECONDS: f64 = 0.001;
+pub const MAX_SECONDS: f64 = 604_800.0;
 
 /// Strictly `YYYY-MM-DD`: jiff alone would also take `20261126`.
 fn is_date(value: &str) -> bool {
@@ -548,7 +592,35 @@ mod tests {
         assert!(Kind::Timestamp.check("2026-11-26").is_err());
         assert!(Kind::Seconds.check("0.5").is_ok());
         assert!(Kind::Seconds.check("0").is_err());
+        assert!(Kind::Seconds.check("0.001").is_ok());
+        assert!(Kind::Seconds.check("604800").is_ok());
+        for out_of_bounds in ["0.0009", "604800.5", "1e300", "inf", "NaN", "-1"] {
+            assert!(
+                Kind::Seconds.check(out_of_bounds).is_err(),
+                "{out_of_bounds}"
+            );
+        }
         assert!(Kind::HttpUrl.check("mailto:x@y").is_err());
+        for taken in [
+            "https://xy12345.snowflakecomputing.com",
+            "http://127.0.0.1:8080",
+            "http://127.9.9.9/hooks/key",
+            "http://[::1]:9/",
+            "http://localhost:8080/hooks/key",
+        ] {
+            assert!(Kind::CredentialUrl.check(taken).is_ok(), "{taken}");
+        }
+        for refused in [
+            "http://xy12345.snowflakecomputing.com",
+            "http://10.0.0.5/hooks/key",
+            "http://[2001:db8::1]/",
+            "http://no-such-host.invalid/hooks/key",
+            "ftp://127.0.0.1/",
+            "mailto:x@y",
+        ] {
+            let err = Kind::CredentialUrl.check(refused).unwrap_err();
+            assert!(err.contains("clear text"), "{refused}: {err}");
+        }
         assert!(Kind::Bool.check("yes").is_err());
     }
 

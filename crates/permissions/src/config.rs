@@ -38,7 +38,7 @@ pub const VARS: &[EnvVar] = &[
     ),
     EnvVar::new(
         "PERMISSION_BOT_URL",
-        Kind::HttpUrl,
+        Kind::CredentialUrl,
         "Base URL instead of https://<account>.snowflakecomputing.com (PrivateLink, tests)",
     ),
     EnvVar::new(

@@ -144,6 +144,23 @@ pub fn desired(spec: &Spec, state: &State) -> (Desired, Vec<Problem>) {
         problems: Vec::new(),
         reported: BTreeSet::new(),
     };
+    for database in &spec.databases {
+        let imported = state
+            .databases
+            .get(&database.name)
+            .is_some_and(|d| d.imported);
+        if imported && !database.spec.shared {
+            // Only IMPORTED PRIVILEGES can be granted on it: any other grant fails mid-apply.
+            x.problem(
+                database.at,
+                format!(
+                    "database {} is shared with this account (created from a share), but the \
+                     spec says `shared: no`: make it `shared: yes`",
+                    database.name
+                ),
+            );
+        }
+    }
     let mut roles = BTreeMap::new();
     for role in &spec.roles {
         roles.insert(role.name.clone(), x.role(spec, role));

@@ -27,7 +27,9 @@ pub enum NameError {
     Empty,
     #[error("a name may have at most {MAX_LEN} characters")]
     TooLong,
-    #[error("a name may not contain control characters (newline, tab, NUL...)")]
+    #[error(
+        "a name may not contain control characters (newline, tab, NUL, bidirectional controls such as U+202E...)"
+    )]
     ControlCharacter,
     #[error("a double-quoted name must double the quotes inside it (\"\")")]
     StrayQuote,
@@ -64,7 +66,7 @@ impl Name {
             Err(NameError::Empty)
         } else if stored.chars().count() > MAX_LEN {
             Err(NameError::TooLong)
-        } else if stored.chars().any(char::is_control) {
+        } else if stored.chars().any(is_control_or_bidi) {
             Err(NameError::ControlCharacter)
         } else {
             Ok(Name(stored))
@@ -132,6 +134,17 @@ pub fn split_qualified(text: &str) -> Option<Vec<String>> {
     Some(parts)
 }
 
+/// A control character, or a bidirectional formatting character (U+202E RIGHT-TO-LEFT OVERRIDE
+/// and its kin): those reorder how a plan reads on screen, so the text would not show what the
+/// statement does.
+pub fn is_control_or_bidi(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'
+        )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -162,6 +175,14 @@ mod tests {
         assert_eq!(Name::from_spec(""), Err(NameError::Empty));
         assert_eq!(Name::from_spec("\"\""), Err(NameError::Empty));
         assert_eq!(Name::from_spec("a\nb"), Err(NameError::ControlCharacter));
+        for bidi in ['\u{202E}', '\u{2066}', '\u{200F}', '\u{061C}'] {
+            assert_eq!(
+                Name::from_spec(&format!("evil{bidi}txt.exe")),
+                Err(NameError::ControlCharacter),
+                "{bidi:?}"
+            );
+        }
+        assert!(Name::from_spec("\"Zoë Ünïcode\"").is_ok());
         assert_eq!(Name::from_spec("\"a\"b\""), Err(NameError::StrayQuote));
         assert_eq!(Name::from_spec(&"x".repeat(256)), Err(NameError::TooLong));
         assert!(Name::from_spec(&"x".repeat(255)).is_ok());

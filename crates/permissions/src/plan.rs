@@ -946,8 +946,9 @@ fn group_future(
     out
 }
 
-/// The comment a user should carry: its own, or (as the handbook did) its email.
-fn desired_comment(d: &DesiredUser) -> Option<&String> {
+/// The comment a new user gets: its own, or (as the handbook did) its email. An existing user
+/// keeps the comment it has unless the spec gives one: an email is no reason to overwrite it.
+fn comment_at_creation(d: &DesiredUser) -> Option<&String> {
     d.comment.as_ref().or(d.email.as_ref())
 }
 
@@ -965,7 +966,7 @@ fn creation_settings(d: &DesiredUser) -> Vec<Setting> {
     if !d.can_login {
         set(&mut s, "DISABLED", Value::Bool(true));
     }
-    common_settings(d, &mut s);
+    common_settings(d, comment_at_creation(d), &mut s);
     if let Some(m) = &d.middle_name {
         set(&mut s, "MIDDLE_NAME", Value::Text(m.clone()));
     }
@@ -973,7 +974,7 @@ fn creation_settings(d: &DesiredUser) -> Vec<Setting> {
 }
 
 /// The settings the spec gives, in one order for creation and alteration.
-fn common_settings(d: &DesiredUser, s: &mut Vec<Setting>) {
+fn common_settings(d: &DesiredUser, comment: Option<&String>, s: &mut Vec<Setting>) {
     let text = |s: &mut Vec<Setting>, property: &'static str, v: Option<&String>| {
         if let Some(v) = v {
             s.push(Setting {
@@ -983,7 +984,7 @@ fn common_settings(d: &DesiredUser, s: &mut Vec<Setting>) {
         }
     };
     text(s, "EMAIL", d.email.as_ref());
-    text(s, "COMMENT", desired_comment(d));
+    text(s, "COMMENT", comment);
     text(s, "DISPLAY_NAME", d.display_name.as_ref());
     text(s, "FIRST_NAME", d.first_name.as_ref());
     text(s, "LAST_NAME", d.last_name.as_ref());
@@ -1019,7 +1020,7 @@ fn alterations(d: &DesiredUser, current: &UserInfo) -> Vec<Setting> {
         });
     }
     let mut spec_settings = Vec::new();
-    common_settings(d, &mut spec_settings);
+    common_settings(d, d.comment.as_ref(), &mut spec_settings);
     for setting in spec_settings {
         let now = match setting.property {
             "EMAIL" => &current.email,

@@ -1012,15 +1012,18 @@ impl Reader {
         spec
     }
 
-    /// A free-text property (email, comment): any string without control characters but
-    /// newlines and tabs.
+    /// A free-text property (email, comment): any string without control or bidirectional
+    /// formatting characters but newlines and tabs.
     fn text_value(&mut self, node: &MarkedYaml, what: &str) -> Option<String> {
         let text = self.string(node, what)?;
         if text
             .chars()
-            .any(|c| c.is_control() && c != '\n' && c != '\t')
+            .any(|c| crate::ident::is_control_or_bidi(c) && c != '\n' && c != '\t')
         {
-            self.problem(node, format!("{what}: may not contain control characters"));
+            self.problem(
+                node,
+                format!("{what}: may not contain control or bidirectional formatting characters"),
+            );
             return None;
         }
         Some(text)

@@ -13,7 +13,7 @@ pub const VARS: &[EnvVar] = &[
         URL_VAR,
         Kind::Url,
         "Postgres URL to run the script against: postgres://user:password@host:port/db, with \
-         libpq's sslmode (default prefer; Heroku needs require) and sslrootcert. Needed to run a \
+         libpq's sslmode (default require; plain text only with sslmode=disable) and sslrootcert. Needed to run a \
          script; --dry-run does not connect",
     )
     .secret()
@@ -44,13 +44,31 @@ pub const VARS: &[EnvVar] = &[
     EnvVar::new(
         "PG_JOB_STATEMENT_TIMEOUT_SECS",
         Kind::Seconds,
-        "Longest a statement may run (the session's statement_timeout); default: the server's",
-    ),
+        "Longest a statement may run (the session's statement_timeout)",
+    )
+    .default("3600"),
     EnvVar::new(
         "PG_JOB_LOCK_TIMEOUT_SECS",
         Kind::Seconds,
-        "Longest a statement may wait for a lock (lock_timeout); default: the server's",
-    ),
+        "Longest a statement may wait for a lock (lock_timeout)",
+    )
+    .default("60"),
+    EnvVar::new(
+        "PG_JOB_IDLE_IN_TRANSACTION_TIMEOUT_SECS",
+        Kind::Seconds,
+        "Longest the session may sit idle inside a transaction before the server ends it \
+         (idle_in_transaction_session_timeout)",
+    )
+    .default("300"),
+    EnvVar::new(
+        "PG_JOB_CONNECTION_CHECK_SECS",
+        Kind::Seconds,
+        "How often the server checks, while a statement runs, that pg-job is still there, and \
+         cancels the statement (and frees its locks) if it was killed \
+         (client_connection_check_interval, PostgreSQL 14 and later); also the TCP keepalive \
+         idle time",
+    )
+    .default("10"),
     EnvVar::new(
         "PG_JOB_CONNECT_TIMEOUT_SECS",
         Kind::Seconds,
@@ -80,6 +98,8 @@ pub struct Config {
     pub pg_job_no_transaction: bool,
     pub pg_job_statement_timeout_secs: Option<f64>,
     pub pg_job_lock_timeout_secs: Option<f64>,
+    pub pg_job_idle_in_transaction_timeout_secs: f64,
+    pub pg_job_connection_check_secs: f64,
     pub pg_job_connect_timeout_secs: f64,
     pub pg_job_connect_attempts: u32,
     pub pg_job_application_name: Option<String>,

@@ -20,6 +20,7 @@ use crate::tls::{self, RootCert, SslMode, Verification};
 pub struct Target {
     pub config: tokio_postgres::Config,
     pub ssl_mode: SslMode,
+    pub verification: Verification,
     pub tls: MakeRustlsConnect,
     pub connect_timeout: Duration,
 }
@@ -64,7 +65,8 @@ impl Target {
         }
         let ssl_mode = match (ssl_mode, &root_cert) {
             (None, RootCert::System) => SslMode::VerifyFull,
-            (None, _) => SslMode::Prefer,
+            // libpq would take `prefer`, and so connect in plain text to a server without TLS.
+            (None, _) => SslMode::Require,
             (Some(mode), RootCert::System) if mode < SslMode::VerifyFull => {
                 return Err(UrlError::WeakModeWithSystemRoots(mode.as_str()));
             }
@@ -93,6 +95,7 @@ impl Target {
         Ok(Target {
             config,
             ssl_mode,
+            verification,
             tls,
             connect_timeout,
         })
@@ -275,7 +278,12 @@ mod tests {
             tokio_postgres::config::SslMode::Require
         );
         let t = target("postgresql://etl@localhost/sales").unwrap();
-        assert_eq!(t.ssl_mode, SslMode::Prefer);
+        assert_eq!(t.ssl_mode, SslMode::Require);
+        assert_eq!(t.verification, Verification::None);
+        assert_eq!(
+            t.config.get_ssl_mode(),
+            tokio_postgres::config::SslMode::Require
+        );
         assert_eq!(t.config.get_application_name(), Some("pg-job:test"));
         let t = target("postgres://etl@h/db?sslmode=allow").unwrap();
         assert_eq!(

@@ -131,8 +131,19 @@ impl Job for PgJob {
             .clone()
             .unwrap_or_else(|| format!("pg-job:{stem}"));
         let connect_timeout = Duration::from_secs_f64(config.pg_job_connect_timeout_secs);
-        let target = connect::Target::from_url(url.expose(), &application_name, connect_timeout)
-            .map_err(|source| PgJobError::Url { source })?;
+        let connection_check = Duration::from_secs_f64(config.pg_job_connection_check_secs);
+        let mut target =
+            connect::Target::from_url(url.expose(), &application_name, connect_timeout)
+                .map_err(|source| PgJobError::Url { source })?;
+        // A dead peer (a node gone, a NAT that dropped the flow) is noticed, not waited on.
+        // TCP counts keepalive times in whole seconds.
+        let keepalive = connection_check.max(Duration::from_secs(1));
+        target
+            .config
+            .keepalives(true)
+            .keepalives_idle(keepalive)
+            .keepalives_interval(keepalive)
+            .keepalives_retries(3);
         tracing::info!(
             script = %file.display(),
             statements = script.statements.len(),
@@ -141,6 +152,14 @@ impl Job for PgJob {
             sslmode = target.ssl_mode.as_str(),
             "running {stem}"
         );
+        if target.ssl_mode > tls::SslMode::Disable && target.verification == tls::Verification::None
+        {
+            tracing::warn!(
+                sslmode = target.ssl_mode.as_str(),
+                "the server's TLS certificate is not verified, so its identity is not checked: \
+                 add sslmode=verify-full (and sslrootcert=<CA file> or sslrootcert=system)"
+            );
+        }
         let policy = retry::Policy {
             max_attempts: config.pg_job_connect_attempts,
             initial_delay: Duration::from_millis(500),
@@ -158,6 +177,10 @@ impl Job for PgJob {
                 .pg_job_statement_timeout_secs
                 .map(Duration::from_secs_f64),
             lock_timeout: config.pg_job_lock_timeout_secs.map(Duration::from_secs_f64),
+            idle_in_transaction_timeout: Some(Duration::from_secs_f64(
+                config.pg_job_idle_in_transaction_timeout_secs,
+            )),
+            connection_check: Some(connection_check),
         };
         let result = run::execute(&session, &script, &file, mode, &settings, &context.cancel).await;
         session.close().await;

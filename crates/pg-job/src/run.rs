@@ -35,21 +35,37 @@ pub enum Mode {
 pub struct Settings {
     pub statement_timeout: Option<Duration>,
     pub lock_timeout: Option<Duration>,
+    pub idle_in_transaction_timeout: Option<Duration>,
+    /// `client_connection_check_interval`, which servers before 14 do not know.
+    pub connection_check: Option<Duration>,
 }
 
 impl Settings {
     /// The `SET` statements; sent with `BEGIN` in one round trip.
     fn sql(&self) -> String {
         let mut sql = String::new();
+        // At least 1 ms: 0 would mean no timeout at all.
+        let ms = |value: Duration| value.as_millis().max(1);
         for (name, value) in [
             ("statement_timeout", self.statement_timeout),
             ("lock_timeout", self.lock_timeout),
+            (
+                "idle_in_transaction_session_timeout",
+                self.idle_in_transaction_timeout,
+            ),
         ] {
             if let Some(value) = value {
-                // At least 1 ms: 0 would mean no timeout at all.
-                let ms = value.as_millis().max(1);
-                let _ = write!(sql, "SET {name} = {ms};");
+                let _ = write!(sql, "SET {name} = {};", ms(value));
             }
+        }
+        if let Some(value) = self.connection_check {
+            // A SELECT whose WHERE is false evaluates nothing: no error on an older server.
+            let _ = write!(
+                sql,
+                "SELECT set_config('client_connection_check_interval', '{}', false) \
+                 WHERE current_setting('server_version_num')::int >= 140000;",
+                ms(value)
+            );
         }
         sql
     }
@@ -394,10 +410,15 @@ mod tests {
         let settings = Settings {
             statement_timeout: Some(Duration::from_secs_f64(90.5)),
             lock_timeout: Some(Duration::from_micros(10)),
+            idle_in_transaction_timeout: Some(Duration::from_secs(300)),
+            connection_check: Some(Duration::from_secs(10)),
         };
         assert_eq!(
             settings.sql(),
-            "SET statement_timeout = 90500;SET lock_timeout = 1;"
+            "SET statement_timeout = 90500;SET lock_timeout = 1;\
+             SET idle_in_transaction_session_timeout = 300000;\
+             SELECT set_config('client_connection_check_interval', '10000', false) \
+             WHERE current_setting('server_version_num')::int >= 140000;"
         );
     }
 

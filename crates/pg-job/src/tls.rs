@@ -2,7 +2,8 @@
 //! rustls with the ring provider (tokio-postgres-rustls carries the rustls stream into
 //! tokio-postgres, with SCRAM channel binding).
 //!
-//! libpq's rules, which existing URLs rely on (Heroku's say nothing and get `prefer`):
+//! libpq's rules, which existing URLs rely on, with one exception: a URL without `sslmode` gets
+//! `require`, not libpq's `prefer` (which falls back to plain text without a word):
 //! - `disable`: plain. `allow`: plain, then TLS if the server refuses plain. `prefer`: TLS if
 //!   the server offers it, else plain. `require`: TLS or nothing.
 //! - In those modes the certificate is not checked, unless `sslrootcert` names a file: then the

@@ -150,7 +150,7 @@ pub const VARS: &[EnvVar] = &[
     ),
     EnvVar::new(
         "SNOWFLAKE_URL",
-        Kind::HttpUrl,
+        Kind::CredentialUrl,
         "Base URL instead of https://<account>.snowflakecomputing.com: scheme://host[:port] \
          (PrivateLink, tests)",
     ),

@@ -24,7 +24,7 @@ use job_kit::{Context, EnvVar, Exit, Job, JobError};
 
 use catalog::{Catalog, CatalogError, Load};
 pub use config::Config;
-use report::{FileStatus, LoadReport, RunReport};
+use report::{FileOutcome, FileStatus, LoadReport, RunReport};
 use s3::S3;
 use stage::{StageUrl, StagedFile};
 use warehouse::{Backend, FileSource, Warehouse, WarehouseError};
@@ -364,7 +364,16 @@ async fn run_load<W: Warehouse>(
     let started = Instant::now();
     let pattern = stage::anchored(&load.pattern)
         .map_err(|e| ImportError::Config(format!("source {}: pattern: {e}", load.source)))?;
-    let files = stage::matching(listed, &pattern);
+    let (files, refused): (Vec<_>, Vec<_>) = stage::matching(listed, &pattern)
+        .into_iter()
+        .partition(|f| stage::unsafe_path(&f.path).is_none());
+    let refused: Vec<FileOutcome> = refused
+        .iter()
+        .map(|f| {
+            let why = stage::unsafe_path(&f.path).expect("partitioned on it");
+            FileOutcome::refused(&f.path, format!("not loaded: {why}"))
+        })
+        .collect();
     let where_ = format!(
         "{}{} {}",
         load.source,
@@ -374,14 +383,16 @@ async fn run_load<W: Warehouse>(
             .unwrap_or_default(),
         load.date
     );
-    let outcomes = if files.is_empty() {
-        tracing::warn!(
-            load = %where_,
-            stage = %load.stage,
-            path = %load.list_prefix,
-            pattern = %load.pattern,
-            "no files match: upstream data is missing or late"
-        );
+    let mut outcomes = if files.is_empty() {
+        if refused.is_empty() {
+            tracing::warn!(
+                load = %where_,
+                stage = %load.stage,
+                path = %load.list_prefix,
+                pattern = %load.pattern,
+                "no files match: upstream data is missing or late"
+            );
+        }
         Vec::new()
     } else {
         tracing::info!(load = %where_, files = files.len(), "files found");
@@ -415,14 +426,18 @@ async fn run_load<W: Warehouse>(
         drop(fetched);
         outcomes
     };
-    for outcome in &outcomes {
+    let files_found = files.len() + refused.len();
+    outcomes.extend(refused);
+    for outcome in &mut outcomes {
+        // A driver's message may quote the file's text: scrubbed for the report as for the log.
+        outcome.first_error = outcome.first_error.as_deref().map(job_kit::secret::scrub);
         let line = match outcome.status {
             FileStatus::Loaded => "loaded",
             FileStatus::LoadSkipped => "skipped: loaded before",
             FileStatus::PartiallyLoaded => "partially loaded: rows rejected",
             FileStatus::LoadFailed => "failed",
         };
-        let error = outcome.first_error.as_deref().map(job_kit::secret::scrub);
+        let error = outcome.first_error.as_deref();
         if outcome.failed(config.stage_import_max_errors_per_file) {
             tracing::warn!(
                 load = %where_,
@@ -430,7 +445,7 @@ async fn run_load<W: Warehouse>(
                 rows_loaded = outcome.rows_loaded,
                 errors_seen = outcome.errors_seen,
                 first_error_line = outcome.first_error_line,
-                first_error = error.as_deref(),
+                first_error = error,
                 "{line}"
             );
         } else {
@@ -451,7 +466,7 @@ async fn run_load<W: Warehouse>(
         stage: load.stage.clone(),
         path: load.path.clone(),
         pattern: load.pattern.clone(),
-        files_found: files.len(),
+        files_found,
         reload: config.stage_import_reload,
         outcome: LoadReport::outcome_of(&outcomes, config.stage_import_max_errors_per_file),
         rows_loaded: outcomes.iter().map(|o| o.rows_loaded).sum(),

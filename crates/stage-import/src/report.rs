@@ -41,6 +41,15 @@ impl FileOutcome {
         }
     }
 
+    /// A file that was not read at all, with why.
+    pub fn refused(file: &str, why: String) -> FileOutcome {
+        FileOutcome {
+            status: FileStatus::LoadFailed,
+            first_error: Some(why),
+            ..FileOutcome::skipped(file)
+        }
+    }
+
     /// Failed, for the exit code: nothing loaded, or more rejected rows than allowed.
     pub fn failed(&self, max_errors_per_file: u64) -> bool {
         match self.status {
@@ -124,8 +133,12 @@ impl RunReport {
         let exit = exit_for(&loads, allow_empty);
         RunReport {
             warehouse: warehouse.to_owned(),
+            // A file over the error limit is failed, not also loaded.
             files_loaded: files()
-                .filter(|f| matches!(f.status, FileStatus::Loaded | FileStatus::PartiallyLoaded))
+                .filter(|f| {
+                    matches!(f.status, FileStatus::Loaded | FileStatus::PartiallyLoaded)
+                        && !f.failed(max_errors)
+                })
                 .count(),
             files_skipped: files()
                 .filter(|f| f.status == FileStatus::LoadSkipped)
@@ -217,6 +230,19 @@ mod tests {
             LoadReport::outcome_of(&[file(LoadFailed, 10)], 100),
             LoadOutcome::Failed
         );
+    }
+
+    #[test]
+    fn a_file_over_the_error_limit_is_counted_as_failed_only() {
+        use FileStatus::*;
+        let mut partial = load(LoadOutcome::Partial);
+        partial.files = vec![
+            file(Loaded, 0),
+            file(PartiallyLoaded, 2),
+            file(PartiallyLoaded, 1),
+        ];
+        let report = RunReport::new("duckdb", vec![partial], false, 1);
+        assert_eq!((report.files_loaded, report.files_failed), (2, 1));
     }
 
     #[test]

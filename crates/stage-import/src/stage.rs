@@ -130,6 +130,29 @@ pub fn matching(files: Vec<StagedFile>, pattern: &regex::Regex) -> Vec<StagedFil
         .collect()
 }
 
+/// Why `path` (an S3 key below the stage) is not a plain relative path, if it is not: every
+/// `/`-separated part must be an ordinary file name, so that the key cannot name a place
+/// outside the folder the embedded warehouse downloads into.
+pub fn unsafe_path(path: &str) -> Option<&'static str> {
+    if path.is_empty() {
+        return Some("the key names no file");
+    }
+    for part in path.split('/') {
+        match part {
+            "" => {
+                return Some("the key has an empty path part (a leading, trailing or double `/`)");
+            }
+            "." | ".." => return Some("the key has a `.` or `..` path part"),
+            _ if part.contains('\\') => return Some("the key has a `\\` in a path part"),
+            _ if part.chars().any(char::is_control) => {
+                return Some("the key has a control character");
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
 /// `pattern` anchored at both ends: COPY's PATTERN must match the whole path.
 pub fn anchored(pattern: &str) -> Result<regex::Regex, regex::Error> {
     regex::Regex::new(&format!("^(?:{pattern})$"))
@@ -138,6 +161,31 @@ pub fn anchored(pattern: &str) -> Result<regex::Regex, regex::Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_plain_relative_keys_are_safe() {
+        for safe in [
+            "a.csv",
+            "2026-11-26/a.csv",
+            "2026-11-26/*-x[1]?.csv",
+            "..a/b..c",
+        ] {
+            assert_eq!(unsafe_path(safe), None, "{safe}");
+        }
+        for unsafe_ in [
+            "",
+            "2026-11-26/../../../../outside.csv",
+            "../outside.csv",
+            "./a.csv",
+            "/etc/passwd",
+            "2026-11-26//a.csv",
+            "2026-11-26/",
+            "a\\..\\..\\b.csv",
+            "a\nb.csv",
+        ] {
+            assert!(unsafe_path(unsafe_).is_some(), "{unsafe_:?}");
+        }
+    }
 
     #[test]
     fn parses_stage_urls() {

@@ -7,7 +7,7 @@ use serde::Deserialize;
 pub const VARS: &[EnvVar] = &[
     EnvVar::new(
         "MATTERMOST_WEBHOOK_URL",
-        Kind::HttpUrl,
+        Kind::CredentialUrl,
         "Mattermost incoming webhook URL to post to",
     )
     .required()

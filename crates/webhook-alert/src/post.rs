@@ -55,10 +55,9 @@ pub async fn attempt(
         .get(reqwest::header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| retry::parse_retry_after(v, SystemTime::now()));
-    let body = match tokio::time::timeout(timeout, response.text()).await {
-        Ok(Ok(body)) => body,
-        _ => String::new(),
-    };
+    let body = tokio::time::timeout(timeout, body_start(response))
+        .await
+        .unwrap_or_default();
     let detail = detail(&body);
     if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
         Err(Attempt::Transient {
@@ -71,6 +70,23 @@ pub async fn attempt(
             detail,
         }))
     }
+}
+
+/// How much of an error body is read: enough for Mattermost's JSON error, and an answer of
+/// any size costs no more memory than this.
+const ERROR_BODY_LIMIT: usize = 8 * 1024;
+
+/// The first `ERROR_BODY_LIMIT` bytes of the body (what arrived of them if it breaks off).
+async fn body_start(mut response: reqwest::Response) -> String {
+    let mut start = Vec::new();
+    while start.len() < ERROR_BODY_LIMIT {
+        match response.chunk().await {
+            Ok(Some(chunk)) => start.extend_from_slice(&chunk),
+            Ok(None) | Err(_) => break,
+        }
+    }
+    start.truncate(ERROR_BODY_LIMIT);
+    String::from_utf8_lossy(&start).into_owned()
 }
 
 /// `: message (id) detailed error` from a Mattermost error body, or the start of any other body.
@@ -112,5 +128,46 @@ mod tests {
         assert_eq!(detail("  bad gateway \n"), ": bad gateway");
         assert_eq!(detail(""), "");
         assert!(detail(&"x".repeat(1000)).ends_with("x…"));
+    }
+
+    /// A server that answers 400 with a body it says is 1 GiB long, sends 64 KiB of it and then
+    /// nothing more. Reading the whole body would wait for the timeout (or fill the memory).
+    #[tokio::test]
+    async fn only_the_start_of_an_endless_error_body_is_read() {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url: url::Url = format!("http://{}/hooks/x", listener.local_addr().unwrap())
+            .parse()
+            .unwrap();
+        let (done, wait_done) = std::sync::mpsc::channel::<()>();
+        std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut request = [0u8; 4096];
+            let _ = stream.read(&mut request);
+            let head = "HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain\r\n\
+                        content-length: 1073741824\r\n\r\n";
+            stream.write_all(head.as_bytes()).unwrap();
+            let _ = stream.write_all(&b"too big ".repeat(8 * 1024));
+            let _ = wait_done.recv();
+        });
+        job_kit::install_crypto_provider();
+        let timeout = Duration::from_secs(20);
+        let client = reqwest::Client::builder().timeout(timeout).build().unwrap();
+        let payload = Payload {
+            text: "the job failed".to_owned(),
+            username: "webhook-alert".to_owned(),
+            channel: None,
+            icon_url: None,
+            icon_emoji: None,
+        };
+        let started = std::time::Instant::now();
+        let result = attempt(&client, &url, &payload, timeout).await;
+        let _ = done.send(());
+        let Err(Attempt::Permanent(AttemptError::Rejected { status, detail })) = result else {
+            panic!("{result:?}");
+        };
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(detail.starts_with(": too big too big"), "{detail}");
+        assert!(started.elapsed() < timeout / 2, "{:?}", started.elapsed());
     }
 }

@@ -698,6 +698,34 @@ fn hostile_names_cannot_inject_sql() {
 }
 
 #[test]
+fn an_email_sets_only_the_email_of_a_user_that_exists() {
+    let spec = spec_of(
+        "users:\n  - erin: {can_login: yes, member_of: [], email: erin@example.com}\n\
+         \x20 - finn: {can_login: yes, member_of: [], email: finn@example.com, comment: on call}\n",
+    );
+    let mut state = account();
+    for (user, comment) in [("ERIN", "contractor, ends 2025-06"), ("FINN", "old")] {
+        state.users.insert(
+            n(user),
+            UserInfo {
+                has_password: true,
+                email: Some(format!("{}@old.example.com", user.to_lowercase())),
+                comment: Some(comment.into()),
+                ..UserInfo::default()
+            },
+        );
+    }
+    let sql = sql_of(&plan_spec(&spec, &state, &options()));
+    assert_eq!(
+        sql,
+        vec![
+            "ALTER USER ERIN SET EMAIL = 'erin@example.com'",
+            "ALTER USER FINN SET EMAIL = 'finn@example.com' COMMENT = 'on call'",
+        ]
+    );
+}
+
+#[test]
 fn users_are_created_altered_and_disabled() {
     let spec = spec_of(
         "roles:\n  - analyst: {}\n\
@@ -735,7 +763,7 @@ fn users_are_created_altered_and_disabled() {
             "CREATE USER SVC TYPE = SERVICE",
             "GRANT ROLE ANALYST TO USER JANE",
             "ALTER USER GONE SET DISABLED = TRUE",
-            "ALTER USER JANE SET EMAIL = 'jane@example.com' COMMENT = 'jane@example.com' DEFAULT_ROLE = ANALYST DEFAULT_WAREHOUSE = REPORTING",
+            "ALTER USER JANE SET EMAIL = 'jane@example.com' DEFAULT_ROLE = ANALYST DEFAULT_WAREHOUSE = REPORTING",
             "REVOKE ROLE ANALYTICS_READER FROM USER GONE",
             "REVOKE ROLE SYSADMIN FROM USER JANE",
         ]
@@ -841,6 +869,26 @@ fn role_owners_are_checked() {
             "role R is owned by SYSADMIN in the account, but the spec says owner USERADMIN"
         )
     );
+}
+
+#[test]
+fn an_imported_database_the_spec_calls_unshared_is_a_problem_before_any_change() {
+    let text = HEAD.replace("snowflake: {shared: yes}", "snowflake: {shared: no}")
+        + "roles:\n  - r:\n      privileges:\n        databases: {read: [snowflake]}\n";
+    let spec = spec::parse(&text).unwrap();
+    let plan = plan_spec(&spec, &account(), &options());
+    let messages: Vec<String> = plan
+        .problems
+        .iter()
+        .map(|p| format!("{}: {}", p.at.unwrap(), p.message))
+        .collect();
+    assert_eq!(
+        messages,
+        vec![
+            "5:5: database SNOWFLAKE is shared with this account (created from a share), but the spec says `shared: no`: make it `shared: yes`"
+        ]
+    );
+    assert!(!plan.is_applicable());
 }
 
 #[test]

@@ -398,7 +398,11 @@ impl LoadJob {
         let root_prefix = format!("{}/", self.root.display());
         let paths = files
             .iter()
-            .map(|f| sql_literal(&self.root.join(&f.path).display().to_string()))
+            .map(|f| {
+                sql_literal(&literal_glob(
+                    &self.root.join(&f.path).display().to_string(),
+                ))
+            })
             .collect::<Vec<_>>()
             .join(", ");
         transaction.execute(
@@ -432,7 +436,8 @@ impl LoadJob {
         let mut rejected: HashMap<String, (u64, Option<u64>, Option<String>)> = HashMap::new();
         {
             let mut statement = transaction.prepare(
-                "SELECT s.file_path, count(*), arg_min(e.line, e.line), arg_min(e.error_message, e.line)
+                // DuckDB records an error per bad column: a rejected row is a distinct line.
+                "SELECT s.file_path, count(DISTINCT e.line), min(e.line), arg_min(e.error_message, e.line)
                  FROM reject_errors e JOIN reject_scans s USING (scan_id, file_id)
                  WHERE e.scan_id = (SELECT max(scan_id) FROM reject_scans)
                  GROUP BY 1",
@@ -502,7 +507,7 @@ impl LoadJob {
 
     /// Reads one file without loading it: `Err` is why it cannot be read at all.
     fn probe(&self, connection: &Connection, file: &StagedFile) -> Result<(), String> {
-        let path = self.root.join(&file.path).display().to_string();
+        let path = literal_glob(&self.root.join(&file.path).display().to_string());
         connection
             .query_row(
                 &format!(
@@ -591,6 +596,23 @@ fn status_name(status: FileStatus) -> &'static str {
     }
 }
 
+/// `path` as a glob that matches only itself. DuckDB's readers expand `*`, `?` and `[` in every
+/// path they get, so a file named `*-2026-11-27.csv` would also load its neighbours. A
+/// one-character class (`[*]`) is literal, and `filename` still reports the real name.
+fn literal_glob(path: &str) -> String {
+    let mut glob = String::with_capacity(path.len());
+    for c in path.chars() {
+        if matches!(c, '*' | '?' | '[') {
+            glob.push('[');
+            glob.push(c);
+            glob.push(']');
+        } else {
+            glob.push(c);
+        }
+    }
+    glob
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -661,6 +683,67 @@ mod tests {
             .unwrap();
         assert_eq!(outcomes.len(), 1);
         assert_eq!(outcomes[0].status, FileStatus::Loaded);
+        assert_eq!(outcomes[0].rows_loaded, LICENSES as u64);
+        assert_eq!(rows(&warehouse).await, LICENSES.to_string());
+    }
+
+    #[tokio::test]
+    async fn a_row_with_several_bad_columns_is_one_rejected_row_at_its_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut warehouse, load, file) = warehouse_with_a_file(dir.path()).await;
+        let stage = dir.path().join("stage/licenses");
+        let mut text = std::fs::read_to_string(stage.join(&file.path)).unwrap();
+        assert!(text.ends_with('\n'));
+        // seats, is_trial, issued_at, starts_at and expires_at are all wrong: five errors.
+        text.push_str(
+            "L-bad,C-1,Acme,a@example.com,E20,enterprise,many,maybe,soon,later,never,x\n",
+        );
+        std::fs::write(stage.join(&file.path), text).unwrap();
+        let outcomes = warehouse
+            .load(
+                &load,
+                &[file],
+                &FileSource::Local(stage),
+                false,
+                &CancellationToken::new(),
+            )
+            .await
+            .unwrap();
+        let outcome = &outcomes[0];
+        assert_eq!(outcome.status, FileStatus::PartiallyLoaded, "{outcome:?}");
+        assert_eq!(outcome.rows_loaded, LICENSES as u64);
+        assert_eq!(outcome.errors_seen, 1, "{outcome:?}");
+        assert_eq!(outcome.rows_parsed, LICENSES as u64 + 1);
+        // The header is line 1, the good rows lines 2 to LICENSES + 1.
+        assert_eq!(outcome.first_error_line, Some(LICENSES as u64 + 2));
+    }
+
+    #[tokio::test]
+    async fn a_file_named_like_a_glob_loads_only_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut warehouse, load, file) = warehouse_with_a_file(dir.path()).await;
+        let stage = dir.path().join("stage/licenses");
+        let extension = file.path.rsplit_once('.').unwrap().1;
+        // As a glob, `*?[!-].<ext>` also matches the file sample-data wrote beside it.
+        let name = format!("*?[!-].{extension}");
+        let path = match file.path.rsplit_once('/') {
+            Some((folder, _)) => format!("{folder}/{name}"),
+            None => name,
+        };
+        std::fs::copy(stage.join(&file.path), stage.join(&path)).unwrap();
+        let globbed = StagedFile { path, ..file };
+        let outcomes = warehouse
+            .load(
+                &load,
+                std::slice::from_ref(&globbed),
+                &FileSource::Local(stage),
+                false,
+                &CancellationToken::new(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(outcomes[0].file, globbed.path);
+        assert_eq!(outcomes[0].status, FileStatus::Loaded, "{outcomes:?}");
         assert_eq!(outcomes[0].rows_loaded, LICENSES as u64);
         assert_eq!(rows(&warehouse).await, LICENSES.to_string());
     }
