@@ -58,6 +58,13 @@ impl Setup {
         run(self.command(args))
     }
 
+    /// stage-import with a user catalog.
+    fn run_with_catalog(&self, catalog: &std::path::Path, args: &[&str]) -> Run {
+        let mut command = self.command(args);
+        command.env("STAGE_IMPORT_CATALOG", catalog);
+        run(command)
+    }
+
     fn bootstrap(&self) {
         let out = self.run(&["bootstrap"]);
         assert_eq!(out.code, Some(0), "{out:?}");
@@ -306,11 +313,7 @@ fn bootstrap_is_idempotent_and_can_print_its_sql() {
 fn a_user_catalog_adds_a_source() {
     let setup = Setup::new();
     let catalog = plans_catalog(setup.dir.path(), "plan\tprice\nstarter\t10\npro\t42\n");
-    let with_catalog = |args: &[&str]| {
-        let mut command = setup.command(args);
-        command.env("STAGE_IMPORT_CATALOG", &catalog);
-        run(command)
-    };
+    let with_catalog = |args: &[&str]| setup.run_with_catalog(&catalog, args);
     assert_eq!(with_catalog(&["bootstrap", "plans"]).code, Some(0));
     let out = with_catalog(&["plans", "--date", "2026-11-26"]);
     assert_eq!(out.code, Some(0), "{}", out.stderr);
@@ -331,11 +334,7 @@ fn a_rejected_row_that_quotes_a_credential_is_scrubbed_in_the_report() {
         setup.dir.path(),
         "plan\tprice\nstarter\t10\npro\tpassword=Hunter2-in-a-row\n",
     );
-    let with_catalog = |args: &[&str]| {
-        let mut command = setup.command(args);
-        command.env("STAGE_IMPORT_CATALOG", &catalog);
-        run(command)
-    };
+    let with_catalog = |args: &[&str]| setup.run_with_catalog(&catalog, args);
     assert_eq!(with_catalog(&["bootstrap", "plans"]).code, Some(0));
     let out = with_catalog(&["plans", "--date", "2026-11-26"]);
     let report = parse_report(&out);

@@ -120,6 +120,14 @@ fn account() -> State {
     s
 }
 
+/// The plan's problems as `line:column: message`.
+fn located_problems(plan: &Plan) -> Vec<String> {
+    plan.problems
+        .iter()
+        .map(|p| format!("{}: {}", p.at.unwrap(), p.message))
+        .collect()
+}
+
 const HEAD: &str = "version: \"1.0\"\n\
 databases:\n  - raw: {shared: no}\n  - analytics: {shared: no}\n  - snowflake: {shared: yes}\n\
 warehouses:\n  - loading: {size: x-small}\n  - reporting: {size: x-small}\n";
@@ -813,13 +821,8 @@ fn missing_objects_and_unread_details_are_problems() {
                 roles:\n  - r:\n      warehouses: [ghost_wh]\n      privileges:\n        databases: {read: [raw, ghost_db]}\n        schemas: {read: [raw.nope]}\n        tables: {read: [raw.public.nope]}\n";
     let spec = spec::parse(text).unwrap();
     let plan = plan_spec(&spec, &account(), &options());
-    let messages: Vec<String> = plan
-        .problems
-        .iter()
-        .map(|p| format!("{}: {}", p.at.unwrap(), p.message))
-        .collect();
     assert_eq!(
-        messages,
+        located_problems(&plan),
         vec![
             "9:20: warehouse GHOST_WH does not exist in the account: create it first (this job never creates databases or warehouses)",
             "11:33: database GHOST_DB does not exist in the account: create it first (this job never creates databases or warehouses)",
@@ -877,13 +880,8 @@ fn an_imported_database_the_spec_calls_unshared_is_a_problem_before_any_change()
         + "roles:\n  - r:\n      privileges:\n        databases: {read: [snowflake]}\n";
     let spec = spec::parse(&text).unwrap();
     let plan = plan_spec(&spec, &account(), &options());
-    let messages: Vec<String> = plan
-        .problems
-        .iter()
-        .map(|p| format!("{}: {}", p.at.unwrap(), p.message))
-        .collect();
     assert_eq!(
-        messages,
+        located_problems(&plan),
         vec![
             "5:5: database SNOWFLAKE is shared with this account (created from a share), but the spec says `shared: no`: make it `shared: yes`"
         ]
