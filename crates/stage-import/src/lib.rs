@@ -364,16 +364,17 @@ async fn run_load<W: Warehouse>(
     let started = Instant::now();
     let pattern = stage::anchored(&load.pattern)
         .map_err(|e| ImportError::Config(format!("source {}: pattern: {e}", load.source)))?;
-    let (files, refused): (Vec<_>, Vec<_>) = stage::matching(listed, &pattern)
-        .into_iter()
-        .partition(|f| stage::unsafe_path(&f.path).is_none());
-    let refused: Vec<FileOutcome> = refused
-        .iter()
-        .map(|f| {
-            let why = stage::unsafe_path(&f.path).expect("partitioned on it");
-            FileOutcome::refused(&f.path, format!("not loaded: {why}"))
-        })
-        .collect();
+    let mut files = Vec::new();
+    let mut refused = Vec::new();
+    for file in stage::matching(listed, &pattern) {
+        match stage::unsafe_path(&file.path) {
+            None => files.push(file),
+            Some(why) => refused.push(FileOutcome::refused(
+                &file.path,
+                format!("not loaded: {why}"),
+            )),
+        }
+    }
     let where_ = format!(
         "{}{} {}",
         load.source,
