@@ -343,8 +343,8 @@ fn a_secret_value_written_into_a_dag_or_a_template_is_reported() {
     edit(
         copy.path(),
         "secrets.yaml",
-        r#"SNOWFLAKE_LOAD_PASSWORD: "<its password>""#,
-        r#"SNOWFLAKE_LOAD_PASSWORD: "Tr0ub4dor&3""#,
+        r#"SNOWFLAKE_LOAD_PRIVATE_KEY: "<PEM private key of that user: -----BEGIN PRIVATE KEY----- ...>""#,
+        r#"SNOWFLAKE_LOAD_PRIVATE_KEY: "Tr0ub4dor&3""#,
     );
     let out = contracts.check_running(&python, &copy.path().join("k8s"), Some(&["permissions"]));
     assert_reported(
@@ -353,7 +353,7 @@ fn a_secret_value_written_into_a_dag_or_a_template_is_reported() {
             "DAG permissions task plan: PERMISSION_BOT_PASSWORD is written in as a literal",
             "pg_job.py:",
             "holds a URL with a password",
-            "Secret/airflow: key SNOWFLAKE_LOAD_PASSWORD holds a value, not a <placeholder>",
+            "Secret/airflow: key SNOWFLAKE_LOAD_PRIVATE_KEY holds a value, not a <placeholder>",
         ],
     );
     // The secret itself is never repeated in the report.

@@ -284,7 +284,7 @@ fn stage_import_image_has_no_embedded_warehouse_and_answers_its_contract() {
     assert_contract(
         "stage-import",
         &image,
-        "SNOWFLAKE_LOAD_PASSWORD",
+        "SNOWFLAKE_LOAD_PRIVATE_KEY",
         &["-e", "SNOWFLAKE_ACCOUNT=xy12345", "-e", "STAGE_ROOT=/tmp"],
         &["licenses", "--date", "2026-11-26"],
     );
@@ -325,6 +325,13 @@ fn stage_import_container_bootstraps_and_preflights_against_servers_found_by_nam
     let bucket = format!("container-{}", std::process::id());
     s3.upload_dir(&bucket, "raw/licenses/2026-11-25/", stage.path());
     let secret = "aws-Secret-in-a-container";
+    // The loader is a service user: it logs in with its key, registered as Snowflake's is.
+    let key = test_servers::keys::rsa_private_key(2048);
+    snow.run_sql(&format!(
+        "ALTER USER loader SET RSA_PUBLIC_KEY = '{}'",
+        test_servers::keys::public_key_for_alter_user(&key)
+    ));
+    let key_body: String = key.lines().filter(|l| !l.starts_with("-----")).collect();
     let run = |args: &[&str]| {
         let mut command = vec![
             "run".to_owned(),
@@ -339,7 +346,7 @@ fn stage_import_container_bootstraps_and_preflights_against_servers_found_by_nam
         for (key, value) in [
             ("SNOWFLAKE_ACCOUNT", "xy12345".to_owned()),
             ("SNOWFLAKE_LOAD_USER", "loader".to_owned()),
-            ("SNOWFLAKE_LOAD_PASSWORD", "Container-Pw-1".to_owned()),
+            ("SNOWFLAKE_LOAD_PRIVATE_KEY", key.clone()),
             ("SNOWFLAKE_LOAD_WAREHOUSE", "LOADING".to_owned()),
             ("SNOWFLAKE_LOAD_DATABASE", database.clone()),
             (
@@ -365,12 +372,18 @@ fn stage_import_container_bootstraps_and_preflights_against_servers_found_by_nam
         command.extend(args.iter().map(|a| (*a).to_owned()));
         let args: Vec<&str> = command.iter().map(String::as_str).collect();
         let out = docker(&args);
-        assert!(!out.stderr.contains(secret), "{}", out.stderr);
-        assert!(!out.stdout.contains(secret), "{}", out.stdout);
+        for secret in [secret, &key_body[..40]] {
+            assert!(!out.stderr.contains(secret), "{}", out.stderr);
+            assert!(!out.stdout.contains(secret), "{}", out.stdout);
+        }
         out
     };
     let bootstrap = run(&["bootstrap", "licenses"]);
     assert_eq!(bootstrap.code, Some(0), "{bootstrap:?}");
+    assert_eq!(
+        snow.events_of("login", "LOADER").last().unwrap()["authenticator"],
+        "SNOWFLAKE_JWT"
+    );
     assert!(
         !snow.events_of("statement", "CREATE STAGE").is_empty(),
         "bootstrap sent no CREATE STAGE"
@@ -393,7 +406,7 @@ fn permissions_image_answers_its_contract() {
     assert_contract(
         "permissions",
         &image,
-        "PERMISSION_BOT_PASSWORD",
+        "PERMISSION_BOT_PRIVATE_KEY",
         &[
             "-v",
             &format!("{}:/etc/permissions/roles.yml:ro", spec.display()),

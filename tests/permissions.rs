@@ -280,20 +280,45 @@ fn the_emulator_answers_in_snowflakes_documented_formats() {
     );
     assert_eq!(rows(&admin("SHOW FUTURE GRANTS TO ROLE ANALYST")).len(), 1);
 
+    // SHOW GRANTS TO USER as since behaviour change 2025_01: grants, a role as USAGE on ROLE.
+    let direct = admin("GRANT SELECT ON TABLE RAW.STITCH.ORDERS TO USER jane");
+    assert_eq!(direct["success"], true, "{direct}");
     let user = admin("SHOW GRANTS TO USER jane");
     assert_eq!(
         names(&user),
         [
             "created_on",
+            "privilege",
+            "granted_on",
+            "name",
             "role",
             "granted_to",
             "grantee_name",
+            "grant_option",
             "granted_by"
         ]
     );
     assert_eq!(
-        rows(&user)[0][1..4],
-        [Value::from("ANALYST"), "USER".into(), "JANE".into()]
+        rows(&user)[0][1..7],
+        [
+            Value::from("USAGE"),
+            "ROLE".into(),
+            "ANALYST".into(),
+            "ANALYST".into(),
+            "USER".into(),
+            "JANE".into()
+        ]
+    );
+    assert_eq!(
+        rows(&user)[1][1..7],
+        [
+            Value::from("SELECT"),
+            "TABLE".into(),
+            "RAW.STITCH.ORDERS".into(),
+            Value::Null,
+            "USER".into(),
+            "JANE".into()
+        ]
     );
 
     let users = admin("SHOW USERS");
@@ -417,6 +442,27 @@ fn reading_the_account_takes_one_show_per_role_and_user() {
         "{} statements: {plan:#?}",
         plan.len()
     );
+}
+
+/// Since behaviour change 2025_01, SHOW GRANTS TO USER also lists privileges granted to the
+/// user directly. roles.yml manages roles: the plan reads the roles from the ROLE rows, leaves
+/// the direct grant alone and says so.
+#[test]
+fn a_privilege_granted_to_a_user_directly_is_left_alone_and_said_so() {
+    let Some((emu, spec)) = converged() else {
+        return;
+    };
+    emu.setup(&["GRANT SELECT ON TABLE RAW.STITCH.ORDERS TO USER STITCH"]);
+    let out = run(permissions(&emu, &["plan", &spec]));
+    check(&out, 0, &emu);
+    assert!(
+        out.stderr
+            .contains("a privilege is granted to the user directly"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("STITCH"), "{}", out.stderr);
+    assert!(!out.stdout.contains("REVOKE"), "{}", out.stdout);
 }
 
 #[test]
@@ -845,7 +891,8 @@ fn new_users_get_a_password_that_is_never_logged() {
     // can_login: no is a disabled user, who cannot log in.
     assert_eq!(emu.state()["users"]["GONE"]["disabled"], true);
 
-    // Without a file, the password goes to stdout once, and still never to the log.
+    // With neither a file nor a recipient, a plan that generates a password is refused before
+    // anything is applied.
     let spec2 = write_spec(
         dir.path(),
         "more.yml",
@@ -854,22 +901,73 @@ fn new_users_get_a_password_that_is_never_logged() {
             std::fs::read_to_string(&spec).unwrap()
         ),
     );
+    let before = emu.statements().len();
+    let refused = run(permissions(&emu, &["apply", spec2.to_str().unwrap()]));
+    check(&refused, 2, &emu);
+    assert!(
+        refused.stderr.contains("PERMISSIONS_PASSWORD_RECIPIENT"),
+        "{}",
+        refused.stderr
+    );
+    assert!(
+        !emu.statements()[before..]
+            .iter()
+            .any(|s| s.starts_with("CREATE USER")),
+        "nothing applied"
+    );
+    assert!(emu.state()["users"]["BOB"].is_null());
+    // An existing password file is refused too: it is created new, never appended to.
+    let mut again = permissions(&emu, &["apply", spec2.to_str().unwrap()]);
+    again.env("PERMISSIONS_PASSWORD_FILE", &passwords);
+    check(&run(again), 2, &emu);
+
+    // With the admin's age key (Debian's age-keygen), the password goes to stdout encrypted;
+    // age -d with the identity gives it back, and it logs in.
+    let identity = dir.path().join("admin.key");
+    let keygen = std::process::Command::new("age-keygen")
+        .arg("-o")
+        .arg(&identity)
+        .output()
+        .expect("age-keygen is installed (.ci/run installs age)");
+    assert!(keygen.status.success(), "{keygen:?}");
+    let recipient = String::from_utf8_lossy(&keygen.stderr)
+        .trim()
+        .trim_start_matches("Public key: ")
+        .to_owned();
     let mut apply = permissions(&emu, &["apply", spec2.to_str().unwrap()]);
-    apply.env("LOG_LEVEL", "trace");
+    apply
+        .env("PERMISSIONS_PASSWORD_RECIPIENT", &recipient)
+        .env("LOG_LEVEL", "trace");
     let out = run(apply);
     check(&out, 0, &emu);
-    let line = out
+    let start = out
         .stdout
-        .lines()
-        .find(|l| l.starts_with("password of new user BOB: "))
-        .expect("password line");
-    let password = line
-        .trim_start_matches("password of new user BOB: ")
-        .split_whitespace()
-        .next()
+        .find("-----BEGIN AGE ENCRYPTED FILE-----")
+        .expect("an armored ciphertext on stdout");
+    let end = out.stdout.find("-----END AGE ENCRYPTED FILE-----").unwrap()
+        + "-----END AGE ENCRYPTED FILE-----".len();
+    let mut decrypt = std::process::Command::new("age")
+        .arg("-d")
+        .arg("-i")
+        .arg(&identity)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
         .unwrap();
-    assert_eq!(out.stdout.matches(password).count(), 1);
-    assert!(!out.stderr.contains(password));
+    use std::io::Write as _;
+    decrypt
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(&out.stdout.as_bytes()[start..end])
+        .unwrap();
+    let plain = decrypt.wait_with_output().unwrap();
+    assert!(plain.status.success(), "{plain:?}");
+    let plain = String::from_utf8(plain.stdout).unwrap();
+    let (user, password) = plain.trim_end().split_once('\t').unwrap();
+    assert_eq!(user, "BOB");
+    assert!(!out.stdout.contains(password), "clear text on stdout");
+    assert!(!out.stderr.contains(password), "clear text in the log");
     assert_eq!(
         emu.query_as("BOB", password, None, "SELECT 1")["success"],
         true
@@ -1143,9 +1241,11 @@ fn permission_bot_variables_are_the_contract() {
     });
     assert_eq!(missing.code, Some(2));
     assert!(
-        missing
-            .stderr
-            .contains("PERMISSION_BOT_USER, PERMISSION_BOT_PASSWORD must be set to connect"),
+        missing.stderr.contains(
+            "PERMISSION_BOT_USER, one of PERMISSION_BOT_PRIVATE_KEY, \
+                 PERMISSION_BOT_PRIVATE_KEY_PATH, PERMISSION_BOT_TOKEN or PERMISSION_BOT_PASSWORD \
+                 must be set to connect"
+        ),
         "{}",
         missing.stderr
     );
@@ -1179,6 +1279,139 @@ fn permission_bot_variables_are_the_contract() {
             .any(|s| s == "USE WAREHOUSE LOADING" || s == "USE WAREHOUSE loading"),
         "{:#?}",
         emu.statements()
+    );
+}
+
+/// The bot as a TYPE = SERVICE user has it: no password, a key pair (here from a mounted file),
+/// registered with ALTER USER … SET RSA_PUBLIC_KEY and checked at login as Snowflake checks it.
+#[test]
+fn the_bot_logs_in_with_a_key_pair_and_a_secret_holding_two_credentials_is_refused() {
+    let Some(emu) = account() else { return };
+    let spec = sample_spec();
+    emu.setup(&[
+        "CREATE USER KEY_BOT DEFAULT_ROLE = PERMISSION_BOT",
+        "GRANT ROLE PERMISSION_BOT TO USER KEY_BOT",
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let key = test_servers::keys::rsa_private_key(2048);
+    let key_file = dir.path().join("rsa_key.p8");
+    std::fs::write(&key_file, &key).unwrap();
+    let other_file = dir.path().join("other.p8");
+    std::fs::write(&other_file, test_servers::keys::rsa_private_key(2048)).unwrap();
+    let registered = emu.query_as(
+        "ADMIN",
+        ADMIN_PASSWORD,
+        Some("ACCOUNTADMIN"),
+        &format!(
+            "ALTER USER KEY_BOT SET RSA_PUBLIC_KEY = '{}'",
+            test_servers::keys::public_key_for_alter_user(&key)
+        ),
+    );
+    assert_eq!(registered["success"], true, "{registered}");
+    let bot = |key_file: &Path| {
+        let mut c = permissions(&emu, &["plan", spec.to_str().unwrap()]);
+        c.env("PERMISSION_BOT_USER", "key_bot")
+            .env_remove("PERMISSION_BOT_PASSWORD")
+            .env("PERMISSION_BOT_PRIVATE_KEY_PATH", key_file);
+        c
+    };
+    check(&run(bot(&key_file)), 0, &emu);
+    // Permifrost's name for the key file works too.
+    let mut permifrost = permissions(&emu, &["plan", spec.to_str().unwrap()]);
+    permifrost
+        .env("PERMISSION_BOT_USER", "key_bot")
+        .env_remove("PERMISSION_BOT_PASSWORD")
+        .env("PERMISSION_BOT_KEY_PATH", &key_file);
+    check(&run(permifrost), 0, &emu);
+
+    let out = run(bot(&other_file));
+    assert_eq!(out.code, Some(2), "{out:?}");
+    assert!(
+        out.stderr.contains("JWT token is invalid"),
+        "{}",
+        out.stderr
+    );
+
+    let mut both = bot(&key_file);
+    both.env("PERMISSION_BOT_PASSWORD", BOT_PASSWORD);
+    let out = run(both);
+    assert_eq!(out.code, Some(2), "{out:?}");
+    assert!(
+        out.stderr
+            .contains("drop PERMISSION_BOT_PASSWORD from the Secret"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains(BOT_PASSWORD), "{}", out.stderr);
+}
+
+/// A service user from the spec: created with its key and no password, and it can then log in
+/// with that key (the JWT checked as Snowflake checks it); a second plan reads the key's
+/// fingerprint (DESC USER) and has nothing to do.
+#[test]
+fn a_service_user_is_created_with_its_key_and_logs_in_with_it() {
+    let Some(emu) = account() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let key = test_servers::keys::rsa_private_key(2048);
+    let spec = write_spec(
+        dir.path(),
+        "roles.yml",
+        &format!(
+            "roles:\n  - permission_bot:\n      member_of: [securityadmin]\n\
+             users:\n  - permission_bot:\n      can_login: yes\n      member_of: [permission_bot]\n  \
+             - etl_service:\n      can_login: yes\n      type: service\n      \
+             rsa_public_key: {}\n",
+            test_servers::keys::public_key_for_alter_user(&key)
+        ),
+    );
+    let spec = spec.to_str().unwrap();
+    let mut apply = permissions(&emu, &["apply", spec]);
+    apply.env(
+        "PERMISSIONS_PASSWORD_FILE",
+        dir.path().join("passwords.tsv"),
+    );
+    let out = run(apply);
+    check(&out, 0, &emu);
+    let created = emu
+        .statements()
+        .into_iter()
+        .find(|s| s.starts_with("CREATE USER ETL_SERVICE"))
+        .expect("the user was created");
+    assert!(created.contains("TYPE = SERVICE") && created.contains("RSA_PUBLIC_KEY = '"));
+    assert!(!created.contains("PASSWORD"), "{created}");
+    let state = emu.state();
+    assert_eq!(
+        state["users"]["ETL_SERVICE"]["password_sha256"],
+        Value::Null
+    );
+
+    // It logs in with its key: stage-import's way, as the job that uses it would.
+    let key_file = dir.path().join("etl.p8");
+    std::fs::write(&key_file, &key).unwrap();
+    let mut as_service = permissions(&emu, &["plan", spec]);
+    as_service
+        .env("PERMISSION_BOT_USER", "etl_service")
+        .env_remove("PERMISSION_BOT_PASSWORD")
+        .env_remove("PERMISSION_BOT_ROLE")
+        .env("PERMISSION_BOT_PRIVATE_KEY_PATH", &key_file);
+    let out = run(as_service);
+    // Logged in (the plan itself then fails: a service user without grants may not read them).
+    assert_ne!(out.code, Some(2), "{}", out.stderr);
+    assert!(
+        !out.stderr.contains("JWT token is invalid"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("refused the login"), "{}", out.stderr);
+
+    let again = run(permissions(&emu, &["plan", spec]));
+    check(&again, 0, &emu);
+    assert!(!again.stdout.contains("ETL_SERVICE"), "{}", again.stdout);
+    assert!(
+        emu.statements()
+            .iter()
+            .any(|s| s == "DESC USER ETL_SERVICE"),
+        "the key's fingerprint was read"
     );
 }
 

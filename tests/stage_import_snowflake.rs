@@ -145,8 +145,9 @@ fn missing_snowflake_variables_are_named_together() {
     assert_eq!(out.code, Some(2), "{out:?}");
     for name in [
         "SNOWFLAKE_LOAD_USER",
-        "SNOWFLAKE_LOAD_PASSWORD",
         "SNOWFLAKE_LOAD_WAREHOUSE",
+        "one of SNOWFLAKE_LOAD_PRIVATE_KEY, SNOWFLAKE_LOAD_PRIVATE_KEY_PATH, SNOWFLAKE_LOAD_TOKEN \
+         or SNOWFLAKE_LOAD_PASSWORD",
     ] {
         assert!(
             out.stderr.contains(name),
@@ -220,12 +221,20 @@ fn bootstrap_print_needs_no_login_and_hides_the_aws_secret() {
     assert_no_secret(&out);
     assert!(
         out.stdout.contains(
-            "CREATE STAGE IF NOT EXISTS licenses.licenses_stage\n  URL = 's3://raw-bucket/landing/licenses/'\n  CREDENTIALS = (AWS_KEY_ID = 'AKIAEXAMPLE' AWS_SECRET_KEY = '"
+            "CREATE STAGE IF NOT EXISTS licenses.licenses_stage\n  URL = 's3://raw-bucket/landing/licenses/'\n  CREDENTIALS = (AWS_KEY_ID = 'AKIAEXAMPLE' AWS_SECRET_KEY = '<AWS_SECRET_ACCESS_KEY>')"
         ),
         "{}",
         out.stdout
     );
     assert!(out.stdout.contains("COMPRESSION = NONE"), "{}", out.stdout);
+    // An existing stage gets the current keys too (an AWS_TOKEN expires).
+    assert!(
+        out.stdout.contains(
+            "ALTER STAGE licenses.licenses_stage SET\n  CREDENTIALS = (AWS_KEY_ID = 'AKIAEXAMPLE' AWS_SECRET_KEY = '"
+        ),
+        "{}",
+        out.stdout
+    );
 }
 
 #[test]
@@ -492,6 +501,92 @@ fn a_second_run_loads_nothing_twice_and_reload_replaces_the_day() {
     assert_eq!(setup.count("licenses.licenses"), licenses * 2);
     let after = setup.run(&["licenses", "--date", DAY]);
     assert_eq!(statuses(&parse_report(&after)), ["LOAD_SKIPPED"]);
+}
+
+/// A listed file COPY's result leaves out (gone from the stage when the COPY ran) is never
+/// taken as loaded before: COPY_HISTORY has no load of it, so it is UNKNOWN and fails the run.
+/// The files the history does show loaded are LOAD_SKIPPED as before.
+#[test]
+fn a_file_left_out_of_copys_result_is_unknown_unless_its_history_shows_a_load() {
+    let Some(snow) = server() else { return };
+    let setup = Setup::new(snow, "sf_vanished");
+    setup.bootstrap();
+    snow.script(
+        Rule::statement("COPY INTO licenses.licenses")
+            .vanish(&format!("licenses-{DAY}"))
+            .for_user("VANISH_TEST"),
+    );
+    let run_as = |args: &[&str]| {
+        let mut command = setup.command(args);
+        command.env("SNOWFLAKE_LOAD_USER", "vanish_test");
+        setup.run_command(command)
+    };
+    let out = run_as(&["licenses", "--date", DAY]);
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    let report = parse_report(&out);
+    assert_eq!(statuses(&report), ["UNKNOWN"]);
+    let file = &files(&report, "licenses")[0];
+    assert!(
+        file["first_error"]
+            .as_str()
+            .unwrap()
+            .contains("COPY_HISTORY"),
+        "{file}"
+    );
+    assert_eq!(setup.count("licenses.licenses"), 0);
+    assert!(
+        !snow.events_of("statement", "COPY_HISTORY").is_empty(),
+        "the history was asked"
+    );
+
+    // Back on the stage: loaded; then skipped, as the history confirms.
+    let again = run_as(&["licenses", "--date", DAY]);
+    assert_eq!(again.code, Some(0), "{}", again.stderr);
+    assert_eq!(statuses(&parse_report(&again)), ["LOADED"]);
+    let third = run_as(&["licenses", "--date", DAY]);
+    assert_eq!(third.code, Some(0), "{}", third.stderr);
+    assert_eq!(statuses(&parse_report(&third)), ["LOAD_SKIPPED"]);
+    assert_eq!(setup.count("licenses.licenses"), 10);
+}
+
+/// A day staged more than 64 days ago is past Snowflake's load metadata: COPY would skip its
+/// files as of unknown status. The table's own `_source_file` says which were loaded; the
+/// others load with LOAD_UNCERTAIN_FILES, and a re-run loads nothing twice.
+#[test]
+fn a_day_past_snowflakes_load_metadata_loads_once_with_load_uncertain_files() {
+    let Some(snow) = server() else { return };
+    let setup = Setup::new(snow, "sf_old_day");
+    let old_day = "2026-09-01";
+    let mut generate = Command::new(bin("sample-data"));
+    generate
+        .args(["stage", "--out"])
+        .arg(setup.stage())
+        .args(["--days", "1", "--end", old_day, "--servers", "10"])
+        .args(["--files-per-day", "1", "--rows-per-file", "20"]);
+    let out = run(generate);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    setup.bootstrap();
+    let first = setup.run(&["licenses", "--date", old_day]);
+    assert_eq!(first.code, Some(0), "{}", first.stderr);
+    assert_eq!(statuses(&parse_report(&first)), ["LOADED"]);
+    let copies = snow.events_of("statement", &format!("licenses-{old_day}"));
+    assert!(
+        copies.iter().any(|e| e["text"]
+            .as_str()
+            .unwrap()
+            .contains("LOAD_UNCERTAIN_FILES = TRUE")),
+        "{copies:?}"
+    );
+    let rows = setup.count("licenses.licenses");
+    assert_eq!(rows, 10);
+    let second = setup.run(&["licenses", "--date", old_day]);
+    assert_eq!(second.code, Some(0), "{}", second.stderr);
+    assert_eq!(statuses(&parse_report(&second)), ["LOAD_SKIPPED"]);
+    assert_eq!(
+        setup.count("licenses.licenses"),
+        rows,
+        "nothing loaded twice"
+    );
 }
 
 #[test]

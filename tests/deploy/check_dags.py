@@ -70,13 +70,13 @@ NEEDS: dict[str, list[str]] = {
     "stage-import": [
         "SNOWFLAKE_ACCOUNT",
         "SNOWFLAKE_LOAD_USER",
-        "SNOWFLAKE_LOAD_PASSWORD",
+        "SNOWFLAKE_LOAD_PRIVATE_KEY",
         "SNOWFLAKE_LOAD_WAREHOUSE",
         "AWS_ACCESS_KEY_ID",
         "AWS_SECRET_ACCESS_KEY",
     ],
     "pg-job": ["HEROKU_POSTGRESQL_URL"],
-    "permissions": ["PERMISSION_BOT_ACCOUNT", "PERMISSION_BOT_USER", "PERMISSION_BOT_PASSWORD"],
+    "permissions": ["PERMISSION_BOT_ACCOUNT", "PERMISSION_BOT_USER", "PERMISSION_BOT_PRIVATE_KEY"],
     "webhook-alert": [],
 }
 

@@ -9,6 +9,9 @@ the objects it holds are the databases, schemas, tables and views the model gran
 
 Its SHOW answers use the column names and value formats Snowflake documents (SHOW GRANTS:
 created_on, privilege, granted_on, name, granted_to, grantee_name, grant_option, granted_by;
+SHOW GRANTS TO USER as since behaviour change 2025_01: created_on, privilege, granted_on, name,
+role, granted_to, grantee_name, grant_option, granted_by, a role grant being USAGE on ROLE
+<name> (role NULL on the rows of privileges granted to the user directly, which it models too);
 SHOW FUTURE GRANTS: created_on, privilege, grant_on, name, grant_to, grantee_name, grant_option;
 names as stored, unquoted ones upper-cased; qualified names with each part double-quoted only
 when it needs to be), and it answers in Snowflake's JSON result format.
@@ -40,6 +43,7 @@ Test control, JSON over HTTP (never exposed by a real server):
 from __future__ import annotations
 
 import argparse
+import base64
 import gzip
 import hashlib
 import json
@@ -378,6 +382,7 @@ class Account:
             (granted, grantee): {"created_on": t, "granted_by": ""} for granted, grantee in SYSTEM_HIERARCHY
         }  # (granted role, grantee role)
         self.user_roles: dict[tuple[str, str], dict] = {}  # (role, user)
+        self.user_grants: dict[tuple, dict] = {}  # (privilege, kind, parts, user): granted to a user directly
         self.users: dict[str, dict] = {}
         self.warehouses = {"COMPUTE_WH": {"created_on": t, "size": "X-Small", "owner": "ACCOUNTADMIN", "comment": None}}
         self.integrations: dict[str, dict] = {}
@@ -429,17 +434,36 @@ class Account:
             "created_on": now(), "login_name": name, "display_name": name, "first_name": None, "last_name": None,
             "middle_name": None, "email": None, "comment": None, "disabled": False, "must_change_password": False,
             "default_warehouse": None, "default_namespace": None, "default_role": None, "type": None,
-            "password_sha256": None, "owner": owner,
+            "password_sha256": None, "owner": owner, "rsa_public_key": None, "rsa_public_key_2": None,
         }
+        self.check_service_user(props, None)
         self.users[name] = user
         self.set_user(name, props)
 
+    # What a TYPE = SERVICE user may not have (docs: "Types of users"; the message is the
+    # emulator's own).
+    NOT_FOR_SERVICE = ("PASSWORD", "MUST_CHANGE_PASSWORD", "FIRST_NAME", "MIDDLE_NAME", "LAST_NAME")
+
+    def check_service_user(self, props: dict, current: dict | None) -> None:
+        upper = {k.upper(): v for k, v in props.items()}
+        kind = str(upper.get("TYPE", (current or {}).get("type")) or "").upper()
+        if kind == "LEGACY_SERVICE" and current is None:
+            raise SqlError("001008", "22023", "SQL compilation error:\nUsers of type LEGACY_SERVICE can no longer be created.")
+        if kind != "SERVICE":
+            return
+        for key in self.NOT_FOR_SERVICE:
+            if upper.get(key) is not None:
+                raise SqlError("001008", "22023", f"SQL compilation error:\nProperty '{key}' is not supported for users of type SERVICE.")
+
     def set_user(self, name: str, props: dict) -> None:
         user = self.users[name]
+        self.check_service_user(props, user)
         for key, value in props.items():
             key = key.upper()
             if key == "PASSWORD":
                 user["password_sha256"] = None if value is None else hashlib.sha256(str(value).encode()).hexdigest()
+            elif key in ("RSA_PUBLIC_KEY", "RSA_PUBLIC_KEY_2"):
+                user[key.lower()] = None if value is None else public_key_body(str(value))
             elif key in ("DISABLED", "MUST_CHANGE_PASSWORD"):
                 user[key.lower()] = value is True or str(value).upper() == "TRUE"
             elif key == "TYPE":
@@ -564,6 +588,8 @@ class Executor:
         with self.a.lock:
             if first == "SHOW":
                 return self.show(p, session)
+            if first in ("DESC", "DESCRIBE"):
+                return self.describe(p, session)
             if first == "GRANT":
                 return self.grant(p, session, revoke=False)
             if first == "REVOKE":
@@ -763,6 +789,32 @@ class Executor:
                 return ("dropped", kind, parts)
         return None
 
+    def describe(self, p: Parser, session: Session):
+        """DESC USER: property, value, default, description; the key fingerprints as
+        RSA_PUBLIC_KEY_FP / RSA_PUBLIC_KEY_2_FP (SHA256:<base64>), unset ones as null."""
+        p.accept("DESC") or p.accept("DESCRIBE")
+        if not p.accept("USER"):
+            return None
+        name = p.ident()
+        p.end()
+        if name not in self.a.users:
+            raise not_found("User", name)
+        u = self.a.users[name]
+        text = lambda v: "null" if v is None else str(v)  # noqa: E731
+        rows = [
+            ["NAME", name, "null", "Name"],
+            ["TYPE", text(u["type"]), "null", "Type of the user"],
+            ["DISPLAY_NAME", text(u["display_name"]), "null", "Display name of the associated object"],
+            ["EMAIL", text(u["email"]), "null", "Email address of the user"],
+            ["DISABLED", "true" if u["disabled"] else "false", "false", "Whether the user is disabled"],
+            ["RSA_PUBLIC_KEY", text(u["rsa_public_key"]), "null", "RSA public key of the user"],
+            ["RSA_PUBLIC_KEY_FP", text(key_fingerprint(u["rsa_public_key"])), "null", "Fingerprint of user's RSA public key."],
+            ["RSA_PUBLIC_KEY_2", text(u["rsa_public_key_2"]), "null", "Second RSA public key of the user"],
+            ["RSA_PUBLIC_KEY_2_FP", text(key_fingerprint(u["rsa_public_key_2"])), "null", "Fingerprint of user's second RSA public key."],
+        ]
+        columns = [("property", "text"), ("value", "text"), ("default", "text"), ("description", "text")]
+        return columns, rows, SHOW_TYPE
+
     def alter(self, p: Parser, session: Session):
         p.expect("ALTER")
         if not p.accept("USER"):
@@ -864,6 +916,8 @@ class Executor:
         if kind == "TABLE" and p.accept("FUNCTION"):
             return None
         parts = self.object_parts(kind, p.name_parts(), session)
+        if p.accept("FROM" if revoke else "TO", "USER"):
+            return self.privilege_to_user(p, session, privileges, kind, parts, revoke)
         grantee = self.grantee(p, revoke)
         with_option = p.accept("WITH", "GRANT", "OPTION")
         copy = p.accept("COPY", "CURRENT", "GRANTS") or p.accept("REVOKE", "CURRENT", "GRANTS")
@@ -889,6 +943,23 @@ class Executor:
             raise SqlError("003004", "42501", "SQL access control error:\nGranting individual privileges on imported databases is not allowed. Use 'GRANT IMPORTED PRIVILEGES' instead.")
         privileges = self.expand(privileges, kind)
         self.apply(privileges, kind, parts, grantee, session, revoke, grant_option_only, with_option)
+        return ok_status()
+
+    def privilege_to_user(self, p: Parser, session: Session, privileges: list[str], kind: str, parts, revoke: bool):
+        """GRANT <privilege> ON <object> TO USER <user> (user-based access control)."""
+        user = p.ident()
+        p.end()
+        self.a.require(session, "SECURITYADMIN", f"grants to user '{user}'")
+        if user not in self.a.users:
+            raise not_found("User", user)
+        if not self.a.exists(kind, parts):
+            raise not_found(kind.capitalize(), qualified(parts))
+        for privilege in self.expand(privileges, kind):
+            key = (privilege, kind, tuple(parts), user)
+            if revoke:
+                self.a.user_grants.pop(key, None)
+            else:
+                self.a.user_grants.setdefault(key, {"created_on": now(), "granted_by": session.role})
         return ok_status()
 
     def grantee(self, p: Parser, revoke: bool) -> str:
@@ -1003,7 +1074,8 @@ class Executor:
                 name, ts(u["created_on"]), u["login_name"], u["display_name"], u["first_name"], u["last_name"], u["email"],
                 None, None, u["comment"], flag(u["disabled"]), flag(u["must_change_password"]), "false",
                 u["default_warehouse"], u["default_namespace"], u["default_role"], None, "false", None, None, u["owner"],
-                None, None, None, flag(u["password_sha256"] is not None), "false", u["type"], "false",
+                None, None, None, flag(u["password_sha256"] is not None), flag(u["rsa_public_key"] or u["rsa_public_key_2"]),
+                u["type"], "false",
             ])
         return columns, rows, SHOW_TYPE
 
@@ -1123,6 +1195,8 @@ class Executor:
     GRANT_COLUMNS = [("created_on", "timestamp_ltz"), ("privilege", "text"), ("granted_on", "text"), ("name", "text"),
                      ("granted_to", "text"), ("grantee_name", "text"), ("grant_option", "text"), ("granted_by", "text")]
     MEMBER_COLUMNS = [("created_on", "timestamp_ltz"), ("role", "text"), ("granted_to", "text"), ("grantee_name", "text"), ("granted_by", "text")]
+    USER_GRANT_COLUMNS = [("created_on", "timestamp_ltz"), ("privilege", "text"), ("granted_on", "text"), ("name", "text"), ("role", "text"),
+                          ("granted_to", "text"), ("grantee_name", "text"), ("grant_option", "text"), ("granted_by", "text")]
     FUTURE_COLUMNS = [("created_on", "timestamp_ltz"), ("privilege", "text"), ("grant_on", "text"), ("name", "text"),
                       ("grant_to", "text"), ("grantee_name", "text"), ("grant_option", "text")]
 
@@ -1133,9 +1207,13 @@ class Executor:
                 p.end()
                 if user not in self.a.users:
                     raise not_found("User", user)
-                rows = [[ts(m["created_on"]), role, "USER", user, m["granted_by"]]
+                # The columns since behaviour change 2025_01 (bundle 2025_01, ref 1803): role
+                # grants as USAGE on ROLE <name>, and privileges granted to the user directly.
+                rows = [[ts(m["created_on"]), "USAGE", "ROLE", role, role, "USER", user, "false", m["granted_by"]]
                         for (role, u), m in sorted((k, m) for k, m in self.a.user_roles.items() if k[1] == user)]
-                return self.MEMBER_COLUMNS, rows, SHOW_TYPE
+                rows += [[ts(m["created_on"]), privilege, kind, self.display_name(kind, parts), None, "USER", user, "false", m["granted_by"]]
+                         for (privilege, kind, parts, u), m in sorted((k, m) for k, m in self.a.user_grants.items() if k[3] == user)]
+                return self.USER_GRANT_COLUMNS, rows, SHOW_TYPE
             p.accept("ROLE")
             role = p.ident()
             p.end()
@@ -1266,6 +1344,25 @@ async def body_json(request: Request) -> dict:
     return json.loads(body)
 
 
+def public_key_body(text: str) -> str:
+    """An RSA public key as ALTER USER takes it (base64 DER, delimiters and spaces dropped)."""
+    from cryptography.hazmat.primitives.serialization import load_der_public_key
+
+    body = "".join(line for line in text.splitlines() if not line.startswith("-----"))
+    body = re.sub(r"\s+", "", body)
+    try:
+        load_der_public_key(base64.b64decode(body, validate=True))
+    except ValueError:
+        raise SqlError("002029", "22023", "Invalid RSA public key.") from None
+    return body
+
+
+def key_fingerprint(body: str | None) -> str | None:
+    if body is None:
+        return None
+    return "SHA256:" + base64.b64encode(hashlib.sha256(base64.b64decode(body)).digest()).decode()
+
+
 def response_json(response) -> dict:
     return json.loads(bytes(response.body))
 
@@ -1281,8 +1378,20 @@ async def login_request(request: Request) -> JSONResponse:
         else:
             name = user.upper() if re.match(r"^[A-Za-z_][A-Za-z0-9_$]*$", user) else user
             record = ACCOUNT.users.get(name)
-            wrong = record is None or (record["password_sha256"] is not None and hashlib.sha256(str(password).encode()).hexdigest() != record["password_sha256"])
+            # The compatibility proxy in front has checked a key-pair or token login (user_auth.py).
+            by_proxy = str(data.get("AUTHENTICATOR") or "").upper() in ("SNOWFLAKE_JWT", "PROGRAMMATIC_ACCESS_TOKEN")
+            # A password login needs the user to have that password (a user without one cannot).
+            wrong = record is None or (
+                not by_proxy
+                and (
+                    record["password_sha256"] is None
+                    or hashlib.sha256(str(password).encode()).hexdigest() != record["password_sha256"]
+                )
+            )
             if wrong:
+                return JSONResponse(failure(SqlError("390100", "08004", "Incorrect username or password was specified.")))
+            if not by_proxy and record is not None and record.get("type") == "SERVICE":
+                # SERVICE users log in with a key or a token only.
                 return JSONResponse(failure(SqlError("390100", "08004", "Incorrect username or password was specified.")))
             if record["disabled"]:
                 return JSONResponse(failure(SqlError("390101", "08004", "User access disabled. Contact your local system administrator.")))

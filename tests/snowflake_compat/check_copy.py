@@ -75,7 +75,7 @@ def main() -> None:
                 "ok BOOLEAN, source VARCHAR, loaded TIMESTAMP_LTZ)")
     transforming = (
         "COPY INTO raw.t (id, name, amount, day, stamp, ok, source, loaded) FROM (SELECT $1, $2, $3, $4, $5, $6, "
-        "METADATA$FILENAME, CURRENT_TIMESTAMP() FROM @raw.files) FILES = ({files}) "
+        "METADATA$FILENAME, METADATA$START_SCAN_TIME FROM @raw.files) FILES = ({files}) "
         "FILE_FORMAT = (FORMAT_NAME = 'raw.csv_format') ON_ERROR = 'CONTINUE'"
     )
 
@@ -108,6 +108,14 @@ def main() -> None:
     ]
     cur.execute("SELECT COUNT(*) FROM raw.t WHERE loaded IS NULL")
     assert cur.fetchone() == (0,)
+    # METADATA$START_SCAN_TIME: the COPY's start, a TIMESTAMP_LTZ, read as an aware datetime.
+    cur.execute("SELECT COUNT(DISTINCT loaded), MIN(loaded) FROM raw.t")
+    distinct, loaded = cur.fetchone()
+    assert distinct == 1 and loaded.tzinfo is not None, (distinct, loaded)
+    age = datetime.datetime.now(datetime.timezone.utc) - loaded
+    assert datetime.timedelta(0) <= age < datetime.timedelta(minutes=5), loaded
+    # A time function evaluated at run time is not among those a COPY transformation takes.
+    expect_error(cur, transforming.replace("METADATA$START_SCAN_TIME", "CURRENT_TIMESTAMP()").format(files="'day/good.csv'"), 2016, "22000", "CURRENT_TIMESTAMP")
 
     # Load metadata: a second COPY skips what was loaded (and says nothing of it); FORCE loads again.
     again = copy(cur, transforming.format(files="'day/good.csv'"))

@@ -10,9 +10,11 @@ Run by crates/test-servers/tests/official_client.rs:
 
 from __future__ import annotations
 
+import base64
 import datetime
 import decimal
 import json
+import os
 import sys
 import urllib.request
 from urllib.parse import urlsplit
@@ -88,6 +90,16 @@ def main() -> None:
     assert [r[0] for r in cur.fetchall()] == list(range(10)), "chunked rows"
     assert len(events(base_url, "chunk", "")) >= 2, "the rows came in chunks"
 
+    # An expired session token: the connector renews it with the master token (same session)
+    # and sends the statement again; the old token is dead afterwards.
+    script(base_url, {"on": "statement", "match": "AS official_expiry", "action": "session_expired", "times": 1})
+    cur.execute("SELECT 5 AS official_expiry")
+    assert cur.fetchall() == [(5,)], "after renewal"
+    assert len(events(base_url, "renew", "official_client")) == 1, "renewed once"
+    assert len(events(base_url, "login", "official_client")) == 1, "no second login"
+    cur.execute("SELECT 6")
+    assert cur.fetchall() == [(6,)], "the renewed token works on"
+
     # Snowflake's error code and SQL state.
     try:
         cur.execute("SELECT no_such_column FROM many")
@@ -96,8 +108,54 @@ def main() -> None:
     else:
         raise AssertionError("a bad column must fail")
 
+    check_logins(cur, dict(account="testacct", host=url.hostname, port=url.port, protocol=url.scheme, database=database, schema="PUBLIC"))
+
     conn.close()
     print("the official connector agrees with the proxy")
+
+
+def check_logins(admin, where: dict) -> None:
+    """Key-pair and token logins as the connector makes them, checked as Snowflake checks them."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    def der(key) -> bytes:
+        return key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+
+    def public_b64(key) -> str:
+        body = key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+        return base64.b64encode(body).decode()
+
+    def refused(errno: int, **kwargs) -> None:
+        try:
+            snowflake.connector.connect(**where, **kwargs).close()
+        except snowflake.connector.errors.DatabaseError as error:
+            assert error.errno == errno, (error.errno, error.msg)
+        else:
+            raise AssertionError(f"the login {sorted(kwargs)} must be refused")
+
+    key, other = (rsa.generate_private_key(public_exponent=65537, key_size=2048) for _ in range(2))
+    refused(390144, user="official_key", private_key=der(key))  # no key registered yet
+    admin.execute(f"ALTER USER official_key SET RSA_PUBLIC_KEY='{public_b64(key)}'")
+    snowflake.connector.connect(**where, user="official_key", private_key=der(key)).close()
+    refused(390144, user="official_key", private_key=der(other))
+    refused(390144, user="someone_else", private_key=der(key))
+    # The connector reads the JWT's lifetime from JWT_LIFETIME_IN_SECONDS: expired, and too long.
+    for lifetime in ("-30", "7200"):
+        os.environ["JWT_LIFETIME_IN_SECONDS"] = lifetime
+        try:
+            refused(390144, user="official_key", private_key=der(key))
+        finally:
+            del os.environ["JWT_LIFETIME_IN_SECONDS"]
+    # Rotation: the second key works once set.
+    admin.execute(f"ALTER USER official_key SET RSA_PUBLIC_KEY_2='{public_b64(other)}'")
+    snowflake.connector.connect(**where, user="official_key", private_key=der(other)).close()
+
+    admin.execute("ALTER USER official_pat ADD PROGRAMMATIC ACCESS TOKEN ci_token DAYS_TO_EXPIRY = 1")
+    name, secret = admin.fetchone()
+    assert name == "CI_TOKEN", name
+    snowflake.connector.connect(**where, user="official_pat", authenticator="PROGRAMMATIC_ACCESS_TOKEN", token=secret).close()
+    refused(390100, user="official_pat", authenticator="PROGRAMMATIC_ACCESS_TOKEN", token="wrong-token")
 
 
 if __name__ == "__main__":

@@ -24,7 +24,12 @@ ON_ERROR = 'CONTINUE' and knows no METADATA$FILENAME, so the proxy answers every
 - good rows are inserted into fakesnow on the caller's own session (so inside its transaction:
   BEGIN / DELETE / COPY / ROLLBACK stays atomic), in batches, through an
   `INSERT ... SELECT <the COPY's select list> FROM (VALUES ...)`, so that the select list's
-  expressions (METADATA$FILENAME, CURRENT_TIMESTAMP(), IFF(...)) are fakesnow's to evaluate;
+  expressions (METADATA$FILENAME, IFF(...)) are fakesnow's to evaluate; METADATA$START_SCAN_TIME
+  is the COPY's start, one TIMESTAMP_LTZ for the statement; the time functions evaluated at run
+  time (CURRENT_TIMESTAMP, SYSDATE, GETDATE, CURRENT_DATE, CURRENT_TIME, LOCALTIMESTAMP), which
+  are not among the functions Snowflake documents for COPY transformations ("Transforming data
+  during a load", Supported functions), are refused with a compilation error (the message is
+  the emulator's own);
 - load metadata per table: a file loaded before (same location, same size and mtime: the
   emulator's ETag) is left out unless FORCE = TRUE; a COPY inside a transaction records its
   files only when the transaction commits;
@@ -77,6 +82,8 @@ STAGES: dict[tuple[str, str, str], dict] = {}
 FORMATS: dict[tuple[str, str, str], dict] = {}
 # (database, schema, table) -> {file url: tag}
 LOADED: dict[tuple[str, str, str], dict[str, tuple]] = {}
+# (database, schema, table) -> COPY_HISTORY rows, committed loads only
+HISTORY: dict[tuple[str, str, str], list[dict]] = {}
 LOCK = threading.Lock()
 
 
@@ -293,9 +300,40 @@ def remember_create(sql: str, context: tuple[str, str]) -> None:
                 fmt = {"name": qualify(split_name(inline["FORMAT_NAME"]), context)} if "FORMAT_NAME" in inline else {"inline": inline}
             elif fmt is not None:
                 fmt = {"name": qualify(fmt if isinstance(fmt, list) else [fmt], context)}
-            store[key] = {"url": options.get("URL", ""), "format": fmt}
+            store[key] = {"url": options.get("URL", ""), "format": fmt, "credentials": options.get("CREDENTIALS")}
         else:
             store[key] = options
+
+
+ALTER_STAGE = re.compile(r"^\s*ALTER\s+STAGE\s+(?:IF\s+EXISTS\s+)?", re.IGNORECASE)
+
+
+def is_alter_stage(sql: str) -> bool:
+    return bool(ALTER_STAGE.match(sql))
+
+
+def alter_stage(sql: str, context: tuple[str, str]) -> str:
+    """ALTER STAGE … SET CREDENTIALS = (…) (fakesnow has no ALTER STAGE): replaces the stage's
+    credentials; returns the SQL of Snowflake's answer."""
+    p = Parser(sql)
+    p.expect("ALTER")
+    p.expect("STAGE")
+    if_exists = p.take("IF", "EXISTS")
+    key = qualify(p.name(), context)
+    p.expect("SET")
+    options = p.options()
+    with LOCK:
+        stage = STAGES.get(key)
+        if stage is None:
+            if if_exists:
+                return "SELECT 'Statement executed successfully.' AS \"status\""
+            raise compilation_error(f"Stage '{dotted(key)}' does not exist or not authorized.")
+        unknown = set(options) - {"CREDENTIALS", "STORAGE_INTEGRATION", "URL", "FILE_FORMAT"}
+        if unknown:
+            raise SqlError("0A000", "0A000", f"the emulator does not know ALTER STAGE SET {sorted(unknown)}")
+        if "CREDENTIALS" in options:
+            stage["credentials"] = options["CREDENTIALS"]
+    return "SELECT 'Statement executed successfully.' AS \"status\""
 
 
 # --- COPY INTO: parsing --------------------------------------------------------------------------
@@ -623,7 +661,7 @@ def metadata_filename(full_url: str) -> str:
     return unquote(parts.path).lstrip("/")
 
 
-def copy_into(session: Session, sql: str) -> tuple[list[str], list[list]]:
+def copy_into(session: Session, sql: str, vanished: str | None = None) -> tuple[list[str], list[list]]:
     """Runs one COPY INTO <table>; returns the result's column names and rows."""
     copy = parse_copy(sql)
     context = session.context()
@@ -682,7 +720,9 @@ def copy_into(session: Session, sql: str) -> tuple[list[str], list[list]]:
         exprs = [f"${i + 1}" for i in range(len(targets))]
         transforming = False
     else:
+        check_transform(exprs)
         transforming = True
+    scan_start = datetime.datetime.now(datetime.timezone.utc).isoformat()
     direct = {}  # field number -> column, for a select item that is just $n
     width = 0
     for expr, column in zip(exprs, targets):
@@ -700,10 +740,12 @@ def copy_into(session: Session, sql: str) -> tuple[list[str], list[list]]:
     loaded = LOADED.setdefault(table_key, {})
     results, pending, inserts = [], [], []
     for relative, url, local in chosen:
+        if vanished and vanished in relative:
+            continue
         stat = os.stat(local)
         tag = (stat.st_size, stat.st_mtime_ns)
         with LOCK:
-            seen = loaded.get(url) == tag or any(p == (table_key, url, tag) for p in session.state.get("pending_loads", []))
+            seen = loaded.get(url) == tag or any(p[:3] == (table_key, url, tag) for p in session.state.get("pending_loads", []))
         if seen and not force:
             continue
         parsed, good, errors, first = 0, [], 0, None
@@ -770,8 +812,13 @@ def copy_into(session: Session, sql: str) -> tuple[list[str], list[list]]:
         else:
             status = "PARTIALLY_LOADED"
         inserts.append((metadata_filename(url), good))
-        if status != "LOAD_FAILED":
-            pending.append((table_key, url, tag))
+        record = {
+            "FILE_NAME": relative, "STAGE_LOCATION": stage["url"], "ROW_COUNT": loaded_rows, "ROW_PARSED": parsed,
+            "STATUS": {"LOADED": "Loaded", "PARTIALLY_LOADED": "Partially loaded", "LOAD_FAILED": "Load failed"}[status],
+            "FIRST_ERROR_MESSAGE": first[0] if first else None,
+        }
+        # failed files are in the history too, but not in the load metadata
+        pending.append((table_key, url if status != "LOAD_FAILED" else None, tag, record))
         error_limit = parsed if on_error == "CONTINUE" else 1
         results.append(
             [url, status, parsed, loaded_rows, max(error_limit, 1), errors]
@@ -780,19 +827,81 @@ def copy_into(session: Session, sql: str) -> tuple[list[str], list[list]]:
     # Only once every file is read: an aborted COPY (ABORT_STATEMENT) loads nothing.
     for filename, good in inserts:
         for start in range(0, len(good), BATCH_ROWS):
-            insert(session, table_key, targets, exprs, width, good[start : start + BATCH_ROWS], filename, start)
+            insert(session, table_key, targets, exprs, width, good[start : start + BATCH_ROWS], filename, start, scan_start)
     with LOCK:
         if session.state.get("in_transaction"):
             session.state.setdefault("pending_loads", []).extend(pending)
         else:
-            for key, url, tag in pending:
-                LOADED.setdefault(key, {})[url] = tag
+            commit_loads(pending)
     return results
 
 
-def insert(session: Session, table_key, targets, exprs, width, rows, filename, offset) -> None:
+def commit_loads(pending: list) -> None:
+    """Load metadata and history of committed COPYs (under LOCK)."""
+    now = datetime.datetime.now(datetime.timezone.utc).isoformat()
+    for key, url, tag, record in pending:
+        if url is not None:
+            LOADED.setdefault(key, {})[url] = tag
+        HISTORY.setdefault(key, []).append(dict(record, LAST_LOAD_TIME=now, TABLE_NAME=key[2], SCHEMA_NAME=key[1]))
+
+
+COPY_HISTORY_CALL = re.compile(
+    r"TABLE\s*\(\s*(?:(?:\w+|\"[^\"]+\")\.)?INFORMATION_SCHEMA\.COPY_HISTORY\s*\((?P<args>[^()]*(?:\([^()]*(?:\([^()]*\)[^()]*)*\)[^()]*)*)\)\s*\)",
+    re.IGNORECASE,
+)
+HISTORY_COLUMNS = [("FILE_NAME", "VARCHAR"), ("STAGE_LOCATION", "VARCHAR"), ("LAST_LOAD_TIME", "TIMESTAMP_LTZ"),
+                   ("ROW_COUNT", "NUMBER"), ("ROW_PARSED", "NUMBER"), ("FIRST_ERROR_MESSAGE", "VARCHAR"),
+                   ("STATUS", "VARCHAR"), ("TABLE_NAME", "VARCHAR"), ("SCHEMA_NAME", "VARCHAR")]
+
+
+def is_copy_history(sql: str) -> bool:
+    return COPY_HISTORY_CALL.search(sql) is not None
+
+
+def copy_history_sql(sql: str, context: tuple[str, str]) -> str:
+    """The statement with its TABLE(INFORMATION_SCHEMA.COPY_HISTORY(TABLE_NAME => '…', …)) as
+    a VALUES list of the table's committed loads, for fakesnow to evaluate the rest. The
+    START_TIME argument is not applied (the emulator keeps a run's history only)."""
+    match = COPY_HISTORY_CALL.search(sql)
+    name = re.search(r"TABLE_NAME\s*=>\s*'((?:[^']|'')*)'", match["args"], re.IGNORECASE)
+    if name is None:
+        raise SqlError("001044", "42P13", "SQL compilation error:\nCOPY_HISTORY needs TABLE_NAME => '<table>'.")
+    key = qualify(split_name(name[1].replace("''", "'")), context)
+    with LOCK:
+        rows = [dict(r) for r in HISTORY.get(key, [])]
+    names = [n for n, _ in HISTORY_COLUMNS]
+    if rows:
+        values = ",\n".join(
+            "(" + ", ".join("NULL" if r.get(n) is None else (str(r[n]) if isinstance(r[n], int) else sql_literal(str(r[n]))) for n in names) + ")"
+            for r in rows
+        )
+        select = ", ".join(f'CAST(h.c{i} AS {kind}) AS "{n}"' for i, (n, kind) in enumerate(HISTORY_COLUMNS, 1))
+        table = f"(SELECT {select} FROM (VALUES {values}) AS h({', '.join(f'c{i}' for i in range(1, len(names) + 1))}))"
+    else:
+        table = "(SELECT " + ", ".join(f'CAST(NULL AS {kind}) AS "{n}"' for n, kind in HISTORY_COLUMNS) + " WHERE 1 = 0)"
+    return sql[: match.start()] + table + " AS copy_history" + sql[match.end() :]
+
+
+UNSUPPORTED_IN_TRANSFORM = re.compile(
+    r"\b(CURRENT_TIMESTAMP|SYSDATE|GETDATE|CURRENT_DATE|CURRENT_TIME|LOCALTIMESTAMP|LOCALTIME|SYSTIMESTAMP)\b", re.IGNORECASE
+)
+
+
+def check_transform(exprs: list[str]) -> None:
+    for expr in exprs:
+        if match := UNSUPPORTED_IN_TRANSFORM.search(expr):
+            raise compilation_error(
+                f"SQL compilation error:\n{match[1].upper()} is not supported in a COPY transformation "
+                "(not among the documented functions for transforming data during a load)",
+                code="002016",
+                sql_state="22000",
+            )
+
+
+def insert(session: Session, table_key, targets, exprs, width, rows, filename, offset, scan_start: str) -> None:
     def field(expr: str) -> str:
         expr = re.sub(r"\$(\d+)", lambda m: f"v.c{m.group(1)}", expr)
+        expr = re.sub(r"\bMETADATA\$START_SCAN_TIME\b", f"CAST('{scan_start}' AS TIMESTAMP_LTZ)", expr, flags=re.IGNORECASE)
         expr = re.sub(r"\bMETADATA\$FILENAME\b", "v.meta_filename", expr, flags=re.IGNORECASE)
         return re.sub(r"\bMETADATA\$FILE_ROW_NUMBER\b", "v.meta_row", expr, flags=re.IGNORECASE)
 
@@ -833,8 +942,7 @@ def after_transaction_statement(state: dict, what: str) -> None:
             state["pending_loads"] = []
             return
         if what == "commit":
-            for key, url, tag in state.get("pending_loads", []):
-                LOADED.setdefault(key, {})[url] = tag
+            commit_loads(state.get("pending_loads", []))
         state["in_transaction"] = False
         state["pending_loads"] = []
 

@@ -26,11 +26,17 @@ no fakesnow workaround):
   takes the first reading (the object's key, e.g. `prefix/path` for `s3://bucket/prefix/path`)
   and names a file in the result by its full URL (`s3://bucket/prefix/path`, here
   `file:///dir/path`), as Snowflake's examples show.
+- key-pair and programmatic-access-token logins are checked as Snowflake checks them
+  (user_auth.py, whose doc says how far): `ALTER USER … SET RSA_PUBLIC_KEY` and `… ADD
+  PROGRAMMATIC ACCESS TOKEN` passing through here register what a later login must present;
+  a JWT with a wrong key, claim, signature or lifetime is refused with 390144.
 
 It can also misbehave on demand, the way Snowflake and the network sometimes do, so that the
 client's handling of each case runs for real: answer "still running" (333334) with a result URL to
 poll, hold a statement until it is aborted, fail with an HTTP status before or after running the
-statement, expire the session, reject a login, or split a result into chunks to download.
+statement, expire the session (its token answers 390112 until the client renews it with the master
+token at /session/token-request, which keeps the session and its transaction), reject a login or
+a renewal, or split a result into chunks to download.
 
 Started by crates/test-servers once per test binary: it starts fakesnow itself, prints
 "READY <proxy port> <fakesnow port>" on stdout, and exits (stopping fakesnow) when its parent
@@ -68,6 +74,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 import pyarrow as pa
 
 import copy_into
+import user_auth
 
 IN_PROGRESS_ASYNC = "333334"
 IN_PROGRESS = "333333"
@@ -89,10 +96,22 @@ class State:
         self.chunks: dict[str, tuple[str, bytes]] = {}
         # session token -> {"role", "warehouse", "lock"}
         self.sessions: dict[str, dict] = {}
+        # Session renewal: master token -> the session's token at the backend; a token handed
+        # out by a renewal -> the backend's; tokens past their validity (390112 until renewed).
+        self.masters: dict[str, str] = {}
+        self.aliases: dict[str, str] = {}
+        self.expired: set[str] = set()
 
-    def take_rule(self, on: str, text: str) -> dict | None:
+    def backend_token(self, token: str) -> str:
+        with self.lock:
+            return self.aliases.get(token, token)
+
+    def take_rule(self, on: str, text: str, user: str | None = None) -> dict | None:
+        """The first live rule for `text`; one with a "user" applies to that user's sessions only."""
         with self.lock:
             for rule in self.rules:
+                if rule.get("user") not in (None, user):
+                    continue
                 if rule.get("on") == on and rule.get("match", "") in text and rule.get("times", 1) != 0:
                     if rule.get("times", 1) > 0:
                         rule["times"] = rule.get("times", 1) - 1
@@ -112,8 +131,20 @@ class State:
 
 
 STATE = State()
+USERS = user_auth.Users()
 FAKESNOW = ("127.0.0.1", 0)
 PROXY_PORT = 0
+# The grant emulator models users (their keys included); fakesnow does not, so for it the
+# proxy keeps the keys itself (user_auth.py).
+BACKEND_MODELS_USERS = False
+
+
+def backend_user_keys(user: str) -> list[str]:
+    """The user's public keys (base64 DER) as the grant emulator's model holds them."""
+    status, raw = forward("GET", "/__grants/state", None, {})
+    users = (json.loads(raw).get("users") or {}) if status == 200 else {}
+    record = users.get(user) or users.get(user.upper()) or {}
+    return [k for k in (record.get("rsa_public_key"), record.get("rsa_public_key_2")) if k]
 
 
 def ident(name: str) -> str:
@@ -142,9 +173,18 @@ def run_sql(token: str, sql: str) -> dict:
 
 
 def token_of(headers) -> str:
+    """The session token a request presents, as the client sent it."""
     auth = headers.get("Authorization") or ""
     match = re.match(r'^Snowflake Token="(.*)"$', auth)
     return match.group(1) if match else ""
+
+
+def backend_token_of(headers) -> str:
+    """The session token at the backend that the presented one stands for (after renewals)."""
+    return STATE.backend_token(token_of(headers))
+
+
+SESSION_EXPIRED = {"data": None, "code": "390112", "message": "Your session has expired. Please login again.", "success": False, "headers": None}
 
 
 # --- Snowflake's JSON result encodings ----------------------------------------------------------
@@ -286,6 +326,8 @@ class Handler(BaseHTTPRequestHandler):
             return self.statement(url, body)
         if url.path == "/queries/v1/abort-request":
             return self.abort(body)
+        if url.path == "/session/token-request":
+            return self.renew(body)
         if url.path == "/__compat/rules":
             with STATE.lock:
                 STATE.rules.append(json.loads(body))
@@ -296,7 +338,7 @@ class Handler(BaseHTTPRequestHandler):
         if url.path == "/session":
             STATE.record({"kind": "close", "text": ""})
             # a session that ends inside a transaction rolls it back, its COPYs' metadata too
-            copy_into.after_transaction_statement(STATE.session(token_of(self.headers)), "rollback")
+            copy_into.after_transaction_statement(STATE.session(backend_token_of(self.headers)), "rollback")
         self.send_bytes(status, reply, "application/json")
 
     def do_GET(self):  # noqa: N802
@@ -316,14 +358,28 @@ class Handler(BaseHTTPRequestHandler):
         self.send_bytes(status, reply, "application/json")
 
     def forwarded_headers(self) -> dict[str, str]:
-        return {k: v for k, v in self.headers.items() if k.lower() in ("authorization", "content-type", "accept")}
+        headers = {k: v for k, v in self.headers.items() if k.lower() in ("content-type", "accept")}
+        if self.headers.get("Authorization"):
+            headers["Authorization"] = f'Snowflake Token="{backend_token_of(self.headers)}"'
+        return headers
+
+    def presents_expired_token(self) -> bool:
+        with STATE.lock:
+            return token_of(self.headers) in STATE.expired
 
     # Snowflake endpoints
 
     def login(self, url, body: bytes) -> None:
         data = json.loads(body).get("data", {})
         user = data.get("LOGIN_NAME", "")
-        STATE.record({"kind": "login", "text": user})
+        STATE.record({"kind": "login", "text": user, "authenticator": data.get("AUTHENTICATOR") or "PASSWORD"})
+        try:
+            USERS.check_login(data)
+        except user_auth.AuthError as e:
+            STATE.record({"kind": "login_refused", "text": user, "reason": e.reason})
+            return self.send_json(
+                {"data": {"nextAction": "RETRY_LOGIN", "errorCode": e.code, "sqlState": "08001"}, "code": e.code, "message": e.message, "success": False, "headers": None}
+            )
         rule = STATE.take_rule("login", user)
         if rule and rule["action"] == "http_status":
             return self.send_bytes(rule["status"], b"<html>unavailable</html>", "text/html")
@@ -347,6 +403,7 @@ class Handler(BaseHTTPRequestHandler):
             token = reply["data"]["token"]
             session = STATE.session(token)
             session["role"] = (params.get("roleName") or "PUBLIC").upper()
+            session["user"] = user
             session["warehouse"] = params.get("warehouse")
             info = reply["data"].setdefault("sessionInfo", {})
             for keyword, key, info_key in (("DATABASE", "databaseName", "databaseName"), ("SCHEMA", "schemaName", "schemaName")):
@@ -357,6 +414,8 @@ class Handler(BaseHTTPRequestHandler):
             info["warehouseName"] = session["warehouse"]
             reply["data"].setdefault("sessionId", random.randint(1, 2**53))
             reply["data"].setdefault("masterToken", secrets.token_urlsafe(32))
+            with STATE.lock:
+                STATE.masters[reply["data"]["masterToken"]] = token
             reply["data"].setdefault("validityInSeconds", 3600)
             reply["data"].setdefault("masterValidityInSeconds", 14400)
         self.send_json(reply, status)
@@ -366,16 +425,18 @@ class Handler(BaseHTTPRequestHandler):
         sql = request.get("sqlText", "")
         request_id = dict(parse_qsl(url.query)).get("requestId", "")
         parameters = request.get("parameters") or {}
-        STATE.record({"kind": "statement", "text": sql, "request_id": request_id, "parameters": parameters})
-        rule = STATE.take_rule("statement", sql) or {}
+        retry_count = dict(parse_qsl(url.query)).get("retryCount")
+        STATE.record({"kind": "statement", "text": sql, "request_id": request_id, "retry_count": retry_count, "parameters": parameters})
+        rule = STATE.take_rule("statement", sql, STATE.session(backend_token_of(self.headers)).get("user")) or {}
         action = rule.get("action")
 
         if action == "http_status" and not rule.get("after_running"):
             return self.failure_status(rule)
         if action == "session_expired":
-            return self.send_json(
-                {"data": None, "code": "390112", "message": "Your session has expired. Please login again.", "success": False, "headers": None}
-            )
+            with STATE.lock:
+                STATE.expired.add(token_of(self.headers))
+        if self.presents_expired_token():
+            return self.send_json(SESSION_EXPIRED)
         if action == "hang":
             deadline = time.time() + rule.get("seconds", 60)
             with STATE.lock:
@@ -385,11 +446,17 @@ class Handler(BaseHTTPRequestHandler):
             if was_aborted:
                 return self.send_json(cancelled_reply(str(uuid.uuid4())))
 
-        token = token_of(self.headers)
+        token = backend_token_of(self.headers)
         session = STATE.session(token)
+        try:
+            answer = USERS.statement(sql, keys_in_backend=BACKEND_MODELS_USERS)
+        except user_auth.AuthError as e:
+            return self.send_json(error_reply(e.code, "22023", e.message))
+        if answer is not None:
+            body = json.dumps(dict(request, sqlText=answer)).encode()
         with session["lock"]:
-            if copy_into.is_copy_into_table(sql):
-                status, raw = self.emulate_copy(token, session, request, sql)
+            if copy_into.is_copy_into_table(sql) or copy_into.is_copy_history(sql) or copy_into.is_alter_stage(sql):
+                status, raw = self.emulate_copy(token, session, request, sql, rule)
             else:
                 status, raw = forward("POST", self.path, body, self.forwarded_headers())
                 self.follow(token, session, sql, raw)
@@ -409,6 +476,9 @@ class Handler(BaseHTTPRequestHandler):
             query_id = reply["data"].get("queryId") or str(uuid.uuid4())
             with STATE.lock:
                 STATE.pending[query_id] = {"reply": reply, "polls": rule.get("polls", 1), "request_id": request_id, "aborted": False}
+                if rule.get("expire_while_running"):
+                    # the session's validity ends while the statement runs: polls get 390112
+                    STATE.expired.add(token_of(self.headers))
             return self.send_json(
                 {
                     "code": IN_PROGRESS_ASYNC,
@@ -421,10 +491,36 @@ class Handler(BaseHTTPRequestHandler):
             self.split_into_chunks(reply, rule.get("rows_per_chunk", 1))
         self.send_json(reply, status)
 
-    def emulate_copy(self, token: str, session: dict, request: dict, sql: str) -> tuple[int, bytes]:
+    def emulate_copy(self, token: str, session: dict, request: dict, sql: str, rule: dict) -> tuple[int, bytes]:
         """COPY INTO <table>, which fakesnow cannot run (copy_into.py); its result is a query
-        sent to fakesnow in the original request's place, so it is encoded as Snowflake's are."""
+        sent to fakesnow in the original request's place, so it is encoded as Snowflake's are.
+        Also INFORMATION_SCHEMA.COPY_HISTORY, from the same load records."""
+        query = self.session_query(token)
+        if copy_into.is_alter_stage(sql):
+            try:
+                text = copy_into.alter_stage(sql, copy_into.Session(query, session).context())
+            except copy_into.SqlError as e:
+                return 200, json.dumps(error_reply(e.code, e.sql_state, e.message)).encode()
+            return forward("POST", self.path, json.dumps(dict(request, sqlText=text)).encode(), self.forwarded_headers())
+        if copy_into.is_copy_history(sql):
+            try:
+                text = copy_into.copy_history_sql(sql, copy_into.Session(query, session).context())
+            except copy_into.SqlError as e:
+                return 200, json.dumps(error_reply(e.code, e.sql_state, e.message)).encode()
+            return forward("POST", self.path, json.dumps(dict(request, sqlText=text)).encode(), self.forwarded_headers())
+        # A listed file gone from the stage when the COPY runs: not loaded, and (ON_ERROR =
+        # CONTINUE) left out of the result.
+        vanished = rule.get("file") if rule.get("action") == "vanish" else None
+        try:
+            rows = copy_into.copy_into(copy_into.Session(query, session), sql, vanished)
+        except copy_into.SqlError as e:
+            return 200, json.dumps(error_reply(e.code, e.sql_state, e.message)).encode()
+        except Exception as e:  # noqa: BLE001 - an emulator bug must reach the test, not hang it
+            return 200, json.dumps(error_reply("000603", "XX000", f"COPY emulator failed: {type(e).__name__}: {e}")).encode()
+        request = dict(request, sqlText=copy_into.result_sql(rows))
+        return forward("POST", self.path, json.dumps(request).encode(), self.forwarded_headers())
 
+    def session_query(self, token: str):
         def query(text: str) -> list[list]:
             reply = run_sql(token, text)
             if not reply.get("success"):
@@ -435,14 +531,7 @@ class Handler(BaseHTTPRequestHandler):
                 return arrow_to_rowset(data["rowsetBase64"], data.get("rowtype", []))
             return data.get("rowset") or []
 
-        try:
-            rows = copy_into.copy_into(copy_into.Session(query, session), sql)
-        except copy_into.SqlError as e:
-            return 200, json.dumps(error_reply(e.code, e.sql_state, e.message)).encode()
-        except Exception as e:  # noqa: BLE001 - an emulator bug must reach the test, not hang it
-            return 200, json.dumps(error_reply("000603", "XX000", f"COPY emulator failed: {type(e).__name__}: {e}")).encode()
-        request = dict(request, sqlText=copy_into.result_sql(rows))
-        return forward("POST", self.path, json.dumps(request).encode(), self.forwarded_headers())
+        return query
 
     def follow(self, token: str, session: dict, sql: str, raw: bytes) -> None:
         """What the COPY emulation must know of the statements fakesnow ran: stages, file
@@ -505,6 +594,8 @@ class Handler(BaseHTTPRequestHandler):
 
     def result(self, query_id: str) -> None:
         STATE.record({"kind": "poll", "text": query_id})
+        if self.presents_expired_token():
+            return self.send_json(SESSION_EXPIRED)
         with STATE.lock:
             pending = STATE.pending.get(query_id)
             if pending is None:
@@ -520,6 +611,31 @@ class Handler(BaseHTTPRequestHandler):
             else:
                 reply = pending["reply"]
         self.send_json(reply)
+
+    def renew(self, body: bytes) -> None:
+        """POST /session/token-request: a new session token for the same session, given the
+        master token (as Snowflake's connectors renew on 390112). The old token stops working."""
+        request = json.loads(body or b"{}")
+        master = token_of(self.headers)
+        with STATE.lock:
+            backend = STATE.masters.get(master)
+        user = STATE.session(backend).get("user", "") if backend else ""
+        STATE.record({"kind": "renew", "text": user})
+        rule = STATE.take_rule("renew", user)
+        if backend is None or (rule and rule["action"] == "renew_error") or request.get("requestType") != "RENEW":
+            return self.send_json(
+                {"data": None, "code": "390114", "message": "Authentication token has expired.  The user must authenticate again.", "success": False, "headers": None}
+            )
+        fresh = secrets.token_urlsafe(32)
+        with STATE.lock:
+            STATE.aliases[fresh] = backend
+            STATE.expired.add(request.get("oldSessionToken", ""))
+        self.send_json(
+            {
+                "data": {"sessionToken": fresh, "validityInSecondsST": 3600, "masterToken": master, "validityInSecondsMT": 14400, "sessionId": random.randint(1, 2**53)},
+                "code": None, "message": None, "success": True,
+            }
+        )
 
     def abort(self, body: bytes) -> None:
         request = json.loads(body or b"{}")
@@ -602,6 +718,10 @@ def main() -> None:
     threading.Thread(target=watch_parent, daemon=True).start()
     wait_for(port, child, 90)
     FAKESNOW = ("127.0.0.1", port)
+    global BACKEND_MODELS_USERS
+    BACKEND_MODELS_USERS = forward("GET", "/__grants/state", None, {})[0] == 200
+    if BACKEND_MODELS_USERS:
+        USERS.backend_keys = backend_user_keys
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True

@@ -131,6 +131,14 @@ pub fn redact(text: &str) -> Cow<'_, str> {
     out
 }
 
+/// Whether a variable's name says it holds a credential (`*_PASSWORD`, `API_TOKEN`,
+/// `AWS_SECRET_ACCESS_KEY`, `*_PRIVATE_KEY`...), for values read by a name the job's table
+/// does not list (a catalog's `{env:NAME}`).
+pub fn is_credential_name(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    CREDENTIAL_WORDS.iter().any(|w| lower.contains(w)) || lower.contains("private_key")
+}
+
 /// Words that mark the value after them (`password=...`, `"token": "..."`) as a credential.
 const CREDENTIAL_WORDS: &[&str] = &[
     "password",

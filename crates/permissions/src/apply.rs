@@ -43,47 +43,95 @@ pub fn generate_password() -> Result<String, getrandom::Error> {
     }
 }
 
-/// Where generated passwords go.
-#[derive(Debug)]
+/// Where the generated password of a new user goes: never to stdout or a log in clear text.
 pub enum PasswordSink {
-    Stdout,
+    /// Encrypted to the admin's age key; the armored ciphertext goes to stdout (the task log),
+    /// which only the key's holder can read.
+    Encrypted {
+        recipient: Box<age::x25519::Recipient>,
+    },
+    /// A new file (mode 0600) on a mounted volume.
     File { path: PathBuf, file: File },
 }
 
+/// How a password may be delivered: `PERMISSIONS_PASSWORD_RECIPIENT` or `_FILE`.
+#[derive(Debug, Clone)]
+pub enum PasswordDelivery {
+    Recipient(Box<age::x25519::Recipient>),
+    File(PathBuf),
+    None,
+}
+
+impl PasswordDelivery {
+    /// From the two variables; exactly one may be set.
+    pub fn from_config(
+        recipient: Option<&str>,
+        file: Option<&Path>,
+    ) -> Result<PasswordDelivery, String> {
+        match (recipient, file) {
+            (Some(_), Some(_)) => Err(
+                "PERMISSIONS_PASSWORD_RECIPIENT and PERMISSIONS_PASSWORD_FILE are both set; a \
+                 password goes one way: unset one"
+                    .into(),
+            ),
+            (Some(key), None) => key
+                .trim()
+                .parse::<age::x25519::Recipient>()
+                .map(|r| PasswordDelivery::Recipient(Box::new(r)))
+                .map_err(|e| {
+                    format!(
+                        "PERMISSIONS_PASSWORD_RECIPIENT is not an age public key (age1..., as \
+                         age-keygen prints it): {e}"
+                    )
+                }),
+            (None, Some(path)) => Ok(PasswordDelivery::File(path.to_owned())),
+            (None, None) => Ok(PasswordDelivery::None),
+        }
+    }
+}
+
 impl PasswordSink {
-    /// Opens (creating, mode 0600) the file before anything is applied, so that a user is
-    /// never created with a password that cannot be written.
-    pub fn open(path: Option<&Path>) -> std::io::Result<PasswordSink> {
-        let Some(path) = path else {
-            return Ok(PasswordSink::Stdout);
+    /// Opens the sink before anything is applied, so that a user is never created with a
+    /// password that cannot be delivered. A file is created new (never an existing file,
+    /// never through a symlink), mode 0600. `None` when no way is configured.
+    pub fn open(delivery: &PasswordDelivery) -> std::io::Result<Option<PasswordSink>> {
+        let path = match delivery {
+            PasswordDelivery::None => return Ok(None),
+            PasswordDelivery::Recipient(recipient) => {
+                return Ok(Some(PasswordSink::Encrypted {
+                    recipient: recipient.clone(),
+                }));
+            }
+            PasswordDelivery::File(path) => path,
         };
         let mut options = OpenOptions::new();
-        options.create(true).append(true);
+        options.write(true).create_new(true);
         #[cfg(unix)]
         {
             use std::os::unix::fs::OpenOptionsExt;
-            options.mode(0o600);
+            options.mode(0o600).custom_flags(libc::O_NOFOLLOW);
         }
         let file = options.open(path)?;
-        // An existing file keeps its mode on open: make sure nobody else can read it.
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-        }
-        Ok(PasswordSink::File {
+        Ok(Some(PasswordSink::File {
             path: path.to_owned(),
             file,
-        })
+        }))
     }
 
     fn write(&mut self, user: &str, password: &str) -> std::io::Result<()> {
         match self {
-            PasswordSink::Stdout => {
+            PasswordSink::Encrypted { recipient } => {
+                let armored = age::encrypt_and_armor(
+                    recipient.as_ref(),
+                    format!("{user}\t{password}\n").as_bytes(),
+                )
+                .map_err(std::io::Error::other)?;
                 let mut out = std::io::stdout().lock();
                 writeln!(
                     out,
-                    "password of new user {user}: {password} (they must change it at first login)"
+                    "password of new user {user}, encrypted to PERMISSIONS_PASSWORD_RECIPIENT \
+                     (decrypt: age -d -i <identity file>; they must change it at first login):\n\
+                     {armored}"
                 )?;
                 out.flush()
             }
@@ -96,10 +144,18 @@ impl PasswordSink {
 
     pub fn describe(&self) -> String {
         match self {
-            PasswordSink::Stdout => "stdout".into(),
+            PasswordSink::Encrypted { .. } => "stdout, encrypted to the age recipient".into(),
             PasswordSink::File { path, .. } => path.display().to_string(),
         }
     }
+}
+
+/// Whether applying the plan creates a user with a generated password.
+pub fn generates_passwords(plan: &Plan) -> bool {
+    plan.changes.iter().any(|change| {
+        matches!(change, Change::CreateUser { settings, .. }
+            if settings.iter().any(|s| s.value == Value::GeneratedPassword))
+    })
 }
 
 /// What happened to each statement of a plan.
@@ -159,7 +215,7 @@ impl fmt::Display for Outcome {
 pub async fn apply(
     connection: &Connection,
     plan: &Plan,
-    passwords: &mut PasswordSink,
+    mut passwords: Option<&mut PasswordSink>,
     cancel: &CancellationToken,
 ) -> Outcome {
     let mut outcome = Outcome::default();
@@ -173,6 +229,11 @@ pub async fn apply(
             break;
         }
         let password = match generated_password(change) {
+            Ok(Some(_)) if passwords.is_none() => {
+                // Refused before anything is applied (`generates_passwords`): a safety net.
+                outcome.failed = Some((shown, "no way to deliver its password is set".into()));
+                break;
+            }
             Ok(p) => p,
             Err(error) => {
                 outcome.failed = Some((shown, error));
@@ -184,7 +245,8 @@ pub async fn apply(
             Ok(_) => {
                 tracing::info!(statement = i + 1, of = total, "applied: {shown}");
                 outcome.applied.push(shown);
-                if let (Some(password), Change::CreateUser { user, .. }) = (&password, change)
+                if let (Some(password), Change::CreateUser { user, .. }, Some(passwords)) =
+                    (&password, change, passwords.as_deref_mut())
                     && let Err(e) = passwords.write(user.as_str(), password)
                 {
                     let error = format!(
@@ -242,13 +304,12 @@ mod tests {
 
     #[cfg(unix)]
     #[test]
-    fn the_password_file_is_private() {
+    fn the_password_file_is_new_private_and_never_a_symlink() {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("passwords.tsv");
-        std::fs::write(&path, "").unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-        let mut sink = PasswordSink::open(Some(&path)).unwrap();
+        let delivery = PasswordDelivery::File(path.clone());
+        let mut sink = PasswordSink::open(&delivery).unwrap().unwrap();
         sink.write("JANE", "Secret123abc").unwrap();
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
@@ -256,5 +317,29 @@ mod tests {
             std::fs::read_to_string(&path).unwrap(),
             "JANE\tSecret123abc\n"
         );
+        // An existing file (someone else may read it) and a symlink are refused.
+        assert!(PasswordSink::open(&delivery).is_err());
+        let target = dir.path().join("elsewhere");
+        let link = dir.path().join("link.tsv");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        assert!(PasswordSink::open(&PasswordDelivery::File(link)).is_err());
+        assert!(!target.exists());
+    }
+
+    #[test]
+    fn a_recipient_must_be_an_age_public_key_and_only_one_way_is_set() {
+        let key = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p";
+        assert!(matches!(
+            PasswordDelivery::from_config(Some(key), None),
+            Ok(PasswordDelivery::Recipient(_))
+        ));
+        let err = PasswordDelivery::from_config(Some("not-a-key"), None).unwrap_err();
+        assert!(err.contains("PERMISSIONS_PASSWORD_RECIPIENT"), "{err}");
+        let err = PasswordDelivery::from_config(Some(key), Some(Path::new("/p.tsv"))).unwrap_err();
+        assert!(err.contains("both set"), "{err}");
+        assert!(matches!(
+            PasswordDelivery::from_config(None, None),
+            Ok(PasswordDelivery::None)
+        ));
     }
 }

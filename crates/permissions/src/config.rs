@@ -8,9 +8,20 @@ use std::path::PathBuf;
 
 use job_kit::{EnvVar, Kind, Secret};
 use serde::Deserialize;
+use snowflake_conn::CredentialVars;
+use snowflake_conn::credential::CredentialValues;
 
 pub const DEFAULT_PROTECTED_ROLES: &str =
     "ACCOUNTADMIN,SECURITYADMIN,SYSADMIN,USERADMIN,ORGADMIN,PUBLIC";
+
+/// The login variables, for `snowflake_conn::credential::resolve`.
+pub const CREDENTIAL_VARS: CredentialVars = CredentialVars {
+    private_key: "PERMISSION_BOT_PRIVATE_KEY",
+    private_key_path: "PERMISSION_BOT_PRIVATE_KEY_PATH",
+    passphrase: "PERMISSION_BOT_PRIVATE_KEY_PASSPHRASE",
+    token: "PERMISSION_BOT_TOKEN",
+    password: "PERMISSION_BOT_PASSWORD",
+};
 
 pub const VARS: &[EnvVar] = &[
     EnvVar::new(
@@ -19,7 +30,33 @@ pub const VARS: &[EnvVar] = &[
         "Snowflake account identifier (xy12345.us-east-1 or myorg-myaccount)",
     ),
     EnvVar::new("PERMISSION_BOT_USER", Kind::Text, "User the job logs in as"),
-    EnvVar::new("PERMISSION_BOT_PASSWORD", Kind::Text, "That user's password").secret(),
+    EnvVar::new(
+        "PERMISSION_BOT_PRIVATE_KEY",
+        Kind::Text,
+        CredentialVars::HELP_PRIVATE_KEY,
+    )
+    .secret(),
+    EnvVar::new(
+        "PERMISSION_BOT_PRIVATE_KEY_PATH",
+        Kind::Path,
+        CredentialVars::HELP_PRIVATE_KEY_PATH,
+    )
+    // Permifrost's names, so that its Secrets work unchanged.
+    .aliases(&["PERMISSION_BOT_KEY_PATH"]),
+    EnvVar::new(
+        "PERMISSION_BOT_PRIVATE_KEY_PASSPHRASE",
+        Kind::Text,
+        CredentialVars::HELP_PASSPHRASE,
+    )
+    .secret()
+    .aliases(&["PERMISSION_BOT_KEY_PASSPHRASE"]),
+    EnvVar::new("PERMISSION_BOT_TOKEN", Kind::Text, CredentialVars::HELP_TOKEN).secret(),
+    EnvVar::new(
+        "PERMISSION_BOT_PASSWORD",
+        Kind::Text,
+        CredentialVars::HELP_PASSWORD,
+    )
+    .secret(),
     EnvVar::new(
         "PERMISSION_BOT_ROLE",
         Kind::Text,
@@ -83,9 +120,17 @@ pub const VARS: &[EnvVar] = &[
     )
     .flag("output"),
     EnvVar::new(
+        "PERMISSIONS_PASSWORD_RECIPIENT",
+        Kind::Text,
+        "apply: the admin's age public key (age1...); a new user's generated password goes to \
+         stdout encrypted to it",
+    )
+    .flag("password-recipient"),
+    EnvVar::new(
         "PERMISSIONS_PASSWORD_FILE",
         Kind::Path,
-        "apply: where generated passwords of new users go (created with mode 0600); default: stdout",
+        "apply: instead, a new file (created mode 0600, never an existing one) for the generated \
+         passwords; with neither, apply refuses a plan that generates one",
     )
     .flag("password-file"),
     EnvVar::new(
@@ -125,6 +170,10 @@ pub const VARS: &[EnvVar] = &[
 pub struct Config {
     pub permission_bot_account: Option<String>,
     pub permission_bot_user: Option<String>,
+    pub permission_bot_private_key: Option<Secret<String>>,
+    pub permission_bot_private_key_path: Option<PathBuf>,
+    pub permission_bot_private_key_passphrase: Option<Secret<String>>,
+    pub permission_bot_token: Option<Secret<String>>,
     pub permission_bot_password: Option<Secret<String>>,
     pub permission_bot_role: Option<String>,
     pub permission_bot_warehouse: Option<String>,
@@ -136,11 +185,24 @@ pub struct Config {
     pub permissions_dry_run: bool,
     pub permissions_state_file: Option<PathBuf>,
     pub permissions_snapshot_file: Option<PathBuf>,
+    pub permissions_password_recipient: Option<String>,
     pub permissions_password_file: Option<PathBuf>,
     pub permissions_protected_roles: String,
     pub permissions_max_revokes: usize,
     pub permissions_force: bool,
     pub permissions_concurrency: usize,
+}
+
+impl Config {
+    pub fn credential_values(&self) -> CredentialValues<'_> {
+        CredentialValues {
+            private_key: self.permission_bot_private_key.as_ref(),
+            private_key_path: self.permission_bot_private_key_path.as_deref(),
+            passphrase: self.permission_bot_private_key_passphrase.as_ref(),
+            token: self.permission_bot_token.as_ref(),
+            password: self.permission_bot_password.as_ref(),
+        }
+    }
 }
 
 #[cfg(test)]

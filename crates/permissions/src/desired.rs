@@ -105,6 +105,8 @@ pub struct DesiredUser {
     pub default_namespace: Option<String>,
     pub default_role: Option<Name>,
     pub user_type: Option<String>,
+    pub rsa_public_key: Option<snowflake_conn::PublicKey>,
+    pub rsa_public_key_2: Option<snowflake_conn::PublicKey>,
 }
 
 /// The whole desired state and the scope it manages.
@@ -580,6 +582,8 @@ impl Expander<'_> {
             default_namespace: u.default_namespace.clone(),
             default_role: u.default_role.as_ref().map(|r| r.value.clone()),
             user_type: u.user_type.clone(),
+            rsa_public_key: u.rsa_public_key.clone(),
+            rsa_public_key_2: u.rsa_public_key_2.clone(),
         }
     }
 }

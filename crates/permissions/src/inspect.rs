@@ -148,6 +148,8 @@ enum Show {
     RoleGrants(Name),
     FutureGrants(Name),
     UserGrants(Name),
+    /// DESC USER: its keys' fingerprints.
+    UserKeys(Name),
 }
 
 impl Show {
@@ -167,6 +169,7 @@ impl Show {
             Show::RoleGrants(role) => format!("SHOW GRANTS TO ROLE {}", role.sql()),
             Show::FutureGrants(role) => format!("SHOW FUTURE GRANTS TO ROLE {}", role.sql()),
             Show::UserGrants(user) => format!("SHOW GRANTS TO USER {}", user.sql()),
+            Show::UserKeys(user) => format!("DESC USER {}", user.sql()),
         }
     }
 }
@@ -214,9 +217,12 @@ pub async fn read_state(
             second.push(Show::FutureGrants(role.clone()));
         }
     }
-    for user in state.users.keys() {
+    for (user, info) in &state.users {
         if needs.users.wants(user) {
             second.push(Show::UserGrants(user.clone()));
+            if info.has_rsa_public_key {
+                second.push(Show::UserKeys(user.clone()));
+            }
         }
     }
     for (show, result) in run_all(connection, second, concurrency, &statements).await? {
@@ -339,6 +345,9 @@ fn absorb_row(state: &mut State, show: &Show, row: &Row) -> Result<(), ValueErro
                     last_name: opt(row, "last_name")?,
                     user_type: opt(row, "type")?,
                     owner: opt(row, "owner")?.map(Name::stored),
+                    has_rsa_public_key: flag(row, "has_rsa_public_key")?,
+                    rsa_public_key_fp: None,
+                    rsa_public_key_2_fp: None,
                 },
             );
         }
@@ -427,8 +436,41 @@ fn absorb_row(state: &mut State, show: &Show, row: &Row) -> Result<(), ValueErro
                     container,
                 });
         }
+        Show::UserKeys(user) => {
+            let fingerprint = match row.text("property")? {
+                "RSA_PUBLIC_KEY_FP" => Some(false),
+                "RSA_PUBLIC_KEY_2_FP" => Some(true),
+                _ => None,
+            };
+            if let (Some(second), Some(info)) = (fingerprint, state.users.get_mut(user)) {
+                let value = opt(row, "value")?.filter(|v| v != "null" && !v.is_empty());
+                if second {
+                    info.rsa_public_key_2_fp = value;
+                } else {
+                    info.rsa_public_key_fp = value;
+                }
+            }
+        }
         Show::UserGrants(user) => {
-            let role = row.text("role")?;
+            // Since behaviour change 2025_01 the rows are grants: a role is USAGE on ROLE
+            // <name>, and privileges granted to the user directly are rows too. roles.yml
+            // manages roles only: those are left as they are, and said so. Accounts without
+            // the change answer with a `role` column alone.
+            let role = match row.get("granted_on") {
+                Ok(Some("ROLE")) => row.text("name")?,
+                Ok(Some(kind)) => {
+                    tracing::warn!(
+                        user = %user,
+                        privilege = row.get("privilege").ok().flatten().unwrap_or("?"),
+                        on = kind,
+                        object = row.get("name").ok().flatten().unwrap_or("?"),
+                        "a privilege is granted to the user directly; roles.yml manages roles, \
+                         so it is left as it is"
+                    );
+                    return Ok(());
+                }
+                Ok(None) | Err(_) => row.text("role")?,
+            };
             state
                 .user_roles
                 .entry(user.clone())

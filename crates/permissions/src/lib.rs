@@ -60,6 +60,8 @@ pub enum PermissionsError {
          snapshot: PERMISSIONS_STATE_FILE)"
     )]
     MissingConnection { missing: String },
+    #[error("invalid Snowflake login: {0}")]
+    Credential(snowflake_conn::credential::CredentialProblem),
     #[error(
         "apply works on the live account: PERMISSIONS_STATE_FILE (--state) is for planning \
          offline, unset it"
@@ -80,7 +82,12 @@ pub enum PermissionsError {
     ApplyFailed { applied: usize, not_applied: usize },
     #[error("apply was interrupted: {applied} statement(s) applied, {not_applied} not applied")]
     Interrupted { applied: usize, not_applied: usize },
-    #[error("cannot open the password file {path}: {source}")]
+    #[error("{0}")]
+    PasswordDelivery(String),
+    #[error(
+        "cannot create the password file {path}: {source} (it is created new, mode 0600, never \
+         through a symlink: remove an old one or name another)"
+    )]
     PasswordFile {
         path: String,
         source: std::io::Error,
@@ -99,9 +106,11 @@ impl JobError for PermissionsError {
             | PermissionsError::Read { .. }
             | PermissionsError::Snapshot { .. }
             | PermissionsError::MissingConnection { .. }
+            | PermissionsError::Credential(_)
             | PermissionsError::StateWithApply
             | PermissionsError::NotApplicable { .. }
-            | PermissionsError::PasswordFile { .. } => Exit::Usage,
+            | PermissionsError::PasswordFile { .. }
+            | PermissionsError::PasswordDelivery(_) => Exit::Usage,
             PermissionsError::Connect(e) => e.exit(),
             PermissionsError::Inspect(e) => e.snowflake().map_or(Exit::Failure, JobError::exit),
             PermissionsError::Interrupted { .. } => Exit::Interrupted,
@@ -157,31 +166,34 @@ fn read_spec(path: &Path) -> Result<spec::Spec, PermissionsError> {
 }
 
 async fn connect(config: &Config, context: &Context) -> Result<Connection, PermissionsError> {
-    let (Some(account), Some(user), Some(password)) = (
+    let vars = &crate::config::CREDENTIAL_VARS;
+    let values = config.credential_values();
+    let mut missing: Vec<String> = [
+        (
+            "PERMISSION_BOT_ACCOUNT",
+            config.permission_bot_account.is_none(),
+        ),
+        ("PERMISSION_BOT_USER", config.permission_bot_user.is_none()),
+    ]
+    .into_iter()
+    .filter(|(_, absent)| *absent)
+    .map(|(name, _)| name.to_owned())
+    .collect();
+    if values.is_empty() {
+        missing.push(vars.one_of());
+    }
+    let (Some(account), Some(user), true) = (
         &config.permission_bot_account,
         &config.permission_bot_user,
-        &config.permission_bot_password,
+        missing.is_empty(),
     ) else {
-        let missing: Vec<&str> = [
-            (
-                "PERMISSION_BOT_ACCOUNT",
-                config.permission_bot_account.is_none(),
-            ),
-            ("PERMISSION_BOT_USER", config.permission_bot_user.is_none()),
-            (
-                "PERMISSION_BOT_PASSWORD",
-                config.permission_bot_password.is_none(),
-            ),
-        ]
-        .into_iter()
-        .filter(|(_, absent)| *absent)
-        .map(|(name, _)| name)
-        .collect();
         return Err(PermissionsError::MissingConnection {
             missing: missing.join(", "),
         });
     };
-    let mut options = ConnectOptions::new(account.clone(), user.clone(), password.clone());
+    let credential =
+        snowflake_conn::credential::resolve(vars, values).map_err(PermissionsError::Credential)?;
+    let mut options = ConnectOptions::new(account.clone(), user.clone(), credential);
     options.role = config.permission_bot_role.clone();
     options.warehouse = config.permission_bot_warehouse.clone();
     options.database = config.permission_bot_database.clone();
@@ -217,6 +229,7 @@ fn options(config: &Config, state: &State) -> Options {
         max_revokes: config.permissions_max_revokes,
         force: config.permissions_force,
         bot_user,
+        bot_uses_password: config.permission_bot_password.is_some(),
     }
 }
 
@@ -335,16 +348,37 @@ async fn apply_plan(
             missing: "a connection".into(),
         });
     };
-    let mut passwords = apply::PasswordSink::open(config.permissions_password_file.as_deref())
-        .map_err(|source| PermissionsError::PasswordFile {
-            path: config
-                .permissions_password_file
-                .as_deref()
-                .map(|p| p.display().to_string())
-                .unwrap_or_default(),
-            source,
+    let delivery = apply::PasswordDelivery::from_config(
+        config.permissions_password_recipient.as_deref(),
+        config.permissions_password_file.as_deref(),
+    )
+    .map_err(PermissionsError::PasswordDelivery)?;
+    let mut passwords = if apply::generates_passwords(plan) {
+        let sink = apply::PasswordSink::open(&delivery).map_err(|source| {
+            PermissionsError::PasswordFile {
+                path: config
+                    .permissions_password_file
+                    .as_deref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default(),
+                source,
+            }
         })?;
-    let outcome = apply::apply(connection, plan, &mut passwords, &context.cancel).await;
+        if sink.is_none() {
+            return Err(PermissionsError::PasswordDelivery(
+                "the plan creates users with a generated password, and no way to deliver it is \
+                 set, so nothing was applied: set PERMISSIONS_PASSWORD_RECIPIENT to the admin's \
+                 age public key (the password goes to stdout encrypted to it), or \
+                 PERMISSIONS_PASSWORD_FILE to a new file on a volume only the admin reads; or \
+                 give these users `has_password: no`"
+                    .into(),
+            ));
+        }
+        sink
+    } else {
+        None
+    };
+    let outcome = apply::apply(connection, plan, passwords.as_mut(), &context.cancel).await;
     out(&outcome.to_string())?;
     if outcome.interrupted {
         return Err(PermissionsError::Interrupted {

@@ -231,6 +231,14 @@ pub struct UserInfo {
     #[serde(rename = "type")]
     pub user_type: Option<String>,
     pub owner: Option<Name>,
+    /// From SHOW USERS; the fingerprints come from DESC USER, read only for users that have a
+    /// key and whose spec names one (`None`: not read, or no such key).
+    #[serde(default)]
+    pub has_rsa_public_key: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rsa_public_key_fp: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rsa_public_key_2_fp: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -27,8 +27,11 @@ pub struct Options {
     /// A plan revoking more grants than this is refused unless `force`.
     pub max_revokes: usize,
     pub force: bool,
-    /// The user the job logs in as: never disabled, never stripped of its password.
+    /// The user the job logs in as: never disabled, never stripped of its password while it
+    /// logs in with one.
     pub bot_user: Option<Name>,
+    /// The job logs in with a password (not a key or a token).
+    pub bot_uses_password: bool,
 }
 
 /// Who receives a role.
@@ -181,6 +184,10 @@ pub enum Change {
     UnsetPassword {
         user: Name,
     },
+    /// `TYPE = SERVICE` for a user that had a password: after the password is unset.
+    ConvertToService {
+        user: Name,
+    },
     Revoke {
         role: Name,
         privileges: Vec<String>,
@@ -231,6 +238,9 @@ impl Change {
                 format!("ALTER USER {} SET {}", user.sql(), set.join(" "))
             }
             Change::UnsetPassword { user } => format!("ALTER USER {} UNSET PASSWORD", user.sql()),
+            Change::ConvertToService { user } => {
+                format!("ALTER USER {} SET TYPE = SERVICE", user.sql())
+            }
             Change::Revoke {
                 role,
                 privileges,
@@ -271,14 +281,15 @@ impl Change {
             Change::AlterUser { .. } => 6,
             Change::Revoke { .. } => 7,
             Change::UnsetPassword { .. } => 8,
+            Change::ConvertToService { .. } => 9,
             Change::RevokeRole {
                 from: Grantee::Role(_),
                 ..
-            } => 9,
+            } => 10,
             Change::RevokeRole {
                 from: Grantee::User(_),
                 ..
-            } => 10,
+            } => 11,
         }
     }
 
@@ -312,7 +323,8 @@ impl Change {
             },
             Change::CreateUser { user, .. }
             | Change::AlterUser { user, .. }
-            | Change::UnsetPassword { user } => Subject::User(user.clone()),
+            | Change::UnsetPassword { user }
+            | Change::ConvertToService { user } => Subject::User(user.clone()),
         }
     }
 
@@ -361,6 +373,7 @@ impl Change {
                 format!("~ set {}", parts.join(", "))
             }
             Change::UnsetPassword { .. } => "- password removed".to_owned(),
+            Change::ConvertToService { .. } => "~ set type SERVICE".to_owned(),
         }
     }
 }
@@ -452,9 +465,10 @@ pub fn guard(changes: &[Change], options: &Options) -> Vec<String> {
                 v.extend(from);
                 v
             }
-            Change::CreateUser { .. } | Change::AlterUser { .. } | Change::UnsetPassword { .. } => {
-                vec![]
-            }
+            Change::CreateUser { .. }
+            | Change::AlterUser { .. }
+            | Change::UnsetPassword { .. }
+            | Change::ConvertToService { .. } => vec![],
         };
         let touched: Vec<String> = touched
             .into_iter()
@@ -478,7 +492,7 @@ pub fn guard(changes: &[Change], options: &Options) -> Vec<String> {
                             .iter()
                             .any(|s| s.property == "DISABLED" && s.value == Value::Bool(true))
                 }
-                Change::UnsetPassword { user } => user == bot,
+                Change::UnsetPassword { user } => user == bot && options.bot_uses_password,
                 _ => false,
             };
             if locks_out {
@@ -846,14 +860,30 @@ impl Planner<'_> {
                 &empty
             }
             Some(info) => {
-                let settings = alterations(d, info);
+                let mut settings = alterations(d, info);
+                // A user becoming TYPE = SERVICE (a LEGACY_SERVICE one, say) cannot keep its
+                // password: it is unset first and the type set after, so that no ALTER fails
+                // on every run.
+                let to_service = is_service(d)
+                    && info.has_password
+                    && !info
+                        .user_type
+                        .as_deref()
+                        .is_some_and(|t| t.eq_ignore_ascii_case("SERVICE"));
+                if to_service {
+                    settings.retain(|s| s.property != "TYPE");
+                    self.changes
+                        .push(Change::UnsetPassword { user: name.clone() });
+                    self.changes
+                        .push(Change::ConvertToService { user: name.clone() });
+                }
                 if !settings.is_empty() {
                     self.changes.push(Change::AlterUser {
                         user: name.clone(),
                         settings,
                     });
                 }
-                if d.has_password == Some(false) && info.has_password {
+                if d.has_password == Some(false) && info.has_password && !to_service {
                     self.changes
                         .push(Change::UnsetPassword { user: name.clone() });
                 }
@@ -952,6 +982,10 @@ fn comment_at_creation(d: &DesiredUser) -> Option<&String> {
     d.comment.as_ref().or(d.email.as_ref())
 }
 
+fn is_service(d: &DesiredUser) -> bool {
+    d.user_type.as_deref() == Some("SERVICE")
+}
+
 /// `CREATE USER` settings, the handbook's way: a generated password the user must change,
 /// email as comment, default role and warehouse.
 fn creation_settings(d: &DesiredUser) -> Vec<Setting> {
@@ -959,7 +993,8 @@ fn creation_settings(d: &DesiredUser) -> Vec<Setting> {
     let set = |s: &mut Vec<Setting>, property: &'static str, value: Value| {
         s.push(Setting { property, value })
     };
-    if d.can_login && d.has_password != Some(false) {
+    // A service user logs in with a key or a token; Snowflake refuses it a password.
+    if d.can_login && d.has_password != Some(false) && !is_service(d) {
         set(&mut s, "PASSWORD", Value::GeneratedPassword);
         set(&mut s, "MUST_CHANGE_PASSWORD", Value::Bool(true));
     }
@@ -1007,6 +1042,13 @@ fn common_settings(d: &DesiredUser, comment: Option<&String>, s: &mut Vec<Settin
             value: Value::Keyword(t.clone()),
         });
     }
+    let key_body = |k: &Option<snowflake_conn::PublicKey>| k.as_ref().map(|k| k.body.clone());
+    text(s, "RSA_PUBLIC_KEY", key_body(&d.rsa_public_key).as_ref());
+    text(
+        s,
+        "RSA_PUBLIC_KEY_2",
+        key_body(&d.rsa_public_key_2).as_ref(),
+    );
 }
 
 /// The settings of an existing user that differ from the spec. Properties the spec leaves out
@@ -1022,6 +1064,18 @@ fn alterations(d: &DesiredUser, current: &UserInfo) -> Vec<Setting> {
     let mut spec_settings = Vec::new();
     common_settings(d, d.comment.as_ref(), &mut spec_settings);
     for setting in spec_settings {
+        // Keys are compared by fingerprint (DESC USER's RSA_PUBLIC_KEY_FP).
+        let key = match setting.property {
+            "RSA_PUBLIC_KEY" => Some((&d.rsa_public_key, &current.rsa_public_key_fp)),
+            "RSA_PUBLIC_KEY_2" => Some((&d.rsa_public_key_2, &current.rsa_public_key_2_fp)),
+            _ => None,
+        };
+        if let Some((wanted_key, now)) = key {
+            if wanted_key.as_ref().map(|k| &k.fingerprint) != now.as_ref() {
+                wanted.push(setting);
+            }
+            continue;
+        }
         let now = match setting.property {
             "EMAIL" => &current.email,
             "COMMENT" => &current.comment,

@@ -72,7 +72,7 @@ pub fn summary(plan: &Plan) -> Summary {
                 s.grants_revoked += change.revoked_grants();
             }
             Change::TransferOwnership { .. } => s.ownership_transfers += 1,
-            Change::AlterUser { .. } => s.user_changes += 1,
+            Change::AlterUser { .. } | Change::ConvertToService { .. } => s.user_changes += 1,
         }
     }
     s

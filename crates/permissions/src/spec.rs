@@ -223,6 +223,10 @@ pub struct UserSpec {
     pub default_namespace: Option<String>,
     pub default_role: Option<Ref>,
     pub user_type: Option<String>,
+    /// `rsa_public_key` / `rsa_public_key_2`: the keys a service user logs in with (the
+    /// second for rotation).
+    pub rsa_public_key: Option<snowflake_conn::PublicKey>,
+    pub rsa_public_key_2: Option<snowflake_conn::PublicKey>,
     pub owner: Option<Ref>,
 }
 
@@ -240,8 +244,10 @@ pub fn is_builtin_role(name: &Name) -> bool {
     BUILTIN_ROLES.contains(&name.as_str())
 }
 
-/// User types Snowflake accepts (`TYPE = ...`).
-const USER_TYPES: &[&str] = &["PERSON", "SERVICE", "LEGACY_SERVICE", "NULL"];
+/// User types a spec may ask for (`TYPE = ...`). LEGACY_SERVICE can no longer be created.
+const USER_TYPES: &[&str] = &["PERSON", "SERVICE", "NULL"];
+/// What Snowflake refuses on a `TYPE = SERVICE` user (which logs in with a key or a token).
+const NOT_FOR_SERVICE_USERS: &[&str] = &["first_name", "middle_name", "last_name"];
 
 /// Reads and checks a spec. All problems, structural and semantic, come back together.
 pub fn parse(text: &str) -> Result<Spec, SpecError> {
@@ -958,6 +964,8 @@ impl Reader {
                 "default_namespace",
                 "default_role",
                 "type",
+                "rsa_public_key",
+                "rsa_public_key_2",
                 "owner",
                 "meta",
             ],
@@ -984,6 +992,16 @@ impl Reader {
                         let upper = t.to_ascii_uppercase();
                         if USER_TYPES.contains(&upper.as_str()) {
                             Some(upper)
+                        } else if upper == "LEGACY_SERVICE" {
+                            self.problem(
+                                value,
+                                format!(
+                                    "{field}: LEGACY_SERVICE users can no longer be created \
+                                     (Snowflake retires password-only service users); use \
+                                     `type: service` with a key pair"
+                                ),
+                            );
+                            None
                         } else {
                             self.problem(
                                 value,
@@ -996,9 +1014,31 @@ impl Reader {
                         }
                     })
                 }
+                "rsa_public_key" => spec.rsa_public_key = self.public_key(value, &field),
+                "rsa_public_key_2" => spec.rsa_public_key_2 = self.public_key(value, &field),
                 "owner" => spec.owner = self.name(value, &field),
                 "meta" => self.meta(value, what),
                 _ => {}
+            }
+        }
+        if spec.user_type.as_deref() == Some("SERVICE") {
+            for (key, _, value) in &entries {
+                let refused = NOT_FOR_SERVICE_USERS.contains(&key.as_str())
+                    || (key == "has_password" && spec.has_password == Some(true));
+                if refused {
+                    self.problem(
+                        value,
+                        format!(
+                            "{what}: {key}: a `type: service` user has no {}; Snowflake refuses \
+                             it for TYPE = SERVICE",
+                            if key == "has_password" {
+                                "password"
+                            } else {
+                                "name"
+                            }
+                        ),
+                    );
+                }
             }
         }
         match can_login {
@@ -1010,6 +1050,18 @@ impl Reader {
             None => {}
         }
         spec
+    }
+
+    /// A public key: PEM or its base64 body (not a secret: it may live in git with the spec).
+    fn public_key(&mut self, node: &MarkedYaml, what: &str) -> Option<snowflake_conn::PublicKey> {
+        let text = self.string(node, what)?;
+        match snowflake_conn::PublicKey::parse(&text) {
+            Ok(key) => Some(key),
+            Err(e) => {
+                self.problem(node, format!("{what}: {e}"));
+                None
+            }
+        }
     }
 
     /// A free-text property (email, comment): any string without control or bidirectional

@@ -23,6 +23,7 @@ use snowflake_api::{
 use tokio_util::sync::CancellationToken;
 use url::Url;
 
+use crate::credential::Credential;
 use crate::error::{Error, SqlError};
 use crate::http::{
     self, Failure, HttpStatus, LoginOutcome, PROBE, Probe, ProbeState, Shared, Stage,
@@ -123,17 +124,27 @@ impl Connection {
         cancel: CancellationToken,
     ) -> Result<Connection, Error> {
         let base = options.validate()?;
-        job_kit::secret::register(options.password.expose());
+        options.credential.register_secrets();
         let shared = Arc::new(Shared::default());
         let client = http::client(
             options::crate_host(options.account_name()),
             base.clone(),
             shared,
+            http::Login {
+                credential: options.credential.clone(),
+                account: options.account_name().to_owned(),
+                user: options.user.clone(),
+            },
         )?;
         let api = new_api(&options, &client)?;
         tracing::info!(
             url = %job_kit::secret::redacted_url(&base),
             user = %options.user,
+            credential = options.credential.describe(),
+            key_fingerprint = match &options.credential {
+                Credential::KeyPair(key) => key.fingerprint(),
+                _ => "",
+            },
             "connecting to Snowflake"
         );
         let connection = Connection {
@@ -270,8 +281,16 @@ impl Connection {
         // attempt, it must abort the statement on the server first (below).
         let never = CancellationToken::new();
         let what = format!("`{shown}`");
+        let request_id = uuid::Uuid::new_v4().to_string();
+        let retries = std::sync::atomic::AtomicU32::new(0);
         let attempts = retry::retry(&self.inner.options.retry, &never, &what, |_| {
-            let probe = Arc::new(Probe::new(server_timeout, required_logins));
+            let retry = retries.fetch_add(1, Ordering::SeqCst);
+            let probe = Arc::new(Probe::new(
+                server_timeout,
+                required_logins,
+                request_id.clone(),
+                retry,
+            ));
             *current.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::clone(&probe));
             self.attempt(statement, required_logins.is_some(), probe, &shown)
         });
@@ -425,6 +444,20 @@ impl Connection {
                     Attempt::Permanent(Error::NotSnowflake {
                         url: url(),
                         detail: format!("it answered the login with {status}"),
+                    })
+                }
+                // Inside a transaction, a statement turned away is not known not to have run
+                // there (a proxy may answer 503 after Snowflake took it): the caller rolls back
+                // and reports it rather than run it twice in the same transaction.
+                (Stage::Statement, Failure::Status(status))
+                    if status.turned_away() && in_transaction =>
+                {
+                    Attempt::Permanent(Error::Indeterminate {
+                        sql: sql(),
+                        detail: format!(
+                            "Snowflake answered {status} inside a transaction, which is then \
+                             not retried"
+                        ),
                     })
                 }
                 (Stage::Statement, Failure::Status(status)) if status.turned_away() => {
@@ -642,8 +675,9 @@ fn new_api(options: &ConnectOptions, client: &ClientWithMiddleware) -> Result<Sn
         schema: plain(&options.schema),
         username: options.user.clone(),
         role: plain(&options.role),
+        // The middleware writes the real credential into every login request (credential.rs).
         auth_type: AuthType::Password(PasswordArgs {
-            password: options.password.expose().clone(),
+            password: "(written in by snowflake-conn)".to_owned(),
         }),
     })
     .with_client(client.clone())

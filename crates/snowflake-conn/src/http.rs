@@ -30,6 +30,7 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use url::Url;
 
+use crate::credential::Credential;
 use crate::error::Error;
 use crate::protocol::{self, Reply, StatementParameters};
 
@@ -63,6 +64,38 @@ pub(crate) struct Shared {
     /// Successful logins so far: a statement inside a transaction must run in the session that
     /// began it, i.e. with no login in between.
     pub logins: AtomicU64,
+    tokens: Mutex<Tokens>,
+    /// One renewal at a time: statements that meet the expiry together renew once.
+    renewal: tokio::sync::Mutex<()>,
+}
+
+/// The session's tokens as this layer knows them. A renewal (`/session/token-request`) gives
+/// the same session new tokens; the crate keeps sending the ones it has, so requests carrying
+/// a replaced token get the current one.
+#[derive(Debug, Default)]
+struct Tokens {
+    session: Option<String>,
+    master: Option<String>,
+    replaced_sessions: Vec<String>,
+    replaced_masters: Vec<String>,
+}
+
+/// Snowflake's "session expired" (not "gone"): renewed with the master token, as its
+/// connectors do.
+const SESSION_EXPIRED: &str = "390112";
+/// Renewals one statement may need while it runs (each token lives an hour).
+const MAX_RENEWALS_PER_STATEMENT: u32 = 3;
+
+fn token_in(header: &HeaderValue) -> Option<&str> {
+    header
+        .to_str()
+        .ok()?
+        .strip_prefix("Snowflake Token=\"")?
+        .strip_suffix('"')
+}
+
+fn authorization_for(token: &str) -> Option<HeaderValue> {
+    HeaderValue::from_str(&format!("Snowflake Token=\"{token}\"")).ok()
 }
 
 /// What one statement attempt did on the wire, filled in by the middleware.
@@ -71,6 +104,11 @@ pub(crate) struct Probe {
     pub statement_timeout_seconds: u64,
     /// Inside a transaction: the login count of its session.
     pub required_logins: Option<u64>,
+    /// One per statement, kept by its retries (with `retryCount`), as Snowflake's connectors
+    /// do, so that Snowflake can tell a resent statement from a new one.
+    pub request_id: String,
+    /// 0 for the first attempt.
+    pub retry: u32,
     state: Mutex<ProbeState>,
 }
 
@@ -118,10 +156,17 @@ pub(crate) enum LoginOutcome {
 }
 
 impl Probe {
-    pub(crate) fn new(statement_timeout_seconds: u64, required_logins: Option<u64>) -> Self {
+    pub(crate) fn new(
+        statement_timeout_seconds: u64,
+        required_logins: Option<u64>,
+        request_id: String,
+        retry: u32,
+    ) -> Self {
         Probe {
             statement_timeout_seconds,
             required_logins,
+            request_id,
+            retry,
             state: Mutex::default(),
         }
     }
@@ -163,10 +208,19 @@ impl Probe {
     }
 }
 
+/// Who logs in, with what: written into each login request the crate sends.
+pub(crate) struct Login {
+    pub credential: Credential,
+    /// The login's ACCOUNT_NAME, as in [`crate::ConnectOptions::account_name`].
+    pub account: String,
+    pub user: String,
+}
+
 pub(crate) fn client(
     crate_host: String,
     base: Url,
     shared: Arc<Shared>,
+    login: Login,
 ) -> Result<ClientWithMiddleware, Error> {
     let plain = reqwest::Client::builder()
         .user_agent(concat!(
@@ -184,6 +238,7 @@ pub(crate) fn client(
             base,
             plain,
             shared,
+            login,
         })
         .build())
 }
@@ -195,6 +250,7 @@ struct SnowflakeHttp {
     /// The same client without this middleware, for the requests it makes itself.
     plain: reqwest::Client,
     shared: Arc<Shared>,
+    login: Login,
 }
 
 #[async_trait::async_trait]
@@ -210,6 +266,11 @@ impl Middleware for SnowflakeHttp {
         }
         let probe = PROBE.try_with(Arc::clone).ok();
         let path = req.url().path().to_owned();
+        if path.ends_with("/login-request") {
+            self.write_credential(&mut req)?;
+        } else {
+            self.current_tokens(&mut req);
+        }
         match probe {
             Some(probe) if path.ends_with("/login-request") => {
                 self.login(req, extensions, next, &probe).await
@@ -226,6 +287,7 @@ impl Middleware for SnowflakeHttp {
                 if path.ends_with("/token-request") {
                     let (head, body) = read(response).await?;
                     register_tokens(&body);
+                    self.note_renewal(&body);
                     return Ok(rebuild(head, body));
                 }
                 Ok(response)
@@ -235,6 +297,11 @@ impl Middleware for SnowflakeHttp {
                 if path.ends_with("/login-request") || path.ends_with("/token-request") {
                     let (head, body) = read(response).await?;
                     register_tokens(&body);
+                    if path.ends_with("/login-request") {
+                        self.note_login(&body);
+                    } else {
+                        self.note_renewal(&body);
+                    }
                     return Ok(rebuild(head, body));
                 }
                 Ok(response)
@@ -244,6 +311,168 @@ impl Middleware for SnowflakeHttp {
 }
 
 impl SnowflakeHttp {
+    fn tokens(&self) -> std::sync::MutexGuard<'_, Tokens> {
+        self.shared.tokens.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A new session: its tokens, and none replaced yet.
+    fn note_login(&self, body: &[u8]) {
+        let Ok(reply) = serde_json::from_slice::<Value>(body) else {
+            return;
+        };
+        *self.tokens() = Tokens {
+            session: reply["data"]["token"].as_str().map(str::to_owned),
+            master: reply["data"]["masterToken"].as_str().map(str::to_owned),
+            ..Tokens::default()
+        };
+    }
+
+    /// The same session with new tokens (a renewal's reply).
+    fn note_renewal(&self, body: &[u8]) {
+        let Ok(reply) = serde_json::from_slice::<Value>(body) else {
+            return;
+        };
+        let Some(session) = reply["data"]["sessionToken"].as_str() else {
+            return;
+        };
+        let mut tokens = self.tokens();
+        if let Some(old) = tokens.session.replace(session.to_owned()) {
+            tokens.replaced_sessions.push(old);
+        }
+        if let Some(master) = reply["data"]["masterToken"].as_str()
+            && tokens.master.as_deref() != Some(master)
+            && let Some(old) = tokens.master.replace(master.to_owned())
+        {
+            tokens.replaced_masters.push(old);
+        }
+    }
+
+    /// Gives a request that carries a replaced token the current one (the crate's own
+    /// renewal request included, whose body names the session token too).
+    fn current_tokens(&self, req: &mut reqwest::Request) {
+        let Some(presented) = req
+            .headers()
+            .get(reqwest::header::AUTHORIZATION)
+            .and_then(token_in)
+            .map(str::to_owned)
+        else {
+            return;
+        };
+        let tokens = self.tokens();
+        let current = if tokens.replaced_sessions.contains(&presented) {
+            tokens.session.clone()
+        } else if tokens.replaced_masters.contains(&presented) {
+            tokens.master.clone()
+        } else {
+            None
+        };
+        if let Some(header) = current.as_deref().and_then(authorization_for) {
+            req.headers_mut()
+                .insert(reqwest::header::AUTHORIZATION, header);
+        }
+        if req.url().path().ends_with("/token-request")
+            && let Some(session) = tokens.session.clone()
+            && let Some(mut body) = req
+                .body()
+                .and_then(|b| b.as_bytes())
+                .and_then(|b| serde_json::from_slice::<Value>(b).ok())
+            && body["oldSessionToken"].as_str() != Some(session.as_str())
+        {
+            body["oldSessionToken"] = Value::String(session);
+            let bytes = serde_json::to_vec(&body).unwrap_or_default();
+            req.headers_mut().insert(
+                reqwest::header::CONTENT_LENGTH,
+                HeaderValue::from(bytes.len()),
+            );
+            *req.body_mut() = Some(bytes.into());
+        }
+    }
+
+    /// The authorization header of the session as it is now.
+    fn current_authorization(&self) -> Option<HeaderValue> {
+        self.tokens().session.as_deref().and_then(authorization_for)
+    }
+
+    /// Renews the session with its master token after `presented` met "session expired", as
+    /// Snowflake's connectors do: same session, so an open transaction goes on. Does nothing
+    /// when another statement renewed it meanwhile.
+    async fn renew_session(&self, presented: Option<&str>) -> Result<(), Failure> {
+        let _one_at_a_time = self.shared.renewal.lock().await;
+        let (session, master) = {
+            let tokens = self.tokens();
+            (tokens.session.clone(), tokens.master.clone())
+        };
+        let (Some(session), Some(master)) = (session, master) else {
+            return Err(Failure::Broken("no session to renew".into()));
+        };
+        if presented.is_some_and(|p| p != session) {
+            return Ok(());
+        }
+        let url = url_for(
+            &self.base,
+            "session/token-request",
+            &uuid::Uuid::new_v4().to_string(),
+        );
+        let mut request = self
+            .plain
+            .post(url)
+            .header(reqwest::header::ACCEPT, "application/json")
+            .json(&serde_json::json!({"oldSessionToken": session, "requestType": "RENEW"}));
+        if let Some(header) = authorization_for(&master) {
+            request = request.header(reqwest::header::AUTHORIZATION, header);
+        }
+        let response = request.send().await.map_err(|e| Failure::of_reqwest(&e))?;
+        let body = checked_plain(response)
+            .await?
+            .bytes()
+            .await
+            .map_err(|e| Failure::of_reqwest(&e))?;
+        register_tokens(&body);
+        let reply: Value = serde_json::from_slice(&body)
+            .map_err(|_| Failure::Broken("the renewal reply is not JSON".into()))?;
+        if reply["success"] != Value::Bool(true) || reply["data"]["sessionToken"].is_null() {
+            return Err(Failure::Broken(format!(
+                "Snowflake refused to renew the session: {} (code {})",
+                job_kit::secret::scrub(reply["message"].as_str().unwrap_or("no message")),
+                reply["code"].as_str().unwrap_or("none")
+            )));
+        }
+        self.note_renewal(&body);
+        tracing::info!("the Snowflake session token expired; renewed it with the master token");
+        Ok(())
+    }
+
+    /// Replaces the crate's placeholder password in a login request's body with the credential.
+    fn write_credential(&self, req: &mut reqwest::Request) -> reqwest_middleware::Result<()> {
+        let broken = |detail: &str| {
+            reqwest_middleware::Error::middleware(Failure::Broken(format!(
+                "cannot write the credential into the login request: {detail}"
+            )))
+        };
+        let body = req
+            .body()
+            .and_then(|b| b.as_bytes())
+            .ok_or_else(|| broken("it has no body"))?;
+        let mut login: Value =
+            serde_json::from_slice(body).map_err(|_| broken("its body is not JSON"))?;
+        let data = login
+            .get_mut("data")
+            .and_then(Value::as_object_mut)
+            .ok_or_else(|| broken("its body has no data object"))?;
+        let now = jiff::Timestamp::now().as_second();
+        self.login
+            .credential
+            .apply(data, &self.login.account, &self.login.user, now)
+            .map_err(|e| broken(&e))?;
+        let bytes = serde_json::to_vec(&login).map_err(|_| broken("cannot encode it"))?;
+        req.headers_mut().insert(
+            reqwest::header::CONTENT_LENGTH,
+            reqwest::header::HeaderValue::from(bytes.len()),
+        );
+        *req.body_mut() = Some(bytes.into());
+        Ok(())
+    }
+
     async fn login(
         &self,
         req: reqwest::Request,
@@ -263,6 +492,7 @@ impl SnowflakeHttp {
             },
             Ok(reply) if reply["success"] == Value::Bool(true) => {
                 register_tokens(&body);
+                self.note_login(&body);
                 let missing = missing_login_fields(&reply);
                 if missing.is_empty() {
                     self.shared.logins.fetch_add(1, Ordering::SeqCst);
@@ -304,6 +534,7 @@ impl SnowflakeHttp {
             return Err(reqwest_middleware::Error::middleware(SessionChanged));
         }
         add_parameters(&mut req, probe.statement_timeout_seconds);
+        keep_request_id(req.url_mut(), &probe.request_id, probe.retry);
         let request_id = req
             .url()
             .query_pairs()
@@ -316,12 +547,43 @@ impl SnowflakeHttp {
             s.logins = logins;
         });
 
-        let response = self
-            .send(next.run(req, extensions).await, probe, Stage::Statement)
+        let mut resend = req.try_clone();
+        let mut response = self
+            .send(
+                next.clone().run(req, extensions).await,
+                probe,
+                Stage::Statement,
+            )
             .await?;
-        let (head, body) = read(response).await.inspect_err(|e| {
-            probe.fail(Stage::Statement, Failure::of(e));
-        })?;
+        let (head, body) = loop {
+            let (head, body) = read(response).await.inspect_err(|e| {
+                probe.fail(Stage::Statement, Failure::of(e));
+            })?;
+            // Expired before it ran: renew the session and send the statement again, once.
+            let expired = serde_json::from_slice::<Value>(&body)
+                .is_ok_and(|reply| reply["code"].as_str() == Some(SESSION_EXPIRED));
+            let Some(mut again) = resend.take().filter(|_| expired) else {
+                break (head, body);
+            };
+            let presented = authorization.as_ref().and_then(token_in);
+            if let Err(failure) = self.renew_session(presented).await {
+                tracing::warn!("cannot renew the expired Snowflake session: {failure}");
+                break (head, body);
+            }
+            if let Some(current) = self.current_authorization() {
+                again
+                    .headers_mut()
+                    .insert(reqwest::header::AUTHORIZATION, current.clone());
+                probe.with(|s| s.authorization = Some(current));
+            }
+            response = self
+                .send(
+                    next.clone().run(again, extensions).await,
+                    probe,
+                    Stage::Statement,
+                )
+                .await?;
+        };
         let Ok(mut reply) = serde_json::from_slice::<Value>(&body) else {
             probe.fail(
                 Stage::Statement,
@@ -336,8 +598,9 @@ impl SnowflakeHttp {
             probe.with(|s| s.query_id = Some(id.to_owned()));
         }
         if in_progress(&reply) {
+            let authorization = probe.with(|s| s.authorization.clone());
             reply = self
-                .follow(reply, authorization.as_ref(), probe)
+                .follow(reply, authorization, probe)
                 .await
                 .map_err(reqwest_middleware::Error::middleware)?;
         }
@@ -370,9 +633,10 @@ impl SnowflakeHttp {
     async fn follow(
         &self,
         mut reply: Value,
-        authorization: Option<&HeaderValue>,
+        mut authorization: Option<HeaderValue>,
         probe: &Probe,
     ) -> Result<Value, Failure> {
+        let mut renewals = 0;
         let started = Instant::now();
         let query_id = reply["data"]["queryId"].as_str().unwrap_or("?").to_owned();
         probe.with(|s| s.went_async = true);
@@ -392,8 +656,8 @@ impl SnowflakeHttp {
                 .inspect_err(|f| probe.fail(Stage::Result, f.clone()))?;
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(MAX_POLL_PAUSE);
-            reply = retry::retry(&READ_RETRY, &never, "fetching a statement's result", |_| {
-                self.get(&url, authorization, &[])
+            let polled = retry::retry(&READ_RETRY, &never, "fetching a statement's result", |_| {
+                self.get(&url, authorization.as_ref(), &[])
             })
             .await
             .map_err(|e| e.error.unwrap_or(Failure::Lost("interrupted".into())))
@@ -402,6 +666,25 @@ impl SnowflakeHttp {
                     .map_err(|_| Failure::Broken("the result reply is not JSON".into()))
             })
             .inspect_err(|f| probe.fail(Stage::Result, f.clone()))?;
+            // The session token expired while the statement ran (it runs on): renew it and
+            // go on polling, as Snowflake's connectors do.
+            if polled["code"].as_str() == Some(SESSION_EXPIRED)
+                && renewals < MAX_RENEWALS_PER_STATEMENT
+            {
+                renewals += 1;
+                let presented = authorization.as_ref().and_then(token_in).map(str::to_owned);
+                match self.renew_session(presented.as_deref()).await {
+                    Ok(()) => {
+                        authorization = self.current_authorization();
+                        probe.with(|s| s.authorization = authorization.clone());
+                        continue;
+                    }
+                    Err(failure) => {
+                        tracing::warn!("cannot renew the expired Snowflake session: {failure}");
+                    }
+                }
+            }
+            reply = polled;
             tracing::debug!(query_id, code = ?reply["code"], "result poll");
         }
         tracing::info!(
@@ -516,6 +799,24 @@ impl SnowflakeHttp {
             .bytes()
             .await
             .map_err(|e| Failure::of_reqwest(&e).attempt())
+    }
+}
+
+/// The statement's own request id in place of the crate's fresh one; `retryCount` on a retry.
+fn keep_request_id(url: &mut Url, request_id: &str, retry: u32) {
+    let others: Vec<(String, String)> = url
+        .query_pairs()
+        .filter(|(k, _)| k != "requestId" && k != "retryCount")
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    let mut query = url.query_pairs_mut();
+    query.clear();
+    query.append_pair("requestId", request_id);
+    for (k, v) in &others {
+        query.append_pair(k, v);
+    }
+    if retry > 0 {
+        query.append_pair("retryCount", &retry.to_string());
     }
 }
 

@@ -5,10 +5,15 @@
 //! # API summary
 //!
 //! ```text
-//! ConnectOptions::new(account, user, Secret<password>)     pub fields: role, warehouse, database,
+//! ConnectOptions::new(account, user, Credential)           pub fields: role, warehouse, database,
 //!     schema (Option<String>), base_url (Option<Url>: scheme://host[:port] instead of
 //!     https://<account>.snowflakecomputing.com, for PrivateLink and tests), query_timeout
 //!     (Duration, default 1 h), retry (job_kit::retry::Policy)
+//! Credential::{KeyPair(KeyPair), AccessToken(Secret), Password(Secret)}; KeyPair::parse(pem,
+//!     passphrase) / ::read(path, passphrase) check the key (RSA, 2048-4096 bits) and give its
+//!     .fingerprint() (SHA256:…) and .public_key() (for ALTER USER … SET RSA_PUBLIC_KEY);
+//!     credential::resolve(&CredentialVars {names}, CredentialValues {values}) picks the one a
+//!     job's variables set, or names the variable to fix or drop
 //! Connection::connect(options, cancel: CancellationToken) -> Result<Connection, Error>
 //!     logs in (transient failures retried), then USE ROLE / WAREHOUSE / DATABASE / SCHEMA for
 //!     what the options name; `cancel` is the job's `Context.cancel`.
@@ -32,13 +37,15 @@
 //! Error: .kind() -> ErrorKind {Config, Unavailable, Sql, Timeout, Cancelled, Indeterminate,
 //!     Protocol}, .sql_error() -> Option<&SqlError {code, sql_state, message, query_id}>,
 //!     impl job_kit::JobError (Config → exit 2, Cancelled → 130, others → 1).
-//!     Messages never hold the password or session tokens.
+//!     Messages never hold the credential or session tokens.
 //! quote_ident(name)        a name as a person writes it: `loader` → loader (Snowflake folds it
 //!                          to LOADER); anything else → "double-quoted" with "" doubled;
 //!                          an already double-quoted name is kept as written
 //! quote_ident_exact(name)  a name as Snowflake stores and SHOW reports it: `LOADER` → LOADER,
 //!                          `loader` or `My Role` → "loader", "My Role"
 //! quote_literal(value)     'single-quoted' with ' doubled and \ escaped
+//! stored_name(name)        the name Snowflake stores for a name quote_ident reads: `loader` →
+//!                          LOADER, `"Mixed Case"` → Mixed Case (for information_schema values)
 //! ```
 //!
 //! # How it is built
@@ -57,6 +64,7 @@
 //! expects, and rejects column types it does not list.
 
 pub mod connection;
+pub mod credential;
 pub mod error;
 mod http;
 pub mod options;
@@ -66,7 +74,8 @@ pub mod result;
 mod values;
 
 pub use connection::{Connection, Statement, Transaction};
+pub use credential::{Credential, CredentialVars, KeyPair, PublicKey};
 pub use error::{Error, ErrorKind, SqlError};
 pub use options::ConnectOptions;
-pub use quote::{quote_ident, quote_ident_exact, quote_literal};
+pub use quote::{quote_ident, quote_ident_exact, quote_literal, stored_name};
 pub use result::{Column, QueryResult, Row, ValueError};

@@ -4,10 +4,10 @@
 
 use std::time::Duration;
 
-use job_kit::Secret;
 use job_kit::retry::Policy;
 use url::Url;
 
+use crate::credential::Credential;
 use crate::error::Error;
 
 /// The host every account has unless it is reached some other way (PrivateLink, a test server).
@@ -19,7 +19,8 @@ pub struct ConnectOptions {
     /// The account identifier as in its URL: `xy12345.us-east-1`, `myorg-myaccount`.
     pub account: String,
     pub user: String,
-    pub password: Secret<String>,
+    /// A key pair, a programmatic access token or a password.
+    pub credential: Credential,
     /// Session context, each applied with `USE ...` after login (an error names the one that
     /// failed). Names are read as [`crate::quote_ident`] reads them: `loader` means LOADER.
     pub role: Option<String>,
@@ -41,12 +42,12 @@ impl ConnectOptions {
     pub fn new(
         account: impl Into<String>,
         user: impl Into<String>,
-        password: Secret<String>,
+        credential: Credential,
     ) -> Self {
         ConnectOptions {
             account: account.into(),
             user: user.into(),
-            password,
+            credential,
             role: None,
             warehouse: None,
             database: None,
@@ -77,8 +78,13 @@ impl ConnectOptions {
         if self.user.trim().is_empty() {
             return Err(Error::InvalidOptions("the user name is empty".into()));
         }
-        if self.password.expose().is_empty() {
-            return Err(Error::InvalidOptions("the password is empty".into()));
+        if let Credential::Password(secret) | Credential::AccessToken(secret) = &self.credential
+            && secret.expose().is_empty()
+        {
+            return Err(Error::InvalidOptions(format!(
+                "the {} is empty",
+                self.credential.describe()
+            )));
         }
         if self.query_timeout.is_zero() {
             return Err(Error::InvalidOptions("the query timeout is zero".into()));
@@ -138,9 +144,14 @@ pub(crate) fn crate_host(account_name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use job_kit::Secret;
 
     fn options() -> ConnectOptions {
-        ConnectOptions::new("xy12345.us-east-1", "etl", Secret::new("pw-123456".into()))
+        ConnectOptions::new(
+            "xy12345.us-east-1",
+            "etl",
+            Credential::Password(Secret::new("pw-123456".into())),
+        )
     }
 
     #[test]
@@ -192,7 +203,7 @@ mod tests {
         o.user = " ".into();
         assert!(o.validate().unwrap_err().to_string().contains("user name"));
         let mut o = options();
-        o.password = Secret::new(String::new());
+        o.credential = Credential::Password(Secret::new(String::new()));
         assert!(
             o.validate()
                 .unwrap_err()

@@ -136,6 +136,17 @@ pub fn quote_ident_exact(name: &str) -> String {
     }
 }
 
+/// The name Snowflake stores (and `information_schema` reports) for a name written as
+/// [`quote_ident`] reads it: `loader` → `LOADER`, `"Mixed Case"` → `Mixed Case`, `my-table` →
+/// `my-table`. For comparing with catalog views, where names are values, not identifiers.
+pub fn stored_name(name: &str) -> String {
+    let quoted = quote_ident(name);
+    match quoted.strip_prefix('"').and_then(|q| q.strip_suffix('"')) {
+        Some(inner) => inner.replace("\"\"", "\""),
+        None => quoted.to_ascii_uppercase(),
+    }
+}
+
 /// A string literal: single quotes, with `'` doubled and `\` escaped (Snowflake reads `\` as an
 /// escape inside single quotes, so a value ending in `\` would otherwise swallow the quote).
 pub fn quote_literal(value: &str) -> String {
@@ -200,6 +211,16 @@ mod tests {
         assert_eq!(quote_ident("table"), "\"TABLE\"");
         assert_eq!(quote_ident("Select"), "\"SELECT\"");
         assert_eq!(quote_ident_exact("ORDER"), "\"ORDER\"");
+    }
+
+    #[test]
+    fn stored_names_are_what_information_schema_reports() {
+        assert_eq!(stored_name("loader"), "LOADER");
+        assert_eq!(stored_name("Diagnostics"), "DIAGNOSTICS");
+        assert_eq!(stored_name("\"Mixed Case\""), "Mixed Case");
+        assert_eq!(stored_name("\"My\"\"Table\""), "My\"Table");
+        assert_eq!(stored_name("my-table"), "my-table");
+        assert_eq!(stored_name("select"), "SELECT");
     }
 
     #[test]

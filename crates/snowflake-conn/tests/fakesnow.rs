@@ -12,8 +12,10 @@ use std::time::{Duration, Instant};
 
 use job_kit::retry::Policy;
 use job_kit::{Exit, JobError, Secret};
+use serde_json::Value;
 use snowflake_conn::{
-    ConnectOptions, Connection, Error, ErrorKind, Statement, quote_ident_exact, quote_literal,
+    ConnectOptions, Connection, Credential, Error, ErrorKind, KeyPair, Statement,
+    quote_ident_exact, quote_literal,
 };
 use test_servers::fakesnow::{self, FakeSnow, Rule};
 use tokio_util::sync::CancellationToken;
@@ -33,7 +35,11 @@ fn password(user: &str) -> String {
 }
 
 fn options(server: &FakeSnow, database: &str, user: &str) -> ConnectOptions {
-    let mut options = ConnectOptions::new("testacct", user, Secret::new(password(user)));
+    let mut options = ConnectOptions::new(
+        "testacct",
+        user,
+        Credential::Password(Secret::new(password(user))),
+    );
     options.base_url = Some(Url::parse(server.base_url()).unwrap());
     options.database = Some(database.to_owned());
     options.schema = Some("PUBLIC".to_owned());
@@ -49,6 +55,16 @@ async fn connect(server: &FakeSnow, label: &str) -> (Connection, String) {
             .await
             .unwrap_or_else(|e| panic!("connect: {e}"));
     (connection, database)
+}
+
+/// The session still has the database it logged in with (after a renewal or a new login).
+async fn assert_current_database_starts_with(conn: &Connection, prefix: &str) {
+    let db = conn
+        .query_idempotent("SELECT CURRENT_DATABASE() AS db")
+        .await
+        .unwrap();
+    let name = db.rows().next().unwrap().text("DB").unwrap().to_owned();
+    assert!(name.starts_with(prefix), "{name}");
 }
 
 fn count(result: &snowflake_conn::QueryResult) -> u64 {
@@ -251,14 +267,151 @@ async fn a_refused_login_is_a_configuration_error_and_not_retried() {
     assert_eq!(server.events_of("login", "REFUSED_USER").len(), 1);
 }
 
+/// `options` for `user`, logging in with `credential`.
+fn options_with(
+    server: &FakeSnow,
+    database: &str,
+    user: &str,
+    credential: Credential,
+) -> ConnectOptions {
+    let mut options = options(server, database, user);
+    options.credential = credential;
+    options
+}
+
+#[tokio::test]
+async fn a_key_pair_login_is_checked_against_the_users_registered_keys() {
+    let Some(server) = fakesnow::server() else {
+        return;
+    };
+    let (admin, database) = connect(server, "key_admin").await;
+    let first = KeyPair::parse(&test_servers::keys::rsa_private_key(2048), None).unwrap();
+    let second = KeyPair::parse(&test_servers::keys::rsa_private_key(2048), None).unwrap();
+    let login = |key: &KeyPair| {
+        Connection::connect(
+            options_with(
+                server,
+                &database,
+                "key_user",
+                Credential::KeyPair(key.clone()),
+            ),
+            CancellationToken::new(),
+        )
+    };
+
+    // No key registered yet: refused as Snowflake refuses it.
+    let err = login(&first).await.unwrap_err();
+    assert!(matches!(err, Error::LoginRejected { .. }), "{err}");
+    assert_eq!(err.exit(), Exit::Usage);
+    assert!(err.to_string().contains("JWT token is invalid"), "{err}");
+
+    admin
+        .query(&format!(
+            "ALTER USER key_user SET RSA_PUBLIC_KEY = '{}'",
+            first.public_key()
+        ))
+        .await
+        .unwrap();
+    let connection = login(&first).await.unwrap();
+    let result = connection.query_idempotent("SELECT 1 AS n").await.unwrap();
+    assert_eq!(count(&result), 1);
+    let logins = server.events_of("login", "KEY_USER");
+    assert_eq!(
+        logins.last().unwrap()["authenticator"],
+        "SNOWFLAKE_JWT",
+        "{logins:?}"
+    );
+    connection.close().await.unwrap();
+
+    // Another key is refused; rotation (RSA_PUBLIC_KEY_2, then UNSET the first) lets it in.
+    let err = login(&second).await.unwrap_err();
+    assert!(err.to_string().contains("JWT token is invalid"), "{err}");
+    let reasons = server.events_of("login_refused", "KEY_USER");
+    assert!(
+        reasons.last().unwrap()["reason"]
+            .as_str()
+            .unwrap()
+            .contains(second.fingerprint()),
+        "{reasons:?}"
+    );
+    admin
+        .query(&format!(
+            "ALTER USER key_user SET RSA_PUBLIC_KEY_2 = '{}'",
+            second.public_key()
+        ))
+        .await
+        .unwrap();
+    admin
+        .query("ALTER USER key_user UNSET RSA_PUBLIC_KEY")
+        .await
+        .unwrap();
+    login(&second).await.unwrap().close().await.unwrap();
+    let err = login(&first).await.unwrap_err();
+    assert!(err.to_string().contains("JWT token is invalid"), "{err}");
+    admin.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_programmatic_access_token_logs_in_until_it_is_removed() {
+    let Some(server) = fakesnow::server() else {
+        return;
+    };
+    let (admin, database) = connect(server, "pat_admin").await;
+    let added = admin
+        .query("ALTER USER pat_user ADD PROGRAMMATIC ACCESS TOKEN nightly DAYS_TO_EXPIRY = 1")
+        .await
+        .unwrap();
+    let secret = added
+        .rows()
+        .next()
+        .unwrap()
+        .text("token_secret")
+        .unwrap()
+        .to_owned();
+    let login = |token: &str| {
+        Connection::connect(
+            options_with(
+                server,
+                &database,
+                "pat_user",
+                Credential::AccessToken(Secret::new(token.to_owned())),
+            ),
+            CancellationToken::new(),
+        )
+    };
+    let connection = login(&secret).await.unwrap();
+    assert_eq!(
+        count(&connection.query_idempotent("SELECT 1 AS n").await.unwrap()),
+        1
+    );
+    connection.close().await.unwrap();
+    assert_eq!(
+        server.events_of("login", "PAT_USER").last().unwrap()["authenticator"],
+        "PROGRAMMATIC_ACCESS_TOKEN"
+    );
+    let err = login("not-the-token-at-all").await.unwrap_err();
+    assert!(matches!(err, Error::LoginRejected { .. }), "{err}");
+    admin
+        .query("ALTER USER pat_user REMOVE PROGRAMMATIC ACCESS TOKEN nightly")
+        .await
+        .unwrap();
+    let err = login(&secret).await.unwrap_err();
+    assert!(matches!(err, Error::LoginRejected { .. }), "{err}");
+    assert!(!err.to_string().contains(&secret), "{err}");
+    admin.close().await.unwrap();
+}
+
 #[tokio::test]
 async fn nothing_listening_is_retried_then_reported_as_unreachable() {
     let port = {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.local_addr().unwrap().port()
     };
-    let mut options =
-        ConnectOptions::new("testacct", "nobody", Secret::new("pw-nobody-123".into()));
+    let mut options = ConnectOptions::new(
+        "testacct",
+        "nobody",
+        Credential::Password(Secret::new("pw-nobody-123".into())),
+    );
     options.base_url = Some(Url::parse(&format!("http://127.0.0.1:{port}")).unwrap());
     options.retry = quick_retries();
     let err = Connection::connect(options, CancellationToken::new())
@@ -461,12 +614,21 @@ async fn a_request_turned_away_is_retried_even_for_an_insert() {
     );
     let inserted = conn.query("INSERT INTO t_busy VALUES (1)").await.unwrap();
     assert_eq!(inserted.rows_affected(), Some(1));
-    assert_eq!(server.events_of("statement", "INSERT INTO t_busy").len(), 2);
+    let sent = server.events_of("statement", "INSERT INTO t_busy");
+    assert_eq!(sent.len(), 2);
+    // The retry is the same statement to Snowflake: its request id, and a retry count.
+    assert_eq!(sent[0]["request_id"], sent[1]["request_id"], "{sent:?}");
+    assert_eq!(sent[0]["retry_count"], Value::Null);
+    assert_eq!(sent[1]["retry_count"], "1");
+    // Another statement is another request.
+    conn.query("INSERT INTO t_busy VALUES (2)").await.unwrap();
+    let next = server.events_of("statement", "INSERT INTO t_busy VALUES (2)");
+    assert_ne!(next[0]["request_id"], sent[0]["request_id"]);
     let rows = conn
         .query_idempotent("SELECT COUNT(*) AS n FROM t_busy")
         .await
         .unwrap();
-    assert_eq!(count(&rows), 1);
+    assert_eq!(count(&rows), 2);
 }
 
 #[tokio::test]
@@ -512,7 +674,7 @@ async fn a_statement_that_may_have_run_is_retried_only_if_idempotent() {
 }
 
 #[tokio::test]
-async fn an_expired_session_logs_in_again_and_retries() {
+async fn an_expired_session_is_renewed_and_the_statement_sent_again() {
     let Some(server) = fakesnow::server() else {
         return;
     };
@@ -523,20 +685,90 @@ async fn an_expired_session_logs_in_again_and_retries() {
         result.rows().next().unwrap().text("AFTER_EXPIRY").unwrap(),
         "7"
     );
-    assert_eq!(server.events_of("login", "EXPIRY_USER").len(), 2);
+    // Renewed with the master token: the same session, no second login.
+    assert_eq!(server.events_of("renew", "EXPIRY_USER").len(), 1);
+    assert_eq!(server.events_of("login", "EXPIRY_USER").len(), 1);
+    // The old token is dead at the server; later statements go with the new one.
+    assert_current_database_starts_with(&conn, "T_EXPIRY_USER_").await;
+}
+
+#[tokio::test]
+async fn a_session_whose_renewal_is_refused_logs_in_again_outside_a_transaction() {
+    let Some(server) = fakesnow::server() else {
+        return;
+    };
+    let (conn, _) = connect(server, "relogin_user").await;
+    server.script(Rule::renewal_refused("RELOGIN_USER"));
+    server.script(Rule::statement("AS after_relogin").session_expired());
+    let result = conn.query("SELECT 8 AS after_relogin").await.unwrap();
+    assert_eq!(
+        result.rows().next().unwrap().text("AFTER_RELOGIN").unwrap(),
+        "8"
+    );
+    assert_eq!(server.events_of("login", "RELOGIN_USER").len(), 2);
     // The new session has the same context (login parameters).
-    let db = conn
-        .query_idempotent("SELECT CURRENT_DATABASE() AS db")
-        .await
-        .unwrap();
-    assert!(
-        db.rows()
+    assert_current_database_starts_with(&conn, "T_RELOGIN_USER_").await;
+}
+
+#[tokio::test]
+async fn a_session_expiring_while_a_statement_runs_is_renewed_and_polling_goes_on() {
+    let Some(server) = fakesnow::server() else {
+        return;
+    };
+    let (conn, _) = connect(server, "poll_expiry").await;
+    server.script(
+        Rule::statement("AS long_through_expiry")
+            .still_running(2)
+            .expire_while_running(),
+    );
+    let result = conn.query("SELECT 9 AS long_through_expiry").await.unwrap();
+    assert_eq!(
+        result
+            .rows()
             .next()
             .unwrap()
-            .text("DB")
-            .unwrap()
-            .starts_with("T_EXPIRY_USER_")
+            .text("LONG_THROUGH_EXPIRY")
+            .unwrap(),
+        "9"
     );
+    assert_eq!(
+        server
+            .events_of("statement", "AS long_through_expiry")
+            .len(),
+        1,
+        "sent once"
+    );
+    assert_eq!(server.events_of("renew", "POLL_EXPIRY").len(), 1);
+    assert_eq!(server.events_of("login", "POLL_EXPIRY").len(), 1);
+}
+
+#[tokio::test]
+async fn a_statement_turned_away_inside_a_transaction_is_indeterminate_not_retried() {
+    let Some(server) = fakesnow::server() else {
+        return;
+    };
+    let (conn, _) = connect(server, "tx_busy").await;
+    conn.query("CREATE TABLE t_tx_busy (a INT)").await.unwrap();
+    let tx = conn.begin().await.unwrap();
+    tx.query("INSERT INTO t_tx_busy VALUES (1)").await.unwrap();
+    server.script(
+        Rule::statement("DELETE FROM t_tx_busy")
+            .http_status(503)
+            .retry_after(0),
+    );
+    let err = tx.query("DELETE FROM t_tx_busy").await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Indeterminate, "{err}");
+    assert!(err.to_string().contains("inside a transaction"), "{err}");
+    assert_eq!(
+        server.events_of("statement", "DELETE FROM t_tx_busy").len(),
+        1
+    );
+    tx.rollback().await.unwrap();
+    let rows = conn
+        .query_idempotent("SELECT COUNT(*) AS n FROM t_tx_busy")
+        .await
+        .unwrap();
+    assert_eq!(count(&rows), 0);
 }
 
 #[tokio::test]
@@ -559,13 +791,34 @@ async fn a_transaction_never_continues_in_a_new_session() {
         .unwrap();
     assert_eq!(count(&rows), 1);
 
+    // Expiry inside the transaction: the session is renewed (never a new login, which would
+    // end the transaction), and the transaction goes on to its commit.
     let tx = conn.begin().await.unwrap();
-    server.script(Rule::statement("INSERT INTO t_tx VALUES (3)").session_expired());
-    let err = tx.query("INSERT INTO t_tx VALUES (3)").await.unwrap_err();
+    tx.query("INSERT INTO t_tx VALUES (3)").await.unwrap();
+    server.script(Rule::statement("INSERT INTO t_tx VALUES (4)").session_expired());
+    tx.query("INSERT INTO t_tx VALUES (4)").await.unwrap();
+    tx.commit().await.unwrap();
+    let rows = conn
+        .query_idempotent("SELECT COUNT(*) AS n FROM t_tx")
+        .await
+        .unwrap();
+    assert_eq!(count(&rows), 3);
+    let logins_of_tx = server
+        .events_of("login", "TX")
+        .into_iter()
+        .filter(|e| e["text"] == "TX")
+        .count();
+    assert_eq!(logins_of_tx, 1);
+
+    // When the session cannot be renewed, the transaction ends there: never in a new session.
+    let tx = conn.begin().await.unwrap();
+    server.script(Rule::renewal_refused("TX"));
+    server.script(Rule::statement("INSERT INTO t_tx VALUES (5)").session_expired());
+    let err = tx.query("INSERT INTO t_tx VALUES (5)").await.unwrap_err();
     assert!(matches!(err, Error::SessionLost { .. }), "{err}");
     assert_eq!(
         server
-            .events_of("statement", "INSERT INTO t_tx VALUES (3)")
+            .events_of("statement", "INSERT INTO t_tx VALUES (5)")
             .len(),
         1
     );

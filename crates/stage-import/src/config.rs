@@ -3,6 +3,16 @@
 
 use job_kit::{EnvVar, Kind};
 use serde::Deserialize;
+use snowflake_conn::CredentialVars;
+
+/// The login variables, for `snowflake_conn::credential::resolve`.
+pub const CREDENTIAL_VARS: CredentialVars = CredentialVars {
+    private_key: "SNOWFLAKE_LOAD_PRIVATE_KEY",
+    private_key_path: "SNOWFLAKE_LOAD_PRIVATE_KEY_PATH",
+    passphrase: "SNOWFLAKE_LOAD_PRIVATE_KEY_PASSPHRASE",
+    token: "SNOWFLAKE_LOAD_TOKEN",
+    password: "SNOWFLAKE_LOAD_PASSWORD",
+};
 
 pub const VARS: &[EnvVar] = &[
     EnvVar::new(
@@ -126,9 +136,32 @@ pub const VARS: &[EnvVar] = &[
         "User the loads run as (with SNOWFLAKE_ACCOUNT)",
     ),
     EnvVar::new(
+        "SNOWFLAKE_LOAD_PRIVATE_KEY",
+        Kind::Text,
+        CredentialVars::HELP_PRIVATE_KEY,
+    )
+    .secret(),
+    EnvVar::new(
+        "SNOWFLAKE_LOAD_PRIVATE_KEY_PATH",
+        Kind::Path,
+        CredentialVars::HELP_PRIVATE_KEY_PATH,
+    ),
+    EnvVar::new(
+        "SNOWFLAKE_LOAD_PRIVATE_KEY_PASSPHRASE",
+        Kind::Text,
+        CredentialVars::HELP_PASSPHRASE,
+    )
+    .secret(),
+    EnvVar::new(
+        "SNOWFLAKE_LOAD_TOKEN",
+        Kind::Text,
+        CredentialVars::HELP_TOKEN,
+    )
+    .secret(),
+    EnvVar::new(
         "SNOWFLAKE_LOAD_PASSWORD",
         Kind::Text,
-        "That user's password (with SNOWFLAKE_ACCOUNT)",
+        CredentialVars::HELP_PASSWORD,
     )
     .secret(),
     EnvVar::new(
@@ -209,6 +242,10 @@ pub struct Config {
     pub s3_endpoint_url: Option<String>,
     pub snowflake_account: Option<String>,
     pub snowflake_load_user: Option<String>,
+    pub snowflake_load_private_key: Option<job_kit::Secret<String>>,
+    pub snowflake_load_private_key_path: Option<std::path::PathBuf>,
+    pub snowflake_load_private_key_passphrase: Option<job_kit::Secret<String>>,
+    pub snowflake_load_token: Option<job_kit::Secret<String>>,
     pub snowflake_load_password: Option<job_kit::Secret<String>>,
     pub snowflake_load_role: String,
     pub snowflake_load_database: String,
@@ -243,24 +280,31 @@ impl Config {
         let Some(account) = &self.snowflake_account else {
             return Ok(None);
         };
-        let missing: Vec<&str> = [
+        let values = snowflake_conn::credential::CredentialValues {
+            private_key: self.snowflake_load_private_key.as_ref(),
+            private_key_path: self.snowflake_load_private_key_path.as_deref(),
+            passphrase: self.snowflake_load_private_key_passphrase.as_ref(),
+            token: self.snowflake_load_token.as_ref(),
+            password: self.snowflake_load_password.as_ref(),
+        };
+        let mut missing: Vec<String> = [
             ("SNOWFLAKE_LOAD_USER", self.snowflake_load_user.is_none()),
-            (
-                "SNOWFLAKE_LOAD_PASSWORD",
-                self.snowflake_load_password.is_none(),
-            ),
             (
                 "SNOWFLAKE_LOAD_WAREHOUSE",
                 self.snowflake_load_warehouse.is_none(),
             ),
         ]
         .into_iter()
-        .filter_map(|(name, missing)| missing.then_some(name))
+        .filter(|(_, missing)| *missing)
+        .map(|(name, _)| name.to_owned())
         .collect();
-        let (Some(user), Some(password), Some(warehouse)) = (
+        if values.is_empty() {
+            missing.push(CREDENTIAL_VARS.one_of());
+        }
+        let (Some(user), Some(warehouse), true) = (
             &self.snowflake_load_user,
-            &self.snowflake_load_password,
             &self.snowflake_load_warehouse,
+            missing.is_empty(),
         ) else {
             return Err(format!(
                 "SNOWFLAKE_ACCOUNT is set, so the loads go to Snowflake, but {} {} not set",
@@ -268,8 +312,10 @@ impl Config {
                 if missing.len() == 1 { "is" } else { "are" }
             ));
         };
+        let credential = snowflake_conn::credential::resolve(&CREDENTIAL_VARS, values)
+            .map_err(|problem| problem.to_string())?;
         let mut options =
-            snowflake_conn::ConnectOptions::new(account.clone(), user.clone(), password.clone());
+            snowflake_conn::ConnectOptions::new(account.clone(), user.clone(), credential);
         options.role = Some(self.snowflake_load_role.clone());
         options.warehouse = Some(warehouse.clone());
         options.database = Some(self.snowflake_load_database.clone());
@@ -305,12 +351,44 @@ impl Config {
             "AWS_ACCOUNT_ID" => self.aws_account_id.as_ref(),
             _ => None,
         };
-        own.cloned().or_else(|| env.raw(name).map(str::to_owned))
+        let value = own.cloned().or_else(|| env.raw(name).map(str::to_owned))?;
+        // A placeholder may name a credential: its value is then masked wherever a log line
+        // or the report shows what the placeholder filled in.
+        let secret = VARS.iter().any(|v| v.name == name && v.secret)
+            || job_kit::secret::is_credential_name(name);
+        if secret {
+            job_kit::secret::register(&value);
+        }
+        Some(value)
     }
 }
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_placeholder_naming_a_credential_is_masked_once_filled() {
+        let mut sources = job_kit::env::Sources::default();
+        sources
+            .env
+            .insert("PARTNER_API_TOKEN".into(), "tok-ab12cd34ef56".into());
+        sources
+            .env
+            .insert("PARTNER_REGION".into(), "eu-west-region".into());
+        let config: super::Config = job_kit::env::load(super::VARS, &sources).unwrap();
+        assert_eq!(
+            config
+                .template_value("PARTNER_API_TOKEN", &sources)
+                .as_deref(),
+            Some("tok-ab12cd34ef56")
+        );
+        assert_eq!(
+            job_kit::secret::redact("s3://b/tok-ab12cd34ef56/x"),
+            "s3://b/***/x"
+        );
+        config.template_value("PARTNER_REGION", &sources);
+        assert_eq!(job_kit::secret::redact("eu-west-region"), "eu-west-region");
+    }
+
     #[test]
     fn config_struct_matches_the_variable_table() {
         job_kit::env::check_contract::<super::Config>(super::VARS).unwrap();

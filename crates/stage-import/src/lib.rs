@@ -437,6 +437,7 @@ async fn run_load<W: Warehouse>(
             FileStatus::LoadSkipped => "skipped: loaded before",
             FileStatus::PartiallyLoaded => "partially loaded: rows rejected",
             FileStatus::LoadFailed => "failed",
+            FileStatus::Unknown => "unknown: not in COPY's result nor in its history",
         };
         let error = outcome.first_error.as_deref();
         if outcome.failed(config.stage_import_max_errors_per_file) {
@@ -542,8 +543,13 @@ async fn bootstrap(
     if print {
         let mut out = std::io::stdout().lock();
         for statement in &statements {
-            // A stage's CREDENTIALS hold the AWS secret key: never printed.
-            let _ = writeln!(out, "{}\n", job_kit::secret::redact(statement));
+            // A stage's CREDENTIALS hold the AWS secret key: never printed, a placeholder
+            // naming its variable instead.
+            let _ = writeln!(
+                out,
+                "{}\n",
+                job_kit::secret::redact(&with_placeholders(statement, config))
+            );
         }
         return Ok(Exit::Success);
     }
@@ -590,10 +596,28 @@ fn open_embedded(config: &Config) -> Result<Backend, ImportError> {
 #[cfg(not(feature = "duckdb"))]
 fn open_embedded(_config: &Config) -> Result<Backend, ImportError> {
     Err(ImportError::Config(
-        "no warehouse: set SNOWFLAKE_ACCOUNT, SNOWFLAKE_LOAD_USER, SNOWFLAKE_LOAD_PASSWORD and \
-         SNOWFLAKE_LOAD_WAREHOUSE (this build has no embedded warehouse)"
+        "no warehouse: set SNOWFLAKE_ACCOUNT, SNOWFLAKE_LOAD_USER, SNOWFLAKE_LOAD_WAREHOUSE and \
+         SNOWFLAKE_LOAD_PRIVATE_KEY (or _PRIVATE_KEY_PATH, _TOKEN, _PASSWORD) (this build has no \
+         embedded warehouse)"
             .to_owned(),
     ))
+}
+
+/// `statement` with each secret's SQL literal replaced by `'<VARIABLE>'`.
+fn with_placeholders(statement: &str, config: &Config) -> String {
+    let mut shown = statement.to_owned();
+    for (name, secret) in [
+        ("AWS_SECRET_ACCESS_KEY", &config.aws_secret_access_key),
+        ("AWS_SESSION_TOKEN", &config.aws_session_token),
+    ] {
+        if let Some(secret) = secret {
+            shown = shown.replace(
+                &snowflake_conn::quote_literal(secret.expose()),
+                &format!("'<{name}>'"),
+            );
+        }
+    }
+    shown
 }
 
 fn print_sources(catalog: &Catalog) {
@@ -650,7 +674,8 @@ fn print_table(columns: &[String], rows: &[Vec<Option<String>>]) {
 }
 
 fn print_json(report: &RunReport) {
+    // Paths and errors may hold what a placeholder filled in: masked like the logs.
+    let text = serde_json::to_string_pretty(report).unwrap_or_default();
     let mut out = std::io::stdout().lock();
-    let _ = serde_json::to_writer_pretty(&mut out, report);
-    let _ = writeln!(out);
+    let _ = writeln!(out, "{}", job_kit::secret::redact(&text));
 }

@@ -15,6 +15,10 @@ pub enum FileStatus {
     /// Some rows were rejected (`ON_ERROR='CONTINUE'`); the rest loaded.
     PartiallyLoaded,
     LoadFailed,
+    /// Listed, but COPY's result does not mention it and COPY_HISTORY shows no earlier load:
+    /// it vanished from the stage, or Snowflake could not tell its load status. Never taken
+    /// as loaded: it fails.
+    Unknown,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -50,10 +54,19 @@ impl FileOutcome {
         }
     }
 
+    /// A file COPY's result left out, until COPY_HISTORY says what became of it.
+    pub fn unknown(file: &str, why: String) -> FileOutcome {
+        FileOutcome {
+            status: FileStatus::Unknown,
+            first_error: Some(why),
+            ..FileOutcome::skipped(file)
+        }
+    }
+
     /// Failed, for the exit code: nothing loaded, or more rejected rows than allowed.
     pub fn failed(&self, max_errors_per_file: u64) -> bool {
         match self.status {
-            FileStatus::LoadFailed => true,
+            FileStatus::LoadFailed | FileStatus::Unknown => true,
             FileStatus::PartiallyLoaded => self.errors_seen > max_errors_per_file,
             FileStatus::Loaded | FileStatus::LoadSkipped => false,
         }

@@ -175,9 +175,39 @@ impl FakeSnow {
             .collect()
     }
 
-    /// One HTTP/1.1 request to the proxy's control endpoints (std only: this crate must stay
-    /// quick to build).
+    /// Runs one statement over the Snowflake protocol, as an administrator would (logged in
+    /// through the proxy, so that it sees the statement: `ALTER USER … SET RSA_PUBLIC_KEY`);
+    /// panics unless it succeeds. Returns the statement's reply.
+    pub fn run_sql(&self, sql: &str) -> Value {
+        let login = self.request(
+            "POST",
+            "/session/v1/login-request?requestId=1",
+            Some(serde_json::json!({"data": {"LOGIN_NAME": "TEST_ADMIN", "PASSWORD": "any", "SESSION_PARAMETERS": {}}})),
+            None,
+        );
+        let token = login["data"]["token"]
+            .as_str()
+            .unwrap_or_else(|| panic!("test login refused: {login}"))
+            .to_owned();
+        let reply = self.request(
+            "POST",
+            "/queries/v1/query-request?requestId=2",
+            Some(serde_json::json!({"sqlText": sql, "parameters": {"GO_QUERY_RESULT_FORMAT": "JSON"}})),
+            Some(&token),
+        );
+        assert_eq!(reply["success"], true, "{sql}: {reply}");
+        reply
+    }
+
     fn control(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        self.request(method, path, body, None)
+    }
+
+    /// One HTTP/1.1 request to the proxy (std only: this crate must stay quick to build).
+    fn request(&self, method: &str, path: &str, body: Option<Value>, token: Option<&str>) -> Value {
+        let auth = token
+            .map(|t| format!("Authorization: Snowflake Token=\"{t}\"\r\n"))
+            .unwrap_or_default();
         let body = body.map(|b| b.to_string()).unwrap_or_default();
         let mut stream = TcpStream::connect(("127.0.0.1", self.proxy_port)).expect("proxy is up");
         stream
@@ -186,7 +216,7 @@ impl FakeSnow {
         write!(
             stream,
             "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
-             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+             {auth}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
             body.len()
         )
         .expect("send to proxy");
@@ -255,10 +285,41 @@ impl Rule {
         self
     }
 
-    /// Answer "session expired" (390112) without running the statement.
+    /// Expire the session's token and answer "session expired" (390112) without running the
+    /// statement. The token keeps answering 390112 until the client renews the session with
+    /// its master token (`/session/token-request`), which keeps the session.
     pub fn session_expired(mut self) -> Rule {
         self.0["action"] = json!("session_expired");
         self
+    }
+
+    /// Only for the sessions of `user` (its LOGIN_NAME), so that tests sharing the server and
+    /// sending the same SQL do not take each other's rules.
+    pub fn for_user(mut self, user: &str) -> Rule {
+        self.0["user"] = json!(user);
+        self
+    }
+
+    /// With a `COPY INTO <table>` statement: the listed file whose stage path contains `file`
+    /// is gone when the COPY runs; it is not loaded and, as under `ON_ERROR = CONTINUE`, left
+    /// out of COPY's result.
+    pub fn vanish(mut self, file: &str) -> Rule {
+        self.0["action"] = json!("vanish");
+        self.0["file"] = json!(file);
+        self
+    }
+
+    /// With [`Rule::still_running`]: the session's token expires while the statement runs, so
+    /// its result polls answer 390112 until the session is renewed.
+    pub fn expire_while_running(mut self) -> Rule {
+        self.0["expire_while_running"] = json!(true);
+        self
+    }
+
+    /// Refuse the next session renewal (`/session/token-request`) of a session of `user`
+    /// (its LOGIN_NAME) with 390114, as Snowflake does once the master token has expired.
+    pub fn renewal_refused(user: &str) -> Rule {
+        Rule(json!({"on": "renew", "match": user, "times": 1, "action": "renew_error"}))
     }
 
     /// With [`Rule::login`]: refuse the login with Snowflake's code and message.

@@ -10,6 +10,7 @@
 #![allow(clippy::print_stderr, clippy::disallowed_methods)]
 
 pub mod fakesnow;
+pub mod keys;
 
 use std::path::PathBuf;
 

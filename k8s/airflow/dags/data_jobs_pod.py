@@ -58,7 +58,7 @@ SNOWFLAKE_LOAD = [
     for name in (
         "SNOWFLAKE_ACCOUNT",
         "SNOWFLAKE_LOAD_USER",
-        "SNOWFLAKE_LOAD_PASSWORD",
+        "SNOWFLAKE_LOAD_PRIVATE_KEY",
         "SNOWFLAKE_LOAD_ROLE",
         "SNOWFLAKE_LOAD_DATABASE",
         "SNOWFLAKE_LOAD_WAREHOUSE",
@@ -83,12 +83,15 @@ JOB_SECRETS: dict[str, list[tuple[str, str, str]]] = {
         for name in (
             "PERMISSION_BOT_ACCOUNT",
             "PERMISSION_BOT_USER",
-            "PERMISSION_BOT_PASSWORD",
+            "PERMISSION_BOT_PRIVATE_KEY",
             "PERMISSION_BOT_ROLE",
             "PERMISSION_BOT_WAREHOUSE",
             "PERMISSION_BOT_DATABASE",
         )
-    ],
+    ]
+    # apply's new users' passwords are encrypted to the admin's age key (never in clear text
+    # in the task log).
+    + [("PERMISSIONS_PASSWORD_RECIPIENT", JOBS_SECRET, "PERMISSIONS_PASSWORD_RECIPIENT")],
     "webhook-alert": [("MATTERMOST_WEBHOOK_URL", SHARED_SECRET, "MATTERMOST_WEBHOOK_URL")],
     "dbt": [("SNOWFLAKE_ACCOUNT", SHARED_SECRET, "SNOWFLAKE_ACCOUNT")]
     + [

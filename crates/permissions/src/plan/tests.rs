@@ -26,6 +26,7 @@ fn options() -> Options {
         max_revokes: 20,
         force: false,
         bot_user: Some(n("PERMISSION_BOT")),
+        bot_uses_password: true,
     }
 }
 
@@ -168,6 +169,9 @@ fn apply(state: &mut State, plan: &Plan) {
             }
             Change::UnsetPassword { user } => {
                 state.users.get_mut(user).unwrap().has_password = false
+            }
+            Change::ConvertToService { user } => {
+                state.users.get_mut(user).unwrap().user_type = Some("SERVICE".into())
             }
             Change::GrantRole {
                 role,
@@ -581,6 +585,19 @@ fn the_bot_user_is_never_locked_out() {
             .iter()
             .all(|r| r.contains("would lock out PERMISSION_BOT"))
     );
+    // A bot that logs in with a key keeps working without a password; disabling still locks
+    // it out.
+    let with_key = Options {
+        bot_uses_password: false,
+        ..options()
+    };
+    let plan = plan_spec(&spec, &account(), &with_key);
+    assert_eq!(plan.refusals.len(), 1, "{:#?}", plan.refusals);
+    assert!(
+        plan.refusals[0].contains("DISABLED = TRUE"),
+        "{:#?}",
+        plan.refusals
+    );
 }
 
 #[test]
@@ -907,5 +924,80 @@ fn shared_databases_take_imported_privileges_only() {
     assert_eq!(
         sql_of(&plan_spec(&none, &state, &options())),
         vec!["REVOKE IMPORTED PRIVILEGES ON DATABASE SNOWFLAKE FROM ROLE R"]
+    );
+}
+
+#[test]
+fn service_users_get_no_password_and_a_converted_one_loses_its_password_first() {
+    let spec = spec_of(
+        "users:\n  - loader:\n      can_login: yes\n      type: service\n  \
+         - etl:\n      can_login: yes\n      type: service\n",
+    );
+    let mut state = account();
+    // What Snowflake converted from LEGACY_SERVICE keeps its password until it is unset.
+    state.users.insert(
+        n("ETL"),
+        UserInfo {
+            has_password: true,
+            user_type: Some("LEGACY_SERVICE".into()),
+            ..UserInfo::default()
+        },
+    );
+    state.user_roles.insert(n("ETL"), BTreeSet::new());
+    let sql = sql_of(&plan_spec(&spec, &state, &options()));
+    assert_eq!(
+        sql,
+        vec![
+            "CREATE USER LOADER TYPE = SERVICE",
+            "ALTER USER ETL UNSET PASSWORD",
+            "ALTER USER ETL SET TYPE = SERVICE",
+        ]
+    );
+    // Once converged, nothing more: no ALTER on every run.
+    state.users.insert(
+        n("ETL"),
+        UserInfo {
+            has_password: false,
+            user_type: Some("SERVICE".into()),
+            ..UserInfo::default()
+        },
+    );
+    let sql = sql_of(&plan_spec(&spec, &state, &options()));
+    assert_eq!(sql, vec!["CREATE USER LOADER TYPE = SERVICE"]);
+}
+
+#[test]
+fn a_service_users_key_is_set_at_creation_and_replaced_when_its_fingerprint_differs() {
+    let key = test_servers::keys::rsa_private_key(2048);
+    let public = test_servers::keys::public_key_for_alter_user(&key);
+    let spec = spec_of(&format!(
+        "users:\n  - loader:\n      can_login: yes\n      type: service\n      \
+         rsa_public_key: {public}\n"
+    ));
+    let mut state = account();
+    let sql = sql_of(&plan_spec(&spec, &state, &options()));
+    assert_eq!(
+        sql,
+        vec![format!(
+            "CREATE USER LOADER TYPE = SERVICE RSA_PUBLIC_KEY = '{public}'"
+        )]
+    );
+    let fingerprint = snowflake_conn::PublicKey::parse(&public)
+        .unwrap()
+        .fingerprint;
+    let mut info = UserInfo {
+        user_type: Some("SERVICE".into()),
+        has_rsa_public_key: true,
+        rsa_public_key_fp: Some(fingerprint),
+        ..UserInfo::default()
+    };
+    state.users.insert(n("LOADER"), info.clone());
+    state.user_roles.insert(n("LOADER"), BTreeSet::new());
+    assert!(sql_of(&plan_spec(&spec, &state, &options())).is_empty());
+    info.rsa_public_key_fp = Some("SHA256:someotherkey".into());
+    state.users.insert(n("LOADER"), info);
+    assert_eq!(
+        sql_of(&plan_spec(&spec, &state, &options())),
+        vec![format!("ALTER USER LOADER SET RSA_PUBLIC_KEY = '{public}'")]
     );
 }

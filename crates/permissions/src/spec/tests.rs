@@ -400,3 +400,29 @@ fn globs_match_folded_names() {
     assert!(suffix.matches(&n("SALES_DEV")));
     assert!(!suffix.matches(&n("_DEVX")));
 }
+
+#[test]
+fn service_users_have_no_names_or_password_and_legacy_service_is_refused() {
+    let yaml = format!(
+        "{HEADER}users:\n  - loader:\n      can_login: yes\n      type: service\n      \
+         first_name: Load\n      last_name: Bot\n      has_password: yes\n  \
+         - old_bot:\n      can_login: yes\n      type: legacy_service\n  \
+         - fine_bot:\n      can_login: yes\n      type: SERVICE\n      email: bot@example.com\n"
+    );
+    let found = problems(&yaml);
+    assert_eq!(found.len(), 4, "{found:#?}");
+    assert!(
+        found[0].starts_with("6:19: user loader: first_name"),
+        "{found:#?}"
+    );
+    assert!(found[0].contains("Snowflake refuses it for TYPE = SERVICE"));
+    assert!(
+        found[1].starts_with("7:18: user loader: last_name"),
+        "{found:#?}"
+    );
+    assert!(found[2].contains("has_password") && found[2].contains("no password"));
+    assert!(
+        found[3].contains("LEGACY_SERVICE users can no longer be created"),
+        "{found:#?}"
+    );
+}

@@ -593,6 +593,7 @@ fn status_name(status: FileStatus) -> &'static str {
         FileStatus::LoadSkipped => "LOAD_SKIPPED",
         FileStatus::PartiallyLoaded => "PARTIALLY_LOADED",
         FileStatus::LoadFailed => "LOAD_FAILED",
+        FileStatus::Unknown => "UNKNOWN",
     }
 }
 

@@ -109,6 +109,82 @@ impl SnowflakeWarehouse {
     }
 
     /// Fails with [`WarehouseError::MissingTable`] (exit 2) when bootstrap has not run.
+    /// Files COPY's result left out were skipped by its load metadata, or vanished, or have a
+    /// load status Snowflake could not tell. Only COPY_HISTORY's record of an earlier load
+    /// makes one LOAD_SKIPPED; the others stay UNKNOWN and fail.
+    async fn confirm_skips(&mut self, load: &Load, outcomes: &mut [FileOutcome]) {
+        let unknown: Vec<usize> = (0..outcomes.len())
+            .filter(|&i| outcomes[i].status == FileStatus::Unknown)
+            .collect();
+        if unknown.is_empty() {
+            return;
+        }
+        let Ok(connection) = self.connection() else {
+            return;
+        };
+        let history = match connection.query_idempotent(&history_sql(load)).await {
+            Ok(history) => history,
+            Err(err) => {
+                tracing::warn!(
+                    table = %qualified(&load.schema, &load.table),
+                    "cannot read COPY_HISTORY to confirm {} skipped file(s): {err}",
+                    unknown.len()
+                );
+                return;
+            }
+        };
+        let mut loaded_before = Vec::new();
+        for row in history.rows() {
+            let (Ok(file), Ok(status)) = (row.text("FILE_NAME"), row.text("STATUS")) else {
+                continue;
+            };
+            if status.eq_ignore_ascii_case("Loaded")
+                || status.eq_ignore_ascii_case("Partially loaded")
+            {
+                loaded_before.push(file.to_owned());
+            }
+        }
+        for i in unknown {
+            let path = outcomes[i].file.clone();
+            if loaded_before
+                .iter()
+                .any(|f| *f == path || f.ends_with(&format!("/{path}")))
+            {
+                outcomes[i] = FileOutcome::skipped(&path);
+            }
+        }
+    }
+
+    /// Which of `files` have rows in the load's table (by `_source_file`).
+    async fn files_in_table(
+        &mut self,
+        load: &Load,
+        files: &[StagedFile],
+    ) -> Result<std::collections::BTreeSet<String>, WarehouseError> {
+        let table = qualified(&load.schema, &load.table);
+        let what = format!("reading which files {table} holds");
+        let connection = self.connection()?.clone();
+        let mut found = std::collections::BTreeSet::new();
+        for batch in files.chunks(MAX_FILES_PER_COPY) {
+            let names: Vec<String> = batch.iter().map(|f| quote_literal(&f.path)).collect();
+            let sql = format!(
+                "SELECT DISTINCT {column} AS F FROM {table} WHERE {column} IN ({})",
+                names.join(", "),
+                column = quote_ident(SOURCE_FILE_COLUMN),
+            );
+            let result = connection
+                .query_idempotent(&sql)
+                .await
+                .map_err(snowflake_error(&what))?;
+            for row in result.rows() {
+                if let Ok(file) = row.text("F") {
+                    found.insert(file.to_owned());
+                }
+            }
+        }
+        Ok(found)
+    }
+
     async fn check_table(&mut self, load: &Load) -> Result<(), WarehouseError> {
         let table = qualified(&load.schema, &load.table);
         if self.tables_checked.contains(&table) {
@@ -117,8 +193,8 @@ impl SnowflakeWarehouse {
         let sql = format!(
             "SELECT COUNT(*) AS N FROM INFORMATION_SCHEMA.TABLES \
              WHERE TABLE_SCHEMA = {} AND TABLE_NAME = {}",
-            quote_literal(&load.schema.to_ascii_uppercase()),
-            quote_literal(&load.table.to_ascii_uppercase())
+            quote_literal(&snowflake_conn::stored_name(&load.schema)),
+            quote_literal(&snowflake_conn::stored_name(&load.table))
         );
         let result = self
             .connection()?
@@ -181,6 +257,14 @@ impl Warehouse for SnowflakeWarehouse {
                     &source.format_name,
                     &self.stage_access,
                 ));
+                if let Some(refresh) = set_stage_credentials(
+                    &source.schema,
+                    &source.stage,
+                    &load.stage_url,
+                    &self.stage_access,
+                ) {
+                    push(refresh);
+                }
             }
             push(create_table(&source.schema, &source.table, &source.format));
         }
@@ -243,6 +327,44 @@ impl Warehouse for SnowflakeWarehouse {
                     return Err(snowflake_error(&what)(error));
                 }
             }
+        } else if beyond_load_metadata(load.date) {
+            // Snowflake keeps load metadata 64 days; past that, COPY skips a file whose status
+            // it cannot tell, loaded or not. The table's own `_source_file` says which were
+            // loaded; the others are loaded with LOAD_UNCERTAIN_FILES.
+            let loaded = self.files_in_table(load, files).await?;
+            let unloaded: Vec<StagedFile> = files
+                .iter()
+                .filter(|f| !loaded.contains(&f.path))
+                .cloned()
+                .collect();
+            for batch in unloaded.chunks(MAX_FILES_PER_COPY) {
+                let sql = format!(
+                    "{}\nLOAD_UNCERTAIN_FILES = TRUE",
+                    copy_sql(load, batch, false)
+                );
+                results.push(
+                    connection
+                        .query(&sql)
+                        .await
+                        .map_err(snowflake_error(&what))?,
+                );
+            }
+            let rows = results.iter().flat_map(copy_rows).collect::<Vec<_>>();
+            let copied = outcomes(&unloaded, rows)
+                .map_err(|message| WarehouseError::Query { what, message })?;
+            let mut copied = copied.into_iter();
+            return Ok(files
+                .iter()
+                .map(|f| {
+                    if loaded.contains(&f.path) {
+                        FileOutcome::skipped(&f.path)
+                    } else {
+                        copied
+                            .next()
+                            .unwrap_or_else(|| FileOutcome::skipped(&f.path))
+                    }
+                })
+                .collect());
         } else {
             for batch in files.chunks(MAX_FILES_PER_COPY) {
                 results.push(
@@ -254,8 +376,22 @@ impl Warehouse for SnowflakeWarehouse {
             }
         }
         let rows = results.iter().flat_map(copy_rows).collect::<Vec<_>>();
-        outcomes(files, rows).map_err(|message| WarehouseError::Query { what, message })
+        let mut outcomes =
+            outcomes(files, rows).map_err(|message| WarehouseError::Query { what, message })?;
+        self.confirm_skips(load, &mut outcomes).await;
+        Ok(outcomes)
     }
+}
+
+/// How long Snowflake keeps a table's load metadata (COPY's "loaded before").
+const LOAD_METADATA_DAYS: i32 = 64;
+
+/// A day whose files Snowflake's load metadata may no longer know (staged more than 64 days ago).
+fn beyond_load_metadata(day: jiff::civil::Date) -> bool {
+    let today = jiff::Zoned::now().date();
+    today
+        .since(day)
+        .is_ok_and(|span| span.get_days() > LOAD_METADATA_DAYS)
 }
 
 /// `schema.table` as SQL.
@@ -307,6 +443,44 @@ pub fn create_file_format(schema: &str, name: &str, format: &Format) -> String {
 
 /// The stage a source's files are read from: its S3 prefix (through a storage integration, or
 /// with keys), or a local directory as a `file://` URL (what a test emulator reads).
+/// For a stage that carries keys: the current ones, every bootstrap. `CREATE … IF NOT EXISTS`
+/// keeps a stage's first credentials (an expired AWS_TOKEN among them), and Snowflake never
+/// shows the stored secret to compare with.
+pub fn set_stage_credentials(
+    schema: &str,
+    name: &str,
+    url: &StageUrl,
+    access: &StageAccess,
+) -> Option<String> {
+    match (url, access) {
+        (StageUrl::S3 { .. }, StageAccess::Keys { .. }) => Some(format!(
+            "ALTER STAGE {} SET{};",
+            qualified(schema, name),
+            credentials_clause(access)
+        )),
+        _ => None,
+    }
+}
+
+fn credentials_clause(access: &StageAccess) -> String {
+    match access {
+        StageAccess::Keys {
+            key_id,
+            secret,
+            token,
+        } => format!(
+            "\n  CREDENTIALS = (AWS_KEY_ID = {} AWS_SECRET_KEY = {}{})",
+            quote_literal(key_id),
+            quote_literal(secret.expose()),
+            token
+                .as_ref()
+                .map(|t| format!(" AWS_TOKEN = {}", quote_literal(t.expose())))
+                .unwrap_or_default()
+        ),
+        _ => String::new(),
+    }
+}
+
 pub fn create_stage(
     schema: &str,
     name: &str,
@@ -319,22 +493,7 @@ pub fn create_stage(
         (StageUrl::S3 { .. }, StageAccess::Integration(integration)) => {
             format!("\n  STORAGE_INTEGRATION = {}", quote_ident(integration))
         }
-        (
-            StageUrl::S3 { .. },
-            StageAccess::Keys {
-                key_id,
-                secret,
-                token,
-            },
-        ) => format!(
-            "\n  CREDENTIALS = (AWS_KEY_ID = {} AWS_SECRET_KEY = {}{})",
-            quote_literal(key_id),
-            quote_literal(secret.expose()),
-            token
-                .as_ref()
-                .map(|t| format!(" AWS_TOKEN = {}", quote_literal(t.expose())))
-                .unwrap_or_default()
-        ),
+        (StageUrl::S3 { .. }, StageAccess::Keys { .. }) => credentials_clause(access),
     };
     format!(
         "CREATE STAGE IF NOT EXISTS {}\n  URL = {}{access}\n  FILE_FORMAT = {};",
@@ -384,7 +543,9 @@ pub fn copy_sql(load: &Load, files: &[StagedFile], force: bool) -> String {
         .map(|i| format!("${i}"))
         .chain([
             source_file(&load.stage_url),
-            "CURRENT_TIMESTAMP()".to_owned(),
+            // The load time: the one documented for COPY transformations (CURRENT_TIMESTAMP()
+            // is not among the functions they support).
+            "METADATA$START_SCAN_TIME".to_owned(),
         ])
         .collect();
     let names: Vec<String> = files.iter().map(|f| quote_literal(&f.path)).collect();
@@ -429,6 +590,19 @@ fn source_file(stage: &StageUrl) -> String {
          METADATA$FILENAME)",
         prefix = quote_literal(key_prefix),
         from = key_prefix.chars().count() + 1,
+    )
+}
+
+/// The table's loads of the last 14 days (as long as COPY_HISTORY keeps them).
+pub fn history_sql(load: &Load) -> String {
+    format!(
+        "SELECT FILE_NAME, STATUS FROM TABLE(INFORMATION_SCHEMA.COPY_HISTORY(TABLE_NAME => {}, \
+         START_TIME => DATEADD(DAY, -14, CURRENT_TIMESTAMP())))",
+        quote_literal(&format!(
+            "{}.{}",
+            quote_ident(&load.schema),
+            quote_ident(&load.table)
+        ))
     )
 }
 
@@ -491,8 +665,8 @@ pub fn copy_rows(result: &QueryResult) -> Vec<Result<CopyRow, String>> {
 
 /// The outcome of each file the preflight found, in its order. COPY names a file by its full
 /// location (`s3://bucket/prefix/path` for an external stage), so a row belongs to the file
-/// whose stage path ends it. A file the result does not mention was skipped by Snowflake's
-/// load metadata: loaded before.
+/// whose stage path ends it. A file the result does not mention is UNKNOWN until COPY_HISTORY
+/// confirms an earlier load (`confirm_skips`).
 pub fn outcomes(
     files: &[StagedFile],
     rows: Vec<Result<CopyRow, String>>,
@@ -536,9 +710,15 @@ pub fn outcomes(
     Ok(files
         .iter()
         .map(|f| {
-            by_file
-                .remove(f.path.as_str())
-                .unwrap_or_else(|| FileOutcome::skipped(&f.path))
+            by_file.remove(f.path.as_str()).unwrap_or_else(|| {
+                FileOutcome::unknown(
+                    &f.path,
+                    "COPY's result does not mention it, and COPY_HISTORY of the last 14 \
+                         days shows no load of it: it may have vanished from the stage, or \
+                         Snowflake could not tell whether it was loaded; --reload loads it"
+                        .to_owned(),
+                )
+            })
         })
         .collect())
 }
@@ -599,7 +779,7 @@ mod tests {
              _source_file, _loaded_at)\n\
              FROM (SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, \
              IFF(STARTSWITH(METADATA$FILENAME, 'landing/licenses/'), SUBSTR(METADATA$FILENAME, 18), \
-             METADATA$FILENAME), CURRENT_TIMESTAMP() FROM @licenses.licenses_stage)\n\
+             METADATA$FILENAME), METADATA$START_SCAN_TIME FROM @licenses.licenses_stage)\n\
              FILES = ('2026-11-26/licenses-2026-11-26.csv', '2026-11-26/it''s.csv')\n\
              FILE_FORMAT = (FORMAT_NAME = 'licenses.license_csv')\n\
              ON_ERROR = 'CONTINUE'"
@@ -623,11 +803,15 @@ mod tests {
             token: None,
         };
         let settings = Settings {
-            options: ConnectOptions::new("xy12345", "loader", Secret::new("pw".to_owned())),
+            options: ConnectOptions::new(
+                "xy12345",
+                "loader",
+                snowflake_conn::Credential::Password(Secret::new("pw".to_owned())),
+            ),
             stage_access: keys,
         };
         let sql = SnowflakeWarehouse::offline(&settings).bootstrap_sql(&[(source, loads)]);
-        assert_eq!(sql.len(), 4, "{sql:#?}");
+        assert_eq!(sql.len(), 5, "{sql:#?}");
         assert_eq!(sql[0], "CREATE SCHEMA IF NOT EXISTS diagnostics;");
         assert_eq!(
             sql[1],
@@ -642,6 +826,13 @@ mod tests {
              CREDENTIALS = (AWS_KEY_ID = 'AKIAEXAMPLE' AWS_SECRET_KEY = 's3cr3t''key')\n  \
              FILE_FORMAT = diagnostics.cloudfront_log;"
         );
+        // An existing stage gets the current keys (CREATE ... IF NOT EXISTS keeps its old ones).
+        assert_eq!(
+            sql[3],
+            "ALTER STAGE diagnostics.diagnostics_stage SET\n  \
+             CREDENTIALS = (AWS_KEY_ID = 'AKIAEXAMPLE' AWS_SECRET_KEY = 's3cr3t''key');"
+        );
+        let sql = [&sql[..3], &sql[4..]].concat();
         assert!(sql[3].starts_with(
             "CREATE TABLE IF NOT EXISTS diagnostics.log_entries (\n  log_date DATE,\n  \
              log_time TIME,\n"
@@ -730,8 +921,8 @@ mod tests {
                 (files[1].path.as_str(), FileStatus::PartiallyLoaded, 59, 1),
                 (files[2].path.as_str(), FileStatus::LoadFailed, 0, 1),
                 (files[3].path.as_str(), FileStatus::LoadSkipped, 0, 0),
-                // not in the result: Snowflake's load metadata skipped it
-                (files[4].path.as_str(), FileStatus::LoadSkipped, 0, 0),
+                // not in the result: unknown until COPY_HISTORY confirms an earlier load
+                (files[4].path.as_str(), FileStatus::Unknown, 0, 0),
             ]
         );
         assert_eq!(outcomes[1].first_error_line, Some(41));
