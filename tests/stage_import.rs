@@ -185,6 +185,53 @@ fn a_second_run_loads_nothing_twice_and_reload_replaces_the_day() {
         "replaced, not doubled"
     );
     assert_eq!(setup.count("diagnostics.log_entries"), pings);
+
+    // A file gone from the stage since: --reload names it, and keeps its rows.
+    let gone = walk_files(&setup.stage())
+        .into_iter()
+        .find(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            name.starts_with("E1DIAGNOSTICS.") && name.contains(DAYS[2])
+        })
+        .expect("a diagnostics file of the day");
+    std::fs::remove_file(&gone).unwrap();
+    let reload = setup.run(&["diagnostics", "--date", DAYS[2], "--reload"]);
+    assert_eq!(reload.code, Some(0), "{}", reload.stderr);
+    let report = parse_report(&reload);
+    let named: Vec<&str> = report["loads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|l| l["files_gone"].as_array().into_iter().flatten())
+        .map(|f| f.as_str().unwrap())
+        .collect();
+    let gone_name = gone.file_name().unwrap().to_string_lossy().into_owned();
+    assert_eq!(named.len(), 1, "{report}");
+    assert!(named[0].ends_with(&gone_name), "{named:?}");
+    assert!(
+        reload.stderr.contains("no longer in the stage"),
+        "{}",
+        reload.stderr
+    );
+    assert_eq!(
+        setup.count("diagnostics.log_entries"),
+        pings,
+        "its rows kept"
+    );
+}
+
+fn walk_files(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk_files(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out.sort();
+    out
 }
 
 #[test]

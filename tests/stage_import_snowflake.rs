@@ -501,6 +501,30 @@ fn a_second_run_loads_nothing_twice_and_reload_replaces_the_day() {
     assert_eq!(setup.count("licenses.licenses"), licenses * 2);
     let after = setup.run(&["licenses", "--date", DAY]);
     assert_eq!(statuses(&parse_report(&after)), ["LOAD_SKIPPED"]);
+
+    // The day's file gone from the stage: --reload finds nothing to load, names the file the
+    // table still holds rows of, and keeps them.
+    let file = setup
+        .stage()
+        .join(format!("licenses/{DAY}/licenses-{DAY}.csv"));
+    std::fs::remove_file(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+    let gone = setup.run(&["licenses", "--date", DAY, "--reload"]);
+    let report = parse_report(&gone);
+    assert_eq!(
+        report["loads"][0]["files_gone"],
+        serde_json::json!([format!("{DAY}/licenses-{DAY}.csv")]),
+        "{report}"
+    );
+    assert!(
+        gone.stderr.contains("no longer in the stage"),
+        "{}",
+        gone.stderr
+    );
+    assert_eq!(
+        setup.count("licenses.licenses"),
+        licenses * 2,
+        "its rows kept"
+    );
 }
 
 /// A listed file COPY's result leaves out (gone from the stage when the COPY ran) is never

@@ -427,6 +427,14 @@ async fn run_load<W: Warehouse>(
         drop(fetched);
         outcomes
     };
+    let files_gone = if config.stage_import_reload {
+        gone_from_stage(
+            warehouse, load, &pattern, &files, &refused, &where_, context,
+        )
+        .await
+    } else {
+        Vec::new()
+    };
     let files_found = files.len() + refused.len();
     outcomes.extend(refused);
     for outcome in &mut outcomes {
@@ -473,8 +481,43 @@ async fn run_load<W: Warehouse>(
         outcome: LoadReport::outcome_of(&outcomes, config.stage_import_max_errors_per_file),
         rows_loaded: outcomes.iter().map(|o| o.rows_loaded).sum(),
         files: outcomes,
+        files_gone,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// Files of this load the table holds rows of but the stage no longer has, each said in a
+/// warning. Their rows stay: only the stage's files are reloaded.
+async fn gone_from_stage<W: Warehouse>(
+    warehouse: &mut W,
+    load: &Load,
+    pattern: &regex::Regex,
+    files: &[StagedFile],
+    refused: &[FileOutcome],
+    where_: &str,
+    context: &Context,
+) -> Vec<String> {
+    let held = match warehouse.files_held(load, &context.cancel).await {
+        Ok(held) => held,
+        Err(err) => {
+            tracing::warn!(load = %where_, "cannot list the files the table holds: {err}");
+            return Vec::new();
+        }
+    };
+    let gone: Vec<String> = held
+        .into_iter()
+        .filter(|f| pattern.is_match(f))
+        .filter(|f| !files.iter().any(|s| &s.path == f) && !refused.iter().any(|r| &r.file == f))
+        .collect();
+    for file in &gone {
+        tracing::warn!(
+            load = %where_,
+            file = %file,
+            "the table holds rows of this file, which is no longer in the stage: its rows are \
+             kept (delete them by hand if the file was withdrawn)"
+        );
+    }
+    gone
 }
 
 /// Fetches `files` from S3 into a temporary directory laid out as the stage is.

@@ -102,6 +102,10 @@ pub struct LoadReport {
     pub outcome: LoadOutcome,
     pub rows_loaded: u64,
     pub files: Vec<FileOutcome>,
+    /// With `--reload`: files the table holds rows of for this load that are no longer in the
+    /// stage. Their rows are kept (a file withdrawn upstream is deleted by hand).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub files_gone: Vec<String>,
     pub seconds: f64,
 }
 
@@ -219,6 +223,7 @@ mod tests {
             outcome,
             rows_loaded: 0,
             files: vec![],
+            files_gone: Vec::new(),
             seconds: 0.0,
         }
     }

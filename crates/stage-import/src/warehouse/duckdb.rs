@@ -230,6 +230,16 @@ impl Warehouse for DuckDbWarehouse {
         self.blocking(cancel, move |connection| job.run(connection))
             .await
     }
+
+    async fn files_held(
+        &mut self,
+        load: &Load,
+        cancel: &CancellationToken,
+    ) -> Result<Vec<String>, WarehouseError> {
+        let sql = super::files_held_sql(load, sql_literal);
+        let (_, rows) = self.query_text(&sql, cancel).await?;
+        Ok(super::first_column(rows))
+    }
 }
 
 /// Why a batch did not commit.

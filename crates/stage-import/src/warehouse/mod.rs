@@ -84,6 +84,33 @@ pub trait Warehouse {
         reload: bool,
         cancel: &CancellationToken,
     ) -> Result<Vec<FileOutcome>, WarehouseError>;
+
+    /// The files (`_source_file`) the load's table holds rows of below the load's listing
+    /// prefix: what a `--reload` compares with the stage.
+    async fn files_held(
+        &mut self,
+        load: &Load,
+        cancel: &CancellationToken,
+    ) -> Result<Vec<String>, WarehouseError>;
+}
+
+/// The query behind [`Warehouse::files_held`], with the backend's string literal.
+pub fn files_held_sql(load: &Load, literal: impl Fn(&str) -> String) -> String {
+    format!(
+        "SELECT DISTINCT {SOURCE_FILE_COLUMN} AS file FROM {}.{} \
+         WHERE LEFT({SOURCE_FILE_COLUMN}, {}) = {}",
+        load.schema,
+        load.table,
+        load.list_prefix.chars().count(),
+        literal(&load.list_prefix)
+    )
+}
+
+/// The first column of `query_text`'s rows, NULLs left out.
+pub fn first_column(rows: Vec<Vec<Option<String>>>) -> Vec<String> {
+    rows.into_iter()
+        .filter_map(|row| row.into_iter().next().flatten())
+        .collect()
 }
 
 /// The warehouse a run uses: Snowflake when configured, else the embedded one.
@@ -157,6 +184,18 @@ impl Warehouse for Backend {
             #[cfg(feature = "duckdb")]
             Backend::DuckDb(w) => w.load(load, files, from, reload, cancel).await,
             Backend::Snowflake(w) => w.load(load, files, from, reload, cancel).await,
+        }
+    }
+
+    async fn files_held(
+        &mut self,
+        load: &Load,
+        cancel: &CancellationToken,
+    ) -> Result<Vec<String>, WarehouseError> {
+        match self {
+            #[cfg(feature = "duckdb")]
+            Backend::DuckDb(w) => w.files_held(load, cancel).await,
+            Backend::Snowflake(w) => w.files_held(load, cancel).await,
         }
     }
 }

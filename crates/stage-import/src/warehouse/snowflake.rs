@@ -381,6 +381,16 @@ impl Warehouse for SnowflakeWarehouse {
         self.confirm_skips(load, &mut outcomes).await;
         Ok(outcomes)
     }
+
+    async fn files_held(
+        &mut self,
+        load: &Load,
+        cancel: &CancellationToken,
+    ) -> Result<Vec<String>, WarehouseError> {
+        let sql = super::files_held_sql(load, quote_literal);
+        let (_, rows) = self.query_text(&sql, cancel).await?;
+        Ok(super::first_column(rows))
+    }
 }
 
 /// How long Snowflake keeps a table's load metadata (COPY's "loaded before").
