@@ -422,6 +422,30 @@ fn the_emulator_answers_in_snowflakes_documented_formats() {
     assert_eq!(rows(&admin("SELECT 40 + 2 AS ANSWER"))[0][0], "42");
 }
 
+/// The grant emulator as Snowflake's own Python connector reads it (check_grants.py).
+#[test]
+fn snowflakes_python_connector_reads_the_grant_emulator_as_snowflake() {
+    let Some(emu) = account() else { return };
+    let python = crate::support::venv_tool("python").expect("the venv that runs the emulator");
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("grant_emulator/check_grants.py");
+    let out = run({
+        let mut c = Command::new(python);
+        c.arg(&script).arg(emu.base_url()).arg(ADMIN_PASSWORD);
+        c
+    });
+    assert_eq!(
+        out.code,
+        Some(0),
+        "check_grants.py failed:\n{}\n{}",
+        out.stdout,
+        out.stderr
+    );
+    assert!(
+        out.stdout
+            .contains("the official connector agrees with the grant emulator")
+    );
+}
+
 #[test]
 fn reading_the_account_takes_one_show_per_role_and_user() {
     let Some((emu, spec)) = converged() else {

@@ -126,6 +126,22 @@ def main() -> None:
     retried = copy(cur, transforming.format(files="'day/bad.csv'"))
     assert [r["status"] for r in retried] == ["LOAD_FAILED"], retried
 
+    # COPY_HISTORY: the table's committed loads, failed ones too, by the path below the stage.
+    cur.execute(
+        "SELECT FILE_NAME, STATUS, ROW_COUNT FROM TABLE(INFORMATION_SCHEMA.COPY_HISTORY(TABLE_NAME => 'raw.t', "
+        "START_TIME => DATEADD(DAY, -14, CURRENT_TIMESTAMP()))) WHERE FILE_NAME = 'day/good.csv' ORDER BY ROW_COUNT"
+    )
+    history = cur.fetchall()
+    assert [c[0] for c in cur.description] == ["FILE_NAME", "STATUS", "ROW_COUNT"], cur.description
+    assert ("day/good.csv", "Loaded", 2) in history, history
+    cur.execute("SELECT STATUS FROM TABLE(INFORMATION_SCHEMA.COPY_HISTORY(TABLE_NAME => 'raw.t')) WHERE FILE_NAME = 'day/bad.csv'")
+    assert ("Load failed",) in cur.fetchall()
+
+    # ALTER STAGE … SET CREDENTIALS on a stage that exists; a missing one fails as in Snowflake.
+    cur.execute("ALTER STAGE raw.files SET CREDENTIALS = (AWS_KEY_ID = 'k' AWS_SECRET_KEY = 's')")
+    assert cur.fetchone() == ("Statement executed successfully.",)
+    expect_error(cur, "ALTER STAGE raw.nowhere SET CREDENTIALS = (AWS_KEY_ID = 'k' AWS_SECRET_KEY = 's')", 2003, "02000", "Stage")
+
     # Inside a transaction: rolled back, the rows and the load metadata go together.
     cur.execute("CREATE TABLE raw.u (id NUMBER(38,0), name VARCHAR, amount FLOAT, day DATE, stamp TIMESTAMP_NTZ, ok BOOLEAN, source VARCHAR, loaded TIMESTAMP_LTZ)")
     into_u = transforming.replace("raw.t", "raw.u")

@@ -427,7 +427,9 @@ class Handler(BaseHTTPRequestHandler):
         parameters = request.get("parameters") or {}
         retry_count = dict(parse_qsl(url.query)).get("retryCount")
         STATE.record({"kind": "statement", "text": sql, "request_id": request_id, "retry_count": retry_count, "parameters": parameters})
-        rule = STATE.take_rule("statement", sql, STATE.session(backend_token_of(self.headers)).get("user")) or {}
+        token = backend_token_of(self.headers)
+        session = STATE.session(token)
+        rule = STATE.take_rule("statement", sql, session.get("user")) or {}
         action = rule.get("action")
 
         if action == "http_status" and not rule.get("after_running"):
@@ -446,8 +448,6 @@ class Handler(BaseHTTPRequestHandler):
             if was_aborted:
                 return self.send_json(cancelled_reply(str(uuid.uuid4())))
 
-        token = backend_token_of(self.headers)
-        session = STATE.session(token)
         try:
             answer = USERS.statement(sql, keys_in_backend=BACKEND_MODELS_USERS)
         except user_auth.AuthError as e:

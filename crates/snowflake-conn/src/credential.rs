@@ -53,7 +53,8 @@ impl Credential {
     /// Registers every secret form of the credential for log redaction.
     pub(crate) fn register_secrets(&self) {
         match self {
-            Credential::KeyPair(key) => key.register_secrets(),
+            // A key's text is registered when it is read (`KeyPair::parse`).
+            Credential::KeyPair(_) => {}
             Credential::AccessToken(token) | Credential::Password(token) => {
                 job_kit::secret::register(token.expose())
             }
@@ -114,6 +115,14 @@ impl KeyPair {
     /// unencrypted one refuses it, as Snowflake's connectors do. Messages never quote the key.
     pub fn parse(text: &str, passphrase: Option<&Secret<String>>) -> Result<KeyPair, String> {
         let text = text.trim();
+        // Masked whole and line by line: a log that quotes part of a PEM quotes lines of it.
+        job_kit::secret::register(text);
+        for line in text.lines().filter(|l| !l.starts_with("-----")) {
+            job_kit::secret::register(line.trim());
+        }
+        if let Some(pass) = passphrase {
+            job_kit::secret::register(pass.expose());
+        }
         let encrypted = text.contains("ENCRYPTED PRIVATE KEY");
         let key = if text.starts_with("-----BEGIN") {
             match (encrypted, passphrase) {
@@ -178,9 +187,7 @@ impl KeyPair {
                 "it is larger than {MAX_KEY_FILE_BYTES} bytes; a key file is a few kilobytes"
             ));
         }
-        let key = Self::parse(&text, passphrase);
-        job_kit::secret::register(&text);
-        key
+        Self::parse(&text, passphrase)
     }
 
     fn from_key(key: &RsaPrivateKey) -> Result<KeyPair, String> {
@@ -220,11 +227,6 @@ impl KeyPair {
     /// The public key in the form `ALTER USER … SET RSA_PUBLIC_KEY = '…'` takes.
     pub fn public_key(&self) -> &str {
         &self.public_key
-    }
-
-    fn register_secrets(&self) {
-        let der = base64::engine::general_purpose::STANDARD.encode(self.pkcs1_der.expose());
-        job_kit::secret::register(&der);
     }
 
     /// The login JWT for `account` (the login's account name) and `user`, issued at `now_unix`.
@@ -421,12 +423,8 @@ pub fn resolve(
             ),
         ));
     }
-    if let Some(pass) = values.passphrase {
-        job_kit::secret::register(pass.expose());
-    }
     let empty = |var: &'static str| problem(var, "is set but empty".into());
     if let Some(text) = values.private_key {
-        job_kit::secret::register(text.expose());
         return KeyPair::parse(text.expose(), values.passphrase)
             .map(Credential::KeyPair)
             .map_err(|message| problem(vars.private_key, message));

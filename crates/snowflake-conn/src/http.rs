@@ -372,19 +372,11 @@ impl SnowflakeHttp {
         }
         if req.url().path().ends_with("/token-request")
             && let Some(session) = tokens.session.clone()
-            && let Some(mut body) = req
-                .body()
-                .and_then(|b| b.as_bytes())
-                .and_then(|b| serde_json::from_slice::<Value>(b).ok())
+            && let Some(mut body) = json_body(req)
             && body["oldSessionToken"].as_str() != Some(session.as_str())
         {
             body["oldSessionToken"] = Value::String(session);
-            let bytes = serde_json::to_vec(&body).unwrap_or_default();
-            req.headers_mut().insert(
-                reqwest::header::CONTENT_LENGTH,
-                HeaderValue::from(bytes.len()),
-            );
-            *req.body_mut() = Some(bytes.into());
+            set_json_body(req, &body);
         }
     }
 
@@ -449,12 +441,7 @@ impl SnowflakeHttp {
                 "cannot write the credential into the login request: {detail}"
             )))
         };
-        let body = req
-            .body()
-            .and_then(|b| b.as_bytes())
-            .ok_or_else(|| broken("it has no body"))?;
-        let mut login: Value =
-            serde_json::from_slice(body).map_err(|_| broken("its body is not JSON"))?;
+        let mut login = json_body(req).ok_or_else(|| broken("its body is not JSON"))?;
         let data = login
             .get_mut("data")
             .and_then(Value::as_object_mut)
@@ -464,12 +451,7 @@ impl SnowflakeHttp {
             .credential
             .apply(data, &self.login.account, &self.login.user, now)
             .map_err(|e| broken(&e))?;
-        let bytes = serde_json::to_vec(&login).map_err(|_| broken("cannot encode it"))?;
-        req.headers_mut().insert(
-            reqwest::header::CONTENT_LENGTH,
-            reqwest::header::HeaderValue::from(bytes.len()),
-        );
-        *req.body_mut() = Some(bytes.into());
+        set_json_body(req, &login);
         Ok(())
     }
 
@@ -555,20 +537,22 @@ impl SnowflakeHttp {
                 Stage::Statement,
             )
             .await?;
-        let (head, body) = loop {
+        let (head, body, parsed) = loop {
             let (head, body) = read(response).await.inspect_err(|e| {
                 probe.fail(Stage::Statement, Failure::of(e));
             })?;
+            let parsed = serde_json::from_slice::<Value>(&body).ok();
             // Expired before it ran: renew the session and send the statement again, once.
-            let expired = serde_json::from_slice::<Value>(&body)
-                .is_ok_and(|reply| reply["code"].as_str() == Some(SESSION_EXPIRED));
+            let expired = parsed
+                .as_ref()
+                .is_some_and(|reply| reply["code"].as_str() == Some(SESSION_EXPIRED));
             let Some(mut again) = resend.take().filter(|_| expired) else {
-                break (head, body);
+                break (head, body, parsed);
             };
             let presented = authorization.as_ref().and_then(token_in);
             if let Err(failure) = self.renew_session(presented).await {
                 tracing::warn!("cannot renew the expired Snowflake session: {failure}");
-                break (head, body);
+                break (head, body, parsed);
             }
             if let Some(current) = self.current_authorization() {
                 again
@@ -584,7 +568,7 @@ impl SnowflakeHttp {
                 )
                 .await?;
         };
-        let Ok(mut reply) = serde_json::from_slice::<Value>(&body) else {
+        let Some(mut reply) = parsed else {
             probe.fail(
                 Stage::Statement,
                 Failure::Broken(format!(
@@ -822,11 +806,7 @@ fn keep_request_id(url: &mut Url, request_id: &str, retry: u32) {
 
 /// A statement request's body with this layer's parameters added.
 fn add_parameters(req: &mut reqwest::Request, statement_timeout_seconds: u64) {
-    let Some(mut body) = req
-        .body()
-        .and_then(|b| b.as_bytes())
-        .and_then(|b| serde_json::from_slice::<Value>(b).ok())
-    else {
+    let Some(mut body) = json_body(req) else {
         return;
     };
     let parameters = StatementParameters {
@@ -834,9 +814,23 @@ fn add_parameters(req: &mut reqwest::Request, statement_timeout_seconds: u64) {
         statement_timeout_seconds,
     };
     body["parameters"] = serde_json::to_value(parameters).unwrap_or_default();
-    if let Ok(bytes) = serde_json::to_vec(&body) {
-        *req.body_mut() = Some(bytes.into());
-    }
+    set_json_body(req, &body);
+}
+
+/// The JSON body the crate built for a request (it sends every body as JSON bytes).
+fn json_body(req: &reqwest::Request) -> Option<Value> {
+    let bytes = req.body()?.as_bytes()?;
+    serde_json::from_slice(bytes).ok()
+}
+
+/// Replaces a request's body, this layer's edits in.
+fn set_json_body(req: &mut reqwest::Request, body: &Value) {
+    let bytes = serde_json::to_vec(body).unwrap_or_default();
+    req.headers_mut().insert(
+        reqwest::header::CONTENT_LENGTH,
+        HeaderValue::from(bytes.len()),
+    );
+    *req.body_mut() = Some(bytes.into());
 }
 
 fn in_progress(reply: &Value) -> bool {

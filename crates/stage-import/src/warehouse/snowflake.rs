@@ -155,36 +155,6 @@ impl SnowflakeWarehouse {
         }
     }
 
-    /// Which of `files` have rows in the load's table (by `_source_file`).
-    async fn files_in_table(
-        &mut self,
-        load: &Load,
-        files: &[StagedFile],
-    ) -> Result<std::collections::BTreeSet<String>, WarehouseError> {
-        let table = qualified(&load.schema, &load.table);
-        let what = format!("reading which files {table} holds");
-        let connection = self.connection()?.clone();
-        let mut found = std::collections::BTreeSet::new();
-        for batch in files.chunks(MAX_FILES_PER_COPY) {
-            let names: Vec<String> = batch.iter().map(|f| quote_literal(&f.path)).collect();
-            let sql = format!(
-                "SELECT DISTINCT {column} AS F FROM {table} WHERE {column} IN ({})",
-                names.join(", "),
-                column = quote_ident(SOURCE_FILE_COLUMN),
-            );
-            let result = connection
-                .query_idempotent(&sql)
-                .await
-                .map_err(snowflake_error(&what))?;
-            for row in result.rows() {
-                if let Ok(file) = row.text("F") {
-                    found.insert(file.to_owned());
-                }
-            }
-        }
-        Ok(found)
-    }
-
     async fn check_table(&mut self, load: &Load) -> Result<(), WarehouseError> {
         let table = qualified(&load.schema, &load.table);
         if self.tables_checked.contains(&table) {
@@ -293,7 +263,7 @@ impl Warehouse for SnowflakeWarehouse {
         files: &[StagedFile],
         _from: &FileSource,
         reload: bool,
-        _cancel: &CancellationToken,
+        cancel: &CancellationToken,
     ) -> Result<Vec<FileOutcome>, WarehouseError> {
         self.check_table(load).await?;
         let connection = self.connection()?.clone();
@@ -331,7 +301,8 @@ impl Warehouse for SnowflakeWarehouse {
             // Snowflake keeps load metadata 64 days; past that, COPY skips a file whose status
             // it cannot tell, loaded or not. The table's own `_source_file` says which were
             // loaded; the others are loaded with LOAD_UNCERTAIN_FILES.
-            let loaded = self.files_in_table(load, files).await?;
+            let loaded: std::collections::BTreeSet<String> =
+                self.files_held(load, cancel).await?.into_iter().collect();
             let unloaded: Vec<StagedFile> = files
                 .iter()
                 .filter(|f| !loaded.contains(&f.path))
