@@ -24,7 +24,7 @@ export DATA_JOBS_DEPLOY_VENV := $(DEPLOY_VENV)
 ENV_FILE ?= .env
 ARGS ?=
 
-.PHONY: help build release images test demo fmt lint clean venv bench-pg-job bench-stage-import bench-stage-import-listing bench-permissions bench-images demo-pg-job
+.PHONY: help build release image-test-binaries images test bench-build demo fmt lint clean venv bench-pg-job bench-stage-import bench-stage-import-listing bench-permissions bench-images demo-pg-job
 
 help:
 	@echo "make demo    run the main job on the embedded default (nothing else needed)"
@@ -33,13 +33,21 @@ help:
 	@echo "make images  release binaries and a FROM-scratch image per job"
 	@echo "make fmt     format the code;  make lint  fmt --check and clippy -D warnings"
 
+# --tests: the same selection as clippy --all-targets and cargo test, so that every command resolves
+# the same features (the tests' dev-dependencies turn on tokio's test-util) and shares one compile of
+# each dependency. TIMINGS=--timings writes cargo's report (scripts/build-times.sh).
 build:
-	cargo build --workspace --bins
+	cargo build --workspace --bins --tests $(TIMINGS)
 
 # --no-default-features leaves stage-import's embedded DuckDB out: production loads into
-# Snowflake, and DuckDB would add ~50 MB and a 30-minute C++ build at -O3.
+# Snowflake, and DuckDB would add ~50 MB and a half-hour C++ build at -O3.
 release:
 	RUSTFLAGS="$(STATIC_RUSTFLAGS)" cargo build --release --no-default-features --target $(IMAGE_TARGET) $(addprefix -p ,$(JOBS))
+
+# The image tests' binaries: the same static build in the image-test profile (no fat LTO), which
+# compiles in a fraction of release's time. The tests find them through IMAGE_PROFILE.
+image-test-binaries:
+	RUSTFLAGS="$(STATIC_RUSTFLAGS)" cargo build --profile image-test --no-default-features --target $(IMAGE_TARGET) $(addprefix -p ,$(JOBS))
 
 images: release
 	@for job in $(JOBS); do docker/build-image.sh $$job; done
@@ -65,8 +73,8 @@ run-%: build
 	done < "$(ENV_FILE)"; exec "$(CARGO_TARGET_DIR)/debug/$*" $(ARGS)
 
 # cargo prints one "test result" line per test binary; the last line here sums them up.
-test: build release venv
-	@status=0; cargo test --workspace --lib --tests 2>&1 | tee "$(CARGO_TARGET_DIR)/test.log" || status=$$?; \
+test: build image-test-binaries venv
+	@status=0; IMAGE_PROFILE=image-test cargo test --workspace --lib --tests 2>&1 | tee "$(CARGO_TARGET_DIR)/test.log" || status=$$?; \
 	awk '/^test result:/ { p += $$4; f += $$6 } END { printf "\nsummary: %d passed, %d failed\n", p, f }' \
 	  "$(CARGO_TARGET_DIR)/test.log"; \
 	exit $$status
@@ -74,14 +82,18 @@ test: build release venv
 # The same cargo invocation as `make build` and `make test`: DuckDB's build script is keyed on the
 # invocation's features, so one selection everywhere means its C++ compiles once per machine.
 demo:
-	@echo "The first build compiles DuckDB's C++ (the embedded warehouse): about 30 minutes on 2 cores,"
+	@echo "The first build compiles DuckDB's C++ (the embedded warehouse): about 13 minutes on 2 cores,"
 	@echo "once; cargo shows its progress. Later builds take seconds."
-	cargo build --workspace --bins
+	$(MAKE) --no-print-directory build
 	@scripts/demo.sh
 
 # pg-job on seed data in a throwaway local PostgreSQL (needs PostgreSQL's server binaries).
 demo-pg-job: build
 	transform/demo.sh
+
+# Stage times of a cold build and of a warm one-file change: scripts/build-times.sh.
+bench-build:
+	scripts/build-times.sh
 
 bench-pg-job:
 	bench/pg-job/run.sh

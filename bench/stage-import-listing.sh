@@ -10,6 +10,6 @@ cd "$(dirname "$0")/.."
 target=${CARGO_TARGET_DIR:-target}
 venv=${DATA_JOBS_VENV:-${VENV:-.venv}}
 [ -x "$venv/bin/moto_server" ] || { echo "the project venv ($venv) lacks moto: run 'make venv'" >&2; exit 2; }
-cargo build -q --workspace --bins
+cargo build -q --workspace --bins --tests  # make build's selection: no second compile
 exec "$venv/bin/python" bench/stage-import-listing.py --stage-import "$target/debug/stage-import" \
   --sample-data "$target/debug/sample-data" --moto-server "$venv/bin/moto_server" "$@"

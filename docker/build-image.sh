@@ -12,7 +12,9 @@ job=${1:?usage: docker/build-image.sh JOB}
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
 target_dir=${CARGO_TARGET_DIR:-$root/target}
-binary="$target_dir/x86_64-unknown-linux-gnu/release/$job"
+# The image tests use the image-test profile (make test sets it); images that ship use release.
+profile=${IMAGE_PROFILE:-release}
+binary="$target_dir/x86_64-unknown-linux-gnu/$profile/$job"
 ca_bundle=${CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}
 repository=${IMAGE_REPOSITORY:-data-jobs}
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' "$root/Cargo.toml" | head -1)

@@ -1,5 +1,6 @@
 //! The job images, built FROM scratch by `docker/build-image.sh` and run for real with
-//! `docker run`. They need the static release binaries (`make test` builds them first) and a
+//! `docker run`. They need the static binaries of the image-test profile (`make test` builds them
+//! first; IMAGE_PROFILE names the profile, release by default) and a
 //! Docker engine (required under CI=true).
 
 use std::io::Write;
