@@ -15,7 +15,7 @@ trap 'rm -rf "$work"' EXIT
 
 # The speed profile: the dev build with DuckDB's C++ at -O3 (the tests' dev build has it at -O0).
 # Its first build compiles DuckDB once more, in $target/speed.
-cargo build -q --profile speed --workspace --bins
+cargo build -q --profile speed --workspace --bins --tests
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
 "$venv/bin/python" -c "import duckdb" 2>/dev/null || "$venv/bin/pip" install -q duckdb
 
