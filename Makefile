@@ -13,6 +13,8 @@ JOBS := webhook-alert pg-job stage-import permissions
 # explicit --target keeps the flag off build scripts and proc-macros.
 IMAGE_TARGET := x86_64-unknown-linux-gnu
 STATIC_RUSTFLAGS := -C target-feature=+crt-static
+# The jobs' static binaries for images; `release` and `image-test-binaries` add the profile.
+STATIC_BUILD = RUSTFLAGS="$(STATIC_RUSTFLAGS)" cargo build --no-default-features --target $(IMAGE_TARGET) $(addprefix -p ,$(JOBS))
 
 # Python tools the tests run as local servers (fakesnow, moto), in a project venv.
 VENV ?= $(CURDIR)/.venv
@@ -42,12 +44,12 @@ build:
 # --no-default-features leaves stage-import's embedded DuckDB out: production loads into
 # Snowflake, and DuckDB would add ~50 MB and a half-hour C++ build at -O3.
 release:
-	RUSTFLAGS="$(STATIC_RUSTFLAGS)" cargo build --release --no-default-features --target $(IMAGE_TARGET) $(addprefix -p ,$(JOBS))
+	$(STATIC_BUILD) --release
 
 # The image tests' binaries: the same static build in the image-test profile (no fat LTO), which
 # compiles in a fraction of release's time. The tests find them through IMAGE_PROFILE.
 image-test-binaries:
-	RUSTFLAGS="$(STATIC_RUSTFLAGS)" cargo build --profile image-test --no-default-features --target $(IMAGE_TARGET) $(addprefix -p ,$(JOBS))
+	$(STATIC_BUILD) --profile image-test
 
 images: release
 	@for job in $(JOBS); do docker/build-image.sh $$job; done

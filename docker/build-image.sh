@@ -19,7 +19,8 @@ ca_bundle=${CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}
 repository=${IMAGE_REPOSITORY:-data-jobs}
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' "$root/Cargo.toml" | head -1)
 
-[ -x "$binary" ] || { echo "build-image: $binary is missing; run 'make images'" >&2; exit 2; }
+if [ "$profile" = release ]; then make_target=images; else make_target=image-test-binaries; fi
+[ -x "$binary" ] || { echo "build-image: $binary is missing; run 'make $make_target'" >&2; exit 2; }
 [ -f "$ca_bundle" ] || { echo "build-image: no CA bundle at $ca_bundle (install Debian's ca-certificates or set CA_BUNDLE)" >&2; exit 2; }
 if readelf -l "$binary" | grep -q 'INTERP'; then
   echo "build-image: $binary is not statically linked; build it as 'make images' does" >&2
