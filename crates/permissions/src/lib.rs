@@ -158,10 +158,8 @@ fn out(text: &str) -> Result<(), PermissionsError> {
 
 fn read_spec(path: &Path) -> Result<spec::Spec, PermissionsError> {
     let shown = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| PermissionsError::Read {
-        path: shown.clone(),
-        source,
-    })?;
+    let text = yaml_input::read_file(path, yaml_input::Limits::CONFIG)
+        .map_err(|e| PermissionsError::Spec(e.to_string()))?;
     spec::parse(&text).map_err(|e| PermissionsError::Spec(e.report(&shown)))
 }
 

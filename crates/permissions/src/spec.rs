@@ -1,6 +1,6 @@
 //! The spec: a Permifrost `roles.yml`, read and checked before anything connects.
 //!
-//! The YAML is loaded with position marks (saphyr) and walked by hand rather than deserialized,
+//! The YAML is loaded with position marks (the yaml-input crate, bounded) and walked by hand rather than deserialized,
 //! so that every problem in the file is found in one pass and reported with its line and
 //! column, not only the first one a deserializer trips on. Then [`validate`] checks what only
 //! the whole file can tell: duplicate names, references to undefined roles, databases or
@@ -9,39 +9,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use saphyr::{LoadableYamlNode, MarkedYaml, Scalar, YamlData};
+use yaml_input::{MarkedYaml, Scalar, Walker, YamlData, loc};
+pub use yaml_input::{Loc, Located, Problem};
 
 use crate::ident::Name;
 
-/// A position in the spec file, 1-based.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Loc {
-    pub line: usize,
-    pub column: usize,
-}
-
-impl fmt::Display for Loc {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.line, self.column)
-    }
-}
-
-/// A value and where the spec says it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Located<T> {
-    pub value: T,
-    pub at: Loc,
-}
-
 /// A reference to a role, database or warehouse by name.
 pub type Ref = Located<Name>;
-
-/// One problem in the spec.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    pub at: Option<Loc>,
-    pub message: String,
-}
 
 /// Every problem found in a spec, in file order.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -52,18 +26,7 @@ pub struct SpecError {
 impl SpecError {
     /// The report, each problem prefixed with `file:line:column`.
     pub fn report(&self, file: &str) -> String {
-        let n = self.problems.len();
-        let mut out = format!(
-            "{file}: {n} problem{} in the spec",
-            if n == 1 { "" } else { "s" }
-        );
-        for problem in &self.problems {
-            match problem.at {
-                Some(at) => out.push_str(&format!("\n  {file}:{at}: {}", problem.message)),
-                None => out.push_str(&format!("\n  {file}: {}", problem.message)),
-            }
-        }
-        out
+        yaml_input::report(file, "spec", &self.problems)
     }
 }
 
@@ -251,14 +214,8 @@ const NOT_FOR_SERVICE_USERS: &[&str] = &["first_name", "middle_name", "last_name
 
 /// Reads and checks a spec. All problems, structural and semantic, come back together.
 pub fn parse(text: &str) -> Result<Spec, SpecError> {
-    let docs = MarkedYaml::load_from_str(text).map_err(|e| SpecError {
-        problems: vec![Problem {
-            at: Some(Loc {
-                line: e.marker().line(),
-                column: e.marker().col() + 1,
-            }),
-            message: format!("invalid YAML: {}", e.info()),
-        }],
+    let docs = yaml_input::load(text, yaml_input::Limits::CONFIG).map_err(|problem| SpecError {
+        problems: vec![problem],
     })?;
     let mut reader = Reader::default();
     let spec = match docs.as_slice() {
@@ -275,7 +232,7 @@ pub fn parse(text: &str) -> Result<Spec, SpecError> {
             Spec::default()
         }
     };
-    let mut problems = reader.problems;
+    let mut problems = reader.walker.problems;
     problems.extend(validate(&spec));
     if problems.is_empty() {
         Ok(spec)
@@ -285,146 +242,26 @@ pub fn parse(text: &str) -> Result<Spec, SpecError> {
     }
 }
 
-fn loc(node: &MarkedYaml) -> Loc {
-    Loc {
-        line: node.span.start.line(),
-        column: node.span.start.col() + 1,
-    }
-}
-
-/// What a node is, for messages ("expected a list, found a mapping").
-fn describe(node: &MarkedYaml) -> &'static str {
-    match &node.data {
-        YamlData::Value(Scalar::Null) => "nothing",
-        YamlData::Value(Scalar::Boolean(_)) => "a boolean",
-        YamlData::Value(Scalar::Integer(_)) => "a number",
-        YamlData::Value(Scalar::FloatingPoint(_)) => "a number",
-        YamlData::Value(Scalar::String(_)) | YamlData::Representation(..) => "a string",
-        YamlData::Sequence(_) => "a list",
-        YamlData::Mapping(_) => "a mapping",
-        YamlData::Tagged(..) => "a tagged value",
-        _ => "an unreadable value",
-    }
-}
-
-type Entries<'a> = Vec<(String, &'a MarkedYaml<'a>, &'a MarkedYaml<'a>)>;
-
 /// Walks the YAML tree, collecting problems instead of stopping at the first.
 #[derive(Default)]
 struct Reader {
-    problems: Vec<Problem>,
+    walker: Walker,
+}
+
+impl std::ops::Deref for Reader {
+    type Target = Walker;
+    fn deref(&self) -> &Walker {
+        &self.walker
+    }
+}
+
+impl std::ops::DerefMut for Reader {
+    fn deref_mut(&mut self) -> &mut Walker {
+        &mut self.walker
+    }
 }
 
 impl Reader {
-    fn problem(&mut self, node: &MarkedYaml, message: impl Into<String>) {
-        self.problems.push(Problem {
-            at: Some(loc(node)),
-            message: message.into(),
-        });
-    }
-
-    fn is_null(node: &MarkedYaml) -> bool {
-        matches!(node.data, YamlData::Value(Scalar::Null))
-    }
-
-    /// A mapping's entries with their keys as text; `null` counts as an empty mapping.
-    fn mapping<'a>(&mut self, node: &'a MarkedYaml<'a>, what: &str) -> Option<Entries<'a>> {
-        match &node.data {
-            YamlData::Mapping(map) => {
-                let mut entries = Vec::with_capacity(map.len());
-                for (key, value) in map {
-                    match Self::scalar_text(key) {
-                        Some(text) => entries.push((text, key, value)),
-                        None => self.problem(
-                            key,
-                            format!(
-                                "{what}: a key must be a plain name, found {}",
-                                describe(key)
-                            ),
-                        ),
-                    }
-                }
-                Some(entries)
-            }
-            _ if Self::is_null(node) => Some(Vec::new()),
-            YamlData::Tagged(tag, _) => {
-                self.problem(
-                    node,
-                    format!(
-                        "{what}: YAML tags such as !{} are not supported (put the content in the spec)",
-                        tag.suffix
-                    ),
-                );
-                None
-            }
-            _ => {
-                self.problem(
-                    node,
-                    format!("{what}: expected a mapping, found {}", describe(node)),
-                );
-                None
-            }
-        }
-    }
-
-    /// Reports keys outside `allowed`, naming the ones that are.
-    fn known_keys(&mut self, entries: &Entries, allowed: &[&str], what: &str) {
-        for (key, key_node, _) in entries {
-            if !allowed.contains(&key.as_str()) {
-                self.problem(
-                    key_node,
-                    format!(
-                        "{what}: unknown key `{key}` (expected one of: {})",
-                        allowed.join(", ")
-                    ),
-                );
-            }
-        }
-    }
-
-    fn scalar_text(node: &MarkedYaml) -> Option<String> {
-        match &node.data {
-            YamlData::Value(Scalar::String(s)) => Some(s.to_string()),
-            YamlData::Value(Scalar::Integer(i)) => Some(i.to_string()),
-            YamlData::Representation(s, _, _) => Some(s.to_string()),
-            _ => None,
-        }
-    }
-
-    fn string(&mut self, node: &MarkedYaml, what: &str) -> Option<String> {
-        let text = Self::scalar_text(node);
-        if text.is_none() {
-            self.problem(
-                node,
-                format!("{what}: expected a string, found {}", describe(node)),
-            );
-        }
-        text
-    }
-
-    /// A boolean, also in the YAML 1.1 spellings (`yes`, `no`, `on`, `off`) that Permifrost's
-    /// PyYAML reads as booleans and existing specs use.
-    fn boolean(&mut self, node: &MarkedYaml, what: &str) -> Option<bool> {
-        match &node.data {
-            YamlData::Value(Scalar::Boolean(b)) => Some(*b),
-            YamlData::Value(Scalar::String(s)) => match s.as_ref() {
-                "yes" | "Yes" | "YES" | "on" | "On" | "ON" => Some(true),
-                "no" | "No" | "NO" | "off" | "Off" | "OFF" => Some(false),
-                _ => {
-                    self.problem(node, format!("{what}: expected true or false, found {s:?}"));
-                    None
-                }
-            },
-            _ => {
-                self.problem(
-                    node,
-                    format!("{what}: expected true or false, found {}", describe(node)),
-                );
-                None
-            }
-        }
-    }
-
     fn name(&mut self, node: &MarkedYaml, what: &str) -> Option<Ref> {
         let text = self.string(node, what)?;
         self.name_from(&text, node, what)
@@ -450,17 +287,8 @@ impl Reader {
         what: &str,
         mut item: impl FnMut(&mut Self, &'a MarkedYaml<'a>) -> Option<T>,
     ) -> Vec<T> {
-        match &node.data {
-            YamlData::Sequence(items) => items.iter().filter_map(|i| item(self, i)).collect(),
-            _ if Self::is_null(node) => Vec::new(),
-            _ => {
-                self.problem(
-                    node,
-                    format!("{what}: expected a list, found {}", describe(node)),
-                );
-                Vec::new()
-            }
-        }
+        let items = self.sequence(node, what);
+        items.iter().filter_map(|i| item(self, i)).collect()
     }
 
     fn names(&mut self, node: &MarkedYaml, what: &str) -> Vec<Ref> {
@@ -469,7 +297,7 @@ impl Reader {
 
     fn spec(&mut self, doc: &MarkedYaml) -> Spec {
         let mut spec = Spec::default();
-        if Self::is_null(doc) {
+        if Walker::is_null(doc) {
             self.problem(doc, "the spec is empty");
             return spec;
         }

@@ -4,17 +4,15 @@
 //! SIGTERM, and errors that name the file, line and SQLSTATE without leaking the password.
 
 pub mod config;
-pub mod connect;
 pub mod run;
 pub mod script;
 pub mod split;
-pub mod tls;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use job_kit::retry::{self, RetryError};
+use job_kit::retry::RetryError;
 use job_kit::{Context, EnvVar, Exit, Job, JobError};
 
 pub use config::{Args, Config};
@@ -50,11 +48,11 @@ pub enum PgJobError {
     )]
     NoUrl,
     #[error("{}: {source}", config::URL_VAR)]
-    Url { source: connect::UrlError },
+    Url { source: pg_conn::UrlError },
     #[error("cannot connect to {url}: {source}")]
     Connect {
         url: String,
-        source: RetryError<connect::ConnectFailure>,
+        source: RetryError<pg_conn::ConnectFailure>,
     },
     #[error("{0}")]
     Run(#[from] run::RunError),
@@ -133,17 +131,9 @@ impl Job for PgJob {
         let connect_timeout = Duration::from_secs_f64(config.pg_job_connect_timeout_secs);
         let connection_check = Duration::from_secs_f64(config.pg_job_connection_check_secs);
         let mut target =
-            connect::Target::from_url(url.expose(), &application_name, connect_timeout)
+            pg_conn::Target::from_url(url.expose(), &application_name, connect_timeout)
                 .map_err(|source| PgJobError::Url { source })?;
-        // A dead peer (a node gone, a NAT that dropped the flow) is noticed, not waited on.
-        // TCP counts keepalive times in whole seconds.
-        let keepalive = connection_check.max(Duration::from_secs(1));
-        target
-            .config
-            .keepalives(true)
-            .keepalives_idle(keepalive)
-            .keepalives_interval(keepalive)
-            .keepalives_retries(3);
+        target.keep_alive(connection_check);
         tracing::info!(
             script = %file.display(),
             statements = script.statements.len(),
@@ -152,27 +142,15 @@ impl Job for PgJob {
             sslmode = target.ssl_mode.as_str(),
             "running {stem}"
         );
-        if target.ssl_mode > tls::SslMode::Disable && target.verification == tls::Verification::None
-        {
-            tracing::warn!(
-                sslmode = target.ssl_mode.as_str(),
-                "the server's TLS certificate is not verified, so its identity is not checked: \
-                 add sslmode=verify-full (and sslrootcert=<CA file> or sslrootcert=system)"
-            );
-        }
-        let policy = retry::Policy {
-            max_attempts: config.pg_job_connect_attempts,
-            initial_delay: Duration::from_millis(500),
-            max_delay: Duration::from_secs(10),
-            max_elapsed: Duration::from_secs(120),
-        };
-        let session = connect::connect(&target, &policy, &context.cancel)
+        target.warn_if_unverified();
+        let policy = pg_conn::connect_policy(config.pg_job_connect_attempts);
+        let session = pg_conn::connect(&target, &policy, &context.cancel)
             .await
             .map_err(|source| PgJobError::Connect {
                 url: url.redacted(),
                 source,
             })?;
-        let settings = run::Settings {
+        let settings = pg_conn::Settings {
             statement_timeout: config
                 .pg_job_statement_timeout_secs
                 .map(Duration::from_secs_f64),

@@ -18,8 +18,8 @@ use tokio_postgres::SimpleQueryMessage;
 use tokio_postgres::error::{DbError, ErrorPosition, SqlState};
 use tokio_util::sync::CancellationToken;
 
-use crate::connect::Session;
 use crate::split::{Script, Statement};
+use pg_conn::{Session, Settings};
 
 /// How the statements are grouped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,47 +28,6 @@ pub enum Mode {
     Transaction,
     /// Each statement commits on its own (for `VACUUM`, `CREATE INDEX CONCURRENTLY`).
     NoTransaction,
-}
-
-/// Session settings applied before the first statement.
-#[derive(Debug, Clone, Default)]
-pub struct Settings {
-    pub statement_timeout: Option<Duration>,
-    pub lock_timeout: Option<Duration>,
-    pub idle_in_transaction_timeout: Option<Duration>,
-    /// `client_connection_check_interval`, which servers before 14 do not know.
-    pub connection_check: Option<Duration>,
-}
-
-impl Settings {
-    /// The `SET` statements; sent with `BEGIN` in one round trip.
-    fn sql(&self) -> String {
-        let mut sql = String::new();
-        // At least 1 ms: 0 would mean no timeout at all.
-        let ms = |value: Duration| value.as_millis().max(1);
-        for (name, value) in [
-            ("statement_timeout", self.statement_timeout),
-            ("lock_timeout", self.lock_timeout),
-            (
-                "idle_in_transaction_session_timeout",
-                self.idle_in_transaction_timeout,
-            ),
-        ] {
-            if let Some(value) = value {
-                let _ = write!(sql, "SET {name} = {};", ms(value));
-            }
-        }
-        if let Some(value) = self.connection_check {
-            // A SELECT whose WHERE is false evaluates nothing: no error on an older server.
-            let _ = write!(
-                sql,
-                "SELECT set_config('client_connection_check_interval', '{}', false) \
-                 WHERE current_setting('server_version_num')::int >= 140000;",
-                ms(value)
-            );
-        }
-        sql
-    }
 }
 
 /// What a successful run did.
@@ -348,9 +307,7 @@ async fn run_cancellable(
                 statement = statement.number,
                 "cancelling the running statement on the server"
             );
-            if let Err(err) = session.client.cancel_token().cancel_query(session.tls.clone()).await {
-                tracing::warn!("the cancel request failed: {}", secret::scrub(&job_kit::exit::chain(&err)));
-            }
+            session.cancel_query().await;
             match tokio::time::timeout(CANCEL_WAIT, run).await {
                 Ok(result) => result,
                 Err(_) => {
@@ -377,50 +334,16 @@ async fn run_statement(
     Ok(rows)
 }
 
-/// Ends the transaction after a failure. Dropping the connection would roll back too; an
-/// explicit ROLLBACK makes it happen now, before the job reports.
+/// Ends the transaction after a failure (each statement of a no-transaction run has ended).
 async fn rollback(session: &Session, mode: Mode) {
-    if mode == Mode::NoTransaction {
-        return;
-    }
-    match tokio::time::timeout(
-        Duration::from_secs(5),
-        session.client.batch_execute("ROLLBACK"),
-    )
-    .await
-    {
-        Ok(Ok(())) => tracing::debug!("rolled back"),
-        Ok(Err(err)) => tracing::warn!(
-            "ROLLBACK failed ({}); the server rolls back when the connection closes",
-            secret::scrub(&job_kit::exit::chain(&err))
-        ),
-        Err(_) => tracing::warn!(
-            "ROLLBACK did not answer in 5 s; the server rolls back when the connection closes"
-        ),
+    if mode == Mode::Transaction {
+        session.rollback().await;
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn settings_become_set_statements() {
-        assert_eq!(Settings::default().sql(), "");
-        let settings = Settings {
-            statement_timeout: Some(Duration::from_secs_f64(90.5)),
-            lock_timeout: Some(Duration::from_micros(10)),
-            idle_in_transaction_timeout: Some(Duration::from_secs(300)),
-            connection_check: Some(Duration::from_secs(10)),
-        };
-        assert_eq!(
-            settings.sql(),
-            "SET statement_timeout = 90500;SET lock_timeout = 1;\
-             SET idle_in_transaction_session_timeout = 300000;\
-             SELECT set_config('client_connection_check_interval', '10000', false) \
-             WHERE current_setting('server_version_num')::int >= 140000;"
-        );
-    }
 
     #[test]
     fn outcomes_say_what_stays_applied() {

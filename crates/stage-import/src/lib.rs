@@ -27,7 +27,7 @@ pub use config::Config;
 use report::{FileOutcome, FileStatus, LoadReport, RunReport};
 use s3::S3;
 use stage::{StageUrl, StagedFile};
-use warehouse::{Backend, FileSource, Warehouse, WarehouseError};
+use warehouse::{Backend, FileSource, Loader, Warehouse, WarehouseError};
 
 pub struct StageImport;
 
@@ -353,7 +353,7 @@ async fn preflight(
     Ok(listings)
 }
 
-async fn run_load<W: Warehouse>(
+async fn run_load<W: Loader>(
     warehouse: &mut W,
     load: &Load,
     listed: Vec<StagedFile>,
@@ -488,7 +488,7 @@ async fn run_load<W: Warehouse>(
 
 /// Files of this load the table holds rows of but the stage no longer has, each said in a
 /// warning. Their rows stay: only the stage's files are reloaded.
-async fn gone_from_stage<W: Warehouse>(
+async fn gone_from_stage<W: Loader>(
     warehouse: &mut W,
     load: &Load,
     pattern: &regex::Regex,
@@ -582,7 +582,11 @@ async fn bootstrap(
         }
     }
     let mut warehouse = open_warehouse(config, &context.cancel, !print).await?;
-    let statements = warehouse.bootstrap_sql(&sources);
+    let stage_access = match config.snowflake().map_err(ImportError::Config)? {
+        Some(settings) => settings.stage_access,
+        None => warehouse::snowflake::StageAccess::Missing,
+    };
+    let statements = warehouse.bootstrap_sql(&sources, &stage_access);
     if print {
         let mut out = std::io::stdout().lock();
         for statement in &statements {
@@ -615,9 +619,9 @@ async fn open_warehouse(
 ) -> Result<Backend, ImportError> {
     if let Some(settings) = config.snowflake().map_err(ImportError::Config)? {
         let warehouse = if connect {
-            warehouse::snowflake::SnowflakeWarehouse::connect(&settings, cancel).await?
+            ::warehouse::snowflake::SnowflakeWarehouse::connect(&settings.options, cancel).await?
         } else {
-            warehouse::snowflake::SnowflakeWarehouse::offline(&settings)
+            ::warehouse::snowflake::SnowflakeWarehouse::offline(&settings.options)
         };
         return Ok(Backend::Snowflake(warehouse));
     }
@@ -626,11 +630,11 @@ async fn open_warehouse(
 
 #[cfg(feature = "duckdb")]
 fn open_embedded(config: &Config) -> Result<Backend, ImportError> {
-    let settings = warehouse::duckdb::Settings {
+    let settings = ::warehouse::duckdb::Settings {
         memory_limit: config.duckdb_memory_limit.clone(),
         threads: config.duckdb_threads,
     };
-    Ok(Backend::DuckDb(warehouse::duckdb::DuckDbWarehouse::open(
+    Ok(Backend::DuckDb(warehouse::duckdb::open(
         &config.warehouse_path,
         &settings,
     )?))

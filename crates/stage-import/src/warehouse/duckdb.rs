@@ -11,154 +11,46 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 
-use duckdb::Connection;
+use ::warehouse::duckdb::{Connection, DuckDbWarehouse, Settings};
+use ::warehouse::{Warehouse, WarehouseError, line_in_message, sql_literal};
 use tokio_util::sync::CancellationToken;
 
-use super::{
-    FileSource, LOADED_AT_COLUMN, SOURCE_FILE_COLUMN, Warehouse, WarehouseError, duckdb_type,
-    first_line, line_in_message, sql_literal,
-};
+use super::snowflake::StageAccess;
+use super::{BOOTSTRAP_FIX, FileSource, LOADED_AT_COLUMN, Loader, SOURCE_FILE_COLUMN, duckdb_type};
 use crate::catalog::{Compression, Format, Load, Source};
 use crate::report::{FileOutcome, FileStatus};
 use crate::stage::StagedFile;
 
 const HISTORY: &str = "_stage_import.load_history";
 
-pub struct DuckDbWarehouse {
-    path: PathBuf,
-    connection: Arc<Mutex<Connection>>,
-    interrupt: Arc<duckdb::InterruptHandle>,
-    /// Set before a statement is interrupted, so that the work on the blocking thread does not
-    /// take the failure for a bad file and carry on.
-    interrupted: Arc<AtomicBool>,
+/// Opens the database file with the load history, what the embedded warehouse keeps in place of
+/// Snowflake's load metadata.
+pub fn open(path: &Path, settings: &Settings) -> Result<DuckDbWarehouse, WarehouseError> {
+    DuckDbWarehouse::open(
+        path,
+        settings,
+        "CREATE SCHEMA IF NOT EXISTS _stage_import;
+         CREATE TABLE IF NOT EXISTS _stage_import.load_history (
+             table_name VARCHAR NOT NULL,
+             file VARCHAR NOT NULL,
+             tag VARCHAR NOT NULL,
+             status VARCHAR NOT NULL,
+             rows_loaded BIGINT NOT NULL,
+             errors_seen BIGINT NOT NULL,
+             loaded_at TIMESTAMP NOT NULL
+         );",
+    )
 }
 
-/// How the embedded database runs: bounded memory whatever the day's size.
-#[derive(Debug, Clone)]
-pub struct Settings {
-    pub memory_limit: String,
-    pub threads: Option<u32>,
-}
-
-impl DuckDbWarehouse {
-    pub fn open(path: &Path, settings: &Settings) -> Result<DuckDbWarehouse, WarehouseError> {
-        let setup = |e: duckdb::Error| {
-            WarehouseError::Setup(format!(
-                "cannot open DuckDB database {}: {e}",
-                path.display()
-            ))
-        };
-        let mut config = duckdb::Config::default()
-            .max_memory(&settings.memory_limit)
-            .map_err(setup)?
-            // No network at run time: the bundled build would otherwise try to download
-            // extensions it thinks a query needs.
-            .enable_autoload_extension(false)
-            .map_err(setup)?;
-        if let Some(threads) = settings.threads {
-            config = config.threads(i64::from(threads)).map_err(setup)?;
-        }
-        let connection = Connection::open_with_flags(path, config).map_err(setup)?;
-        connection
-            .execute_batch(
-                "SET autoinstall_known_extensions = false;
-                 SET preserve_insertion_order = false;
-                 CREATE SCHEMA IF NOT EXISTS _stage_import;
-                 CREATE TABLE IF NOT EXISTS _stage_import.load_history (
-                     table_name VARCHAR NOT NULL,
-                     file VARCHAR NOT NULL,
-                     tag VARCHAR NOT NULL,
-                     status VARCHAR NOT NULL,
-                     rows_loaded BIGINT NOT NULL,
-                     errors_seen BIGINT NOT NULL,
-                     loaded_at TIMESTAMP NOT NULL
-                 );",
-            )
-            .map_err(setup)?;
-        let interrupt = connection.interrupt_handle();
-        Ok(DuckDbWarehouse {
-            path: path.to_owned(),
-            connection: Arc::new(Mutex::new(connection)),
-            interrupt,
-            interrupted: Arc::new(AtomicBool::new(false)),
-        })
-    }
-
-    /// Runs `work` on the connection off the async runtime; a cancellation interrupts the
-    /// running statement.
-    async fn blocking<T: Send + 'static>(
+impl Loader for DuckDbWarehouse {
+    fn bootstrap_sql(
         &self,
-        cancel: &CancellationToken,
-        work: impl FnOnce(&mut Connection) -> Result<T, WarehouseError> + Send + 'static,
-    ) -> Result<T, WarehouseError> {
-        let connection = Arc::clone(&self.connection);
-        let mut task = tokio::task::spawn_blocking(move || {
-            let mut connection = connection.lock().unwrap_or_else(|e| e.into_inner());
-            work(&mut connection)
-        });
-        tokio::select! {
-            result = &mut task => {
-                result.map_err(|e| WarehouseError::Setup(format!("DuckDB worker failed: {e}")))?
-            }
-            () = cancel.cancelled() => {
-                self.interrupted.store(true, Ordering::SeqCst);
-                self.interrupt.interrupt();
-                // The running statement stops at its next check and its transaction rolls back.
-                // DuckDB forgets an interrupt that comes between statements, so the work checks
-                // `interrupted` itself before it commits. Work that finished before it noticed
-                // is done (a load committed): say so rather than call it interrupted.
-                match task.await {
-                    Ok(Ok(done)) => Ok(done),
-                    _ => Err(WarehouseError::Interrupted),
-                }
-            }
-        }
-    }
-}
-
-impl DuckDbWarehouse {
-    /// Runs a read query and returns its column names and rows as text (NULL as `None`), for
-    /// `stage-import query`: the embedded warehouse needs no DuckDB CLI to be looked at.
-    pub async fn query_text(
-        &self,
-        sql: &str,
-        cancel: &CancellationToken,
-    ) -> Result<(Vec<String>, Vec<Vec<Option<String>>>), WarehouseError> {
-        let sql = format!(
-            "SELECT COLUMNS(*)::VARCHAR FROM ({})",
-            sql.trim().trim_end_matches(';')
-        );
-        self.blocking(cancel, move |connection| {
-            let fail = |e: duckdb::Error| WarehouseError::Query {
-                what: "query".to_owned(),
-                message: e.to_string(),
-            };
-            let mut statement = connection.prepare(&sql).map_err(fail)?;
-            let mut rows = statement.query([]).map_err(fail)?;
-            let columns = rows.as_ref().map(|s| s.column_names()).unwrap_or_default();
-            let mut out = Vec::new();
-            while let Some(row) = rows.next().map_err(fail)? {
-                let values = (0..columns.len())
-                    .map(|i| row.get::<_, Option<String>>(i))
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(fail)?;
-                out.push(values);
-            }
-            Ok((columns, out))
-        })
-        .await
-    }
-}
-
-impl Warehouse for DuckDbWarehouse {
-    fn describe(&self) -> String {
-        format!("duckdb:{}", self.path.display())
-    }
-
-    fn bootstrap_sql(&self, sources: &[(&Source, Vec<Load>)]) -> Vec<String> {
+        sources: &[(&Source, Vec<Load>)],
+        _stage_access: &StageAccess,
+    ) -> Vec<String> {
         let mut statements = Vec::new();
         for (source, _) in sources {
             let schema = format!("CREATE SCHEMA IF NOT EXISTS {};", source.schema);
@@ -186,26 +78,6 @@ impl Warehouse for DuckDbWarehouse {
         statements
     }
 
-    async fn execute(
-        &mut self,
-        statements: &[String],
-        cancel: &CancellationToken,
-    ) -> Result<(), WarehouseError> {
-        let statements = statements.to_vec();
-        self.blocking(cancel, move |connection| {
-            for statement in &statements {
-                connection
-                    .execute_batch(statement)
-                    .map_err(|e| WarehouseError::Query {
-                        what: first_line(statement),
-                        message: e.to_string(),
-                    })?;
-            }
-            Ok(())
-        })
-        .await
-    }
-
     async fn load(
         &mut self,
         load: &Load,
@@ -225,7 +97,7 @@ impl Warehouse for DuckDbWarehouse {
             root: std::path::absolute(root).unwrap_or_else(|_| root.clone()),
             files: files.to_vec(),
             reload,
-            interrupted: Arc::clone(&self.interrupted),
+            interrupted: self.interrupted(),
         };
         self.blocking(cancel, move |connection| job.run(connection))
             .await
@@ -238,7 +110,7 @@ impl Warehouse for DuckDbWarehouse {
     ) -> Result<Vec<String>, WarehouseError> {
         let sql = super::files_held_sql(load, sql_literal);
         let (_, rows) = self.query_text(&sql, cancel).await?;
-        Ok(super::first_column(rows))
+        Ok(::warehouse::first_column(rows))
     }
 }
 
@@ -284,6 +156,7 @@ impl LoadJob {
         if !exists {
             return Err(WarehouseError::MissingTable {
                 table: self.table.clone(),
+                fix: BOOTSTRAP_FIX,
             });
         }
 
@@ -660,8 +533,9 @@ mod tests {
             memory_limit: "256MB".to_owned(),
             threads: Some(1),
         };
-        let mut warehouse = DuckDbWarehouse::open(&dir.join("w.duckdb"), &settings).unwrap();
-        let statements = warehouse.bootstrap_sql(&[(source, vec![load.clone()])]);
+        let mut warehouse = open(&dir.join("w.duckdb"), &settings).unwrap();
+        let statements =
+            warehouse.bootstrap_sql(&[(source, vec![load.clone()])], &StageAccess::Missing);
         warehouse
             .execute(&statements, &CancellationToken::new())
             .await

@@ -8,17 +8,15 @@
 //! that way. The connection layer (login, context, retries, timeouts, aborting the running COPY
 //! on SIGTERM) is `snowflake-conn`, shared with the permissions job.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 
+use ::warehouse::snowflake::{SnowflakeWarehouse, snowflake_error};
+use ::warehouse::{Warehouse, WarehouseError};
 use job_kit::Secret;
-use snowflake_conn::{
-    ConnectOptions, Connection, QueryResult, Statement, quote_ident, quote_literal,
-};
+use snowflake_conn::{ConnectOptions, QueryResult, quote_ident, quote_literal};
 use tokio_util::sync::CancellationToken;
 
-use super::{
-    FileSource, LOADED_AT_COLUMN, SOURCE_FILE_COLUMN, Warehouse, WarehouseError, first_line,
-};
+use super::{BOOTSTRAP_FIX, FileSource, LOADED_AT_COLUMN, Loader, SOURCE_FILE_COLUMN};
 use crate::catalog::{ColumnType, Compression, Format, Load, Source};
 use crate::report::{FileOutcome, FileStatus};
 use crate::stage::{StageUrl, StagedFile};
@@ -48,159 +46,75 @@ pub struct Settings {
     pub stage_access: StageAccess,
 }
 
-pub struct SnowflakeWarehouse {
-    account: String,
-    database: String,
-    stage_access: StageAccess,
-    /// `None` until [`SnowflakeWarehouse::connect`]: `bootstrap --print` needs no login.
-    connection: Option<Connection>,
-    /// Tables seen to exist in this run: checked once, not before every day of a backfill.
-    tables_checked: HashSet<String>,
-}
-
-impl SnowflakeWarehouse {
-    /// The backend without a session: enough to write SQL.
-    pub fn offline(settings: &Settings) -> SnowflakeWarehouse {
-        SnowflakeWarehouse {
-            account: settings.options.account.clone(),
-            database: settings.options.database.clone().unwrap_or_default(),
-            stage_access: settings.stage_access.clone(),
-            connection: None,
-            tables_checked: HashSet::new(),
-        }
+/// Files COPY's result left out were skipped by its load metadata, or vanished, or have a
+/// load status Snowflake could not tell. Only COPY_HISTORY's record of an earlier load
+/// makes one LOAD_SKIPPED; the others stay UNKNOWN and fail.
+async fn confirm_skips(warehouse: &SnowflakeWarehouse, load: &Load, outcomes: &mut [FileOutcome]) {
+    let unknown: Vec<usize> = (0..outcomes.len())
+        .filter(|&i| outcomes[i].status == FileStatus::Unknown)
+        .collect();
+    if unknown.is_empty() {
+        return;
     }
-
-    /// Logs in and sets the role, warehouse and database (a wrong password or a missing
-    /// warehouse is a configuration error, exit 2).
-    pub async fn connect(
-        settings: &Settings,
-        cancel: &CancellationToken,
-    ) -> Result<SnowflakeWarehouse, WarehouseError> {
-        let mut warehouse = SnowflakeWarehouse::offline(settings);
-        let connection = Connection::connect(settings.options.clone(), cancel.clone())
-            .await
-            .map_err(|source| WarehouseError::Snowflake {
-                what: format!("cannot connect to Snowflake account {}", warehouse.account),
-                source,
-            })?;
-        warehouse.connection = Some(connection);
-        Ok(warehouse)
-    }
-
-    fn connection(&self) -> Result<&Connection, WarehouseError> {
-        self.connection
-            .as_ref()
-            .ok_or_else(|| WarehouseError::Setup("not connected to Snowflake".to_owned()))
-    }
-
-    /// Runs a query and returns its column names and rows as text, for `stage-import query`.
-    pub async fn query_text(
-        &self,
-        sql: &str,
-        _cancel: &CancellationToken,
-    ) -> Result<(Vec<String>, Vec<Vec<Option<String>>>), WarehouseError> {
-        let result = self
-            .connection()?
-            .query(sql)
-            .await
-            .map_err(snowflake_error("query"))?;
-        let columns = result.columns().iter().map(|c| c.name.clone()).collect();
-        Ok((columns, result.into_raw_rows()))
-    }
-
-    /// Fails with [`WarehouseError::MissingTable`] (exit 2) when bootstrap has not run.
-    /// Files COPY's result left out were skipped by its load metadata, or vanished, or have a
-    /// load status Snowflake could not tell. Only COPY_HISTORY's record of an earlier load
-    /// makes one LOAD_SKIPPED; the others stay UNKNOWN and fail.
-    async fn confirm_skips(&mut self, load: &Load, outcomes: &mut [FileOutcome]) {
-        let unknown: Vec<usize> = (0..outcomes.len())
-            .filter(|&i| outcomes[i].status == FileStatus::Unknown)
-            .collect();
-        if unknown.is_empty() {
+    let Ok(connection) = warehouse.connection() else {
+        return;
+    };
+    let history = match connection.query_idempotent(&history_sql(load)).await {
+        Ok(history) => history,
+        Err(err) => {
+            tracing::warn!(
+                table = %qualified(&load.schema, &load.table),
+                "cannot read COPY_HISTORY to confirm {} skipped file(s): {err}",
+                unknown.len()
+            );
             return;
         }
-        let Ok(connection) = self.connection() else {
-            return;
+    };
+    let mut loaded_before = Vec::new();
+    for row in history.rows() {
+        let (Ok(file), Ok(status)) = (row.text("FILE_NAME"), row.text("STATUS")) else {
+            continue;
         };
-        let history = match connection.query_idempotent(&history_sql(load)).await {
-            Ok(history) => history,
-            Err(err) => {
-                tracing::warn!(
-                    table = %qualified(&load.schema, &load.table),
-                    "cannot read COPY_HISTORY to confirm {} skipped file(s): {err}",
-                    unknown.len()
-                );
-                return;
-            }
-        };
-        let mut loaded_before = Vec::new();
-        for row in history.rows() {
-            let (Ok(file), Ok(status)) = (row.text("FILE_NAME"), row.text("STATUS")) else {
-                continue;
-            };
-            if status.eq_ignore_ascii_case("Loaded")
-                || status.eq_ignore_ascii_case("Partially loaded")
-            {
-                loaded_before.push(file.to_owned());
-            }
-        }
-        for i in unknown {
-            let path = outcomes[i].file.clone();
-            if loaded_before
-                .iter()
-                .any(|f| *f == path || f.ends_with(&format!("/{path}")))
-            {
-                outcomes[i] = FileOutcome::skipped(&path);
-            }
+        if status.eq_ignore_ascii_case("Loaded") || status.eq_ignore_ascii_case("Partially loaded")
+        {
+            loaded_before.push(file.to_owned());
         }
     }
-
-    async fn check_table(&mut self, load: &Load) -> Result<(), WarehouseError> {
-        let table = qualified(&load.schema, &load.table);
-        if self.tables_checked.contains(&table) {
-            return Ok(());
+    for i in unknown {
+        let path = outcomes[i].file.clone();
+        if loaded_before
+            .iter()
+            .any(|f| *f == path || f.ends_with(&format!("/{path}")))
+        {
+            outcomes[i] = FileOutcome::skipped(&path);
         }
-        let sql = format!(
-            "SELECT COUNT(*) AS N FROM INFORMATION_SCHEMA.TABLES \
-             WHERE TABLE_SCHEMA = {} AND TABLE_NAME = {}",
-            quote_literal(&snowflake_conn::stored_name(&load.schema)),
-            quote_literal(&snowflake_conn::stored_name(&load.table))
-        );
-        let result = self
-            .connection()?
-            .query_idempotent(&sql)
-            .await
-            .map_err(snowflake_error(&format!("checking table {table}")))?;
-        let count = result
-            .rows()
-            .next()
-            .map(|row| row.u64("N"))
-            .transpose()
-            .map_err(|e| WarehouseError::Query {
-                what: format!("checking table {table}"),
-                message: e.to_string(),
-            })?
-            .unwrap_or(0);
-        if count == 0 {
-            return Err(WarehouseError::MissingTable {
-                table: format!("{}.{}.{}", self.database, load.schema, load.table),
-            });
-        }
-        self.tables_checked.insert(table);
-        Ok(())
     }
 }
 
-impl Warehouse for SnowflakeWarehouse {
-    fn describe(&self) -> String {
-        format!("snowflake:{}/{}", self.account, self.database)
+/// Fails with [`WarehouseError::MissingTable`] (exit 2) when bootstrap has not run.
+async fn check_table(
+    warehouse: &mut SnowflakeWarehouse,
+    load: &Load,
+) -> Result<(), WarehouseError> {
+    if warehouse.table_exists(&load.schema, &load.table).await? {
+        return Ok(());
     }
+    Err(WarehouseError::MissingTable {
+        table: format!("{}.{}.{}", warehouse.database(), load.schema, load.table),
+        fix: BOOTSTRAP_FIX,
+    })
+}
 
+impl Loader for SnowflakeWarehouse {
     fn reads_stages(&self) -> bool {
         true
     }
 
-    fn bootstrap_sql(&self, sources: &[(&Source, Vec<Load>)]) -> Vec<String> {
+    fn bootstrap_sql(
+        &self,
+        sources: &[(&Source, Vec<Load>)],
+        stage_access: &StageAccess,
+    ) -> Vec<String> {
         let mut statements: Vec<String> = Vec::new();
         let mut push = |statement: String| {
             if !statements.contains(&statement) {
@@ -225,13 +139,13 @@ impl Warehouse for SnowflakeWarehouse {
                     &source.stage,
                     &load.stage_url,
                     &source.format_name,
-                    &self.stage_access,
+                    stage_access,
                 ));
                 if let Some(refresh) = set_stage_credentials(
                     &source.schema,
                     &source.stage,
                     &load.stage_url,
-                    &self.stage_access,
+                    stage_access,
                 ) {
                     push(refresh);
                 }
@@ -239,22 +153,6 @@ impl Warehouse for SnowflakeWarehouse {
             push(create_table(&source.schema, &source.table, &source.format));
         }
         statements
-    }
-
-    async fn execute(
-        &mut self,
-        statements: &[String],
-        _cancel: &CancellationToken,
-    ) -> Result<(), WarehouseError> {
-        let connection = self.connection()?;
-        for statement in statements {
-            // Every bootstrap statement is CREATE ... IF NOT EXISTS: safe to repeat.
-            connection
-                .run(Statement::new(statement).idempotent())
-                .await
-                .map_err(snowflake_error(&first_line(statement)))?;
-        }
-        Ok(())
     }
 
     async fn load(
@@ -265,10 +163,10 @@ impl Warehouse for SnowflakeWarehouse {
         reload: bool,
         cancel: &CancellationToken,
     ) -> Result<Vec<FileOutcome>, WarehouseError> {
-        self.check_table(load).await?;
+        check_table(self, load).await?;
         let connection = self.connection()?.clone();
         let table = qualified(&load.schema, &load.table);
-        let what = format!("loading into {}.{table}", self.database);
+        let what = format!("loading into {}.{table}", self.database());
         let mut results = Vec::new();
         if reload {
             let transaction = connection.begin().await.map_err(snowflake_error(&what))?;
@@ -349,7 +247,7 @@ impl Warehouse for SnowflakeWarehouse {
         let rows = results.iter().flat_map(copy_rows).collect::<Vec<_>>();
         let mut outcomes =
             outcomes(files, rows).map_err(|message| WarehouseError::Query { what, message })?;
-        self.confirm_skips(load, &mut outcomes).await;
+        confirm_skips(self, load, &mut outcomes).await;
         Ok(outcomes)
     }
 
@@ -360,7 +258,7 @@ impl Warehouse for SnowflakeWarehouse {
     ) -> Result<Vec<String>, WarehouseError> {
         let sql = super::files_held_sql(load, quote_literal);
         let (_, rows) = self.query_text(&sql, cancel).await?;
-        Ok(super::first_column(rows))
+        Ok(::warehouse::first_column(rows))
     }
 }
 
@@ -378,11 +276,6 @@ fn beyond_load_metadata(day: jiff::civil::Date) -> bool {
 /// `schema.table` as SQL.
 fn qualified(schema: &str, name: &str) -> String {
     format!("{}.{}", quote_ident(schema), quote_ident(name))
-}
-
-fn snowflake_error(what: &str) -> impl FnOnce(snowflake_conn::Error) -> WarehouseError + use<> {
-    let what = what.to_owned();
-    move |source| WarehouseError::Snowflake { what, source }
 }
 
 /// Snowflake's type for a catalog column type.
@@ -783,15 +676,12 @@ mod tests {
             secret: Secret::new("s3cr3t'key".to_owned()),
             token: None,
         };
-        let settings = Settings {
-            options: ConnectOptions::new(
-                "xy12345",
-                "loader",
-                snowflake_conn::Credential::Password(Secret::new("pw".to_owned())),
-            ),
-            stage_access: keys,
-        };
-        let sql = SnowflakeWarehouse::offline(&settings).bootstrap_sql(&[(source, loads)]);
+        let options = ConnectOptions::new(
+            "xy12345",
+            "loader",
+            snowflake_conn::Credential::Password(Secret::new("pw".to_owned())),
+        );
+        let sql = SnowflakeWarehouse::offline(&options).bootstrap_sql(&[(source, loads)], &keys);
         assert_eq!(sql.len(), 5, "{sql:#?}");
         assert_eq!(sql[0], "CREATE SCHEMA IF NOT EXISTS diagnostics;");
         assert_eq!(
