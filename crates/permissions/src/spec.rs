@@ -9,8 +9,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use yaml_input::{MarkedYaml, Scalar, Walker, YamlData, loc};
 pub use yaml_input::{Loc, Located, Problem};
+use yaml_input::{MarkedYaml, Scalar, Walker, YamlData, loc};
 
 use crate::ident::Name;
 
