@@ -419,7 +419,7 @@ mod tests {
     #[test]
     fn a_long_string_aliased_many_times_is_refused() {
         let long = "x".repeat(2000);
-        let aliases = vec!["*s"; 10].join(", ");
+        let aliases = ["*s"; 10].join(", ");
         let text = format!("s: &s {long}\nmany: [{aliases}]\n");
         let problem = load(&text, SMALL).unwrap_err();
         assert!(problem.message.contains("10000 bytes"), "{problem:?}");
