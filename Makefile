@@ -26,7 +26,7 @@ export DATA_JOBS_DEPLOY_VENV := $(DEPLOY_VENV)
 ENV_FILE ?= .env
 ARGS ?=
 
-.PHONY: help build release image-test-binaries images test bench-build demo fmt lint clean venv bench-pg-job bench-stage-import bench-stage-import-listing bench-permissions bench-images demo-pg-job
+.PHONY: help build release image-test-binaries images test bench-build demo fmt lint clean venv bench-pg-job bench-stage-import bench-stage-import-listing bench-permissions bench-images demo-pg-job demo-replicate
 
 help:
 	@echo "make demo    run the main job on the embedded default (nothing else needed)"
@@ -92,6 +92,10 @@ demo:
 # pg-job on seed data in a throwaway local PostgreSQL (needs PostgreSQL's server binaries).
 demo-pg-job: build
 	transform/demo.sh
+
+# pg-replicate from a throwaway local PostgreSQL shaped like Heroku Connect's into a DuckDB file.
+demo-replicate: build
+	transform/demo-replicate.sh
 
 # Stage times of a cold build and of a warm one-file change: scripts/build-times.sh.
 bench-build:

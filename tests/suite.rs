@@ -5,6 +5,7 @@ mod deployment;
 mod images;
 mod permissions;
 mod pg_job;
+mod pg_replicate;
 mod stage_import;
 mod stage_import_snowflake;
 mod support;

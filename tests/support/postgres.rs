@@ -114,6 +114,18 @@ impl Server {
         String::from_utf8_lossy(&out.stdout).trim().to_owned()
     }
 
+    /// Starts `sql` with psql in the background (a session that holds a lock, a transaction
+    /// that commits late); the caller waits for it or kills it.
+    pub fn psql_spawn(&self, database: &str, sql: &str) -> std::process::Child {
+        self.psql_command(database)
+            .arg("-c")
+            .arg(sql)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("run psql")
+    }
+
     /// Runs a SQL file with psql (fixtures), in one transaction.
     pub fn psql_file(&self, database: &str, file: &Path) {
         let out = self

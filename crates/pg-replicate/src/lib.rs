@@ -1,0 +1,577 @@
+//! pg-replicate: key-based incremental replication of the Heroku Connect Postgres (Salesforce
+//! data) into the warehouse, as Stitch did it but without its blind spots: the bookmark commits
+//! with the rows it covers, each read goes back a lookback before the bookmark so that late
+//! commits and ties are not lost, rows with a NULL key are re-read and reported, and a table is
+//! copied in full into a new table swapped in atomically (first run, new columns, `--reload`).
+//!
+//! One table at a time: read in a read-only snapshot with `COPY … TO STDOUT` into a spool file
+//! (memory stays flat), then loaded in one warehouse transaction with its bookmark.
+
+pub mod catalog;
+pub mod config;
+pub mod load;
+pub mod report;
+pub mod source;
+pub mod types;
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use job_kit::retry::RetryError;
+use job_kit::{Context, EnvVar, Exit, Job, JobError};
+use warehouse::WarehouseError;
+use warehouse::duckdb::DuckDbWarehouse;
+
+use catalog::{CatalogError, Selected, TableName};
+pub use config::{Args, Config};
+use report::{Mode, Report, Status, TableReport};
+use source::{Since, SourceError};
+
+pub struct PgReplicate;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PgReplicateError {
+    #[error("{0}")]
+    Catalog(#[from] CatalogError),
+    #[error(
+        "{} is not set (nor {}): it names the Postgres to replicate from",
+        config::URL_VAR,
+        config::URL_ALIAS
+    )]
+    NoUrl,
+    #[error("{}: {source}", config::URL_VAR)]
+    Url { source: pg_conn::UrlError },
+    #[error("PG_REPLICATE_TARGET_SCHEMA {schema:?}: {problem}")]
+    TargetSchema {
+        schema: String,
+        problem: &'static str,
+    },
+    #[error("PG_REPLICATE_WORK_DIR {}: {message}", .dir.display())]
+    WorkDir { dir: PathBuf, message: String },
+    #[error("{name:?} is not a table of the catalog; it has: {known}")]
+    UnknownTable { name: String, known: String },
+    #[error("{name:?} is a table of more than one schema: write {candidates}")]
+    AmbiguousTable { name: String, candidates: String },
+    #[error("cannot connect to {url}: {source}")]
+    Connect {
+        url: String,
+        source: RetryError<pg_conn::ConnectFailure>,
+    },
+    #[error("cannot list the source's tables: {0}")]
+    List(SourceError),
+    #[error("{0}")]
+    Warehouse(#[from] WarehouseError),
+    #[error(
+        "interrupted (SIGTERM/SIGINT) during {table}: nothing of it was committed, its bookmark is unchanged"
+    )]
+    Interrupted { table: String },
+    #[error("every table failed ({0}); see the report")]
+    AllFailed(usize),
+    #[error("cannot write to stdout: {0}")]
+    Output(std::io::Error),
+}
+
+impl JobError for PgReplicateError {
+    fn exit(&self) -> Exit {
+        match self {
+            PgReplicateError::Catalog(_)
+            | PgReplicateError::NoUrl
+            | PgReplicateError::Url { .. }
+            | PgReplicateError::TargetSchema { .. }
+            | PgReplicateError::WorkDir { .. }
+            | PgReplicateError::UnknownTable { .. }
+            | PgReplicateError::AmbiguousTable { .. } => Exit::Usage,
+            PgReplicateError::Connect { source, .. }
+                if source.error.as_ref().is_some_and(|e| e.refused_credentials) =>
+            {
+                Exit::Usage
+            }
+            PgReplicateError::Warehouse(err) => err.exit(),
+            _ => Exit::Failure,
+        }
+    }
+}
+
+impl Job for PgReplicate {
+    const NAME: &'static str = "pg-replicate";
+    const VERSION: &'static str = env!("CARGO_PKG_VERSION");
+    const ABOUT: &'static str = "Replicates the Heroku Connect Postgres into the warehouse, \
+                                 table by table, incrementally on each table's replication key.";
+    const VARS: &'static [EnvVar] = config::VARS;
+    type Config = Config;
+    type Args = Args;
+    type Error = PgReplicateError;
+
+    async fn run(config: Config, args: Args, context: Context) -> Result<Exit, PgReplicateError> {
+        let catalog = catalog::load(config.pg_replicate_catalog.as_deref())?;
+        if args.print_catalog {
+            let mut out = std::io::stdout().lock();
+            return match out.write_all(catalog.to_yaml().as_bytes()) {
+                Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => Ok(Exit::Success),
+                Err(err) => Err(PgReplicateError::Output(err)),
+                Ok(()) => Ok(Exit::Success),
+            };
+        }
+        let target_schema = config.pg_replicate_target_schema.clone();
+        if let Some(problem) = catalog::name_problem(&target_schema) {
+            return Err(PgReplicateError::TargetSchema {
+                schema: target_schema,
+                problem,
+            });
+        }
+        let url = config
+            .heroku_postgresql_url
+            .as_ref()
+            .ok_or(PgReplicateError::NoUrl)?;
+        let connection_check = Duration::from_secs_f64(config.pg_replicate_connection_check_secs);
+        let mut target = pg_conn::Target::from_url(
+            url.expose(),
+            "pg-replicate",
+            Duration::from_secs_f64(config.pg_replicate_connect_timeout_secs),
+        )
+        .map_err(|source| PgReplicateError::Url { source })?;
+        target.keep_alive(connection_check);
+        let work_dir = config
+            .pg_replicate_work_dir
+            .clone()
+            .unwrap_or_else(std::env::temp_dir);
+        if !work_dir.is_dir() {
+            return Err(PgReplicateError::WorkDir {
+                dir: work_dir,
+                message: "not a directory".to_owned(),
+            });
+        }
+
+        let warehouse = DuckDbWarehouse::open(
+            &config.warehouse_path,
+            &warehouse::duckdb::Settings {
+                memory_limit: config.duckdb_memory_limit.clone(),
+                threads: config.duckdb_threads,
+            },
+            load::SETUP_SQL,
+        )?;
+        tracing::info!(
+            source = %url.redacted(),
+            warehouse = %config.warehouse_path.display(),
+            sslmode = target.ssl_mode.as_str(),
+            "replicating into schema {target_schema}"
+        );
+        target.warn_if_unverified();
+        let policy = pg_conn::connect_policy(config.pg_replicate_connect_attempts);
+        let session = pg_conn::connect(&target, &policy, &context.cancel)
+            .await
+            .map_err(|source| PgReplicateError::Connect {
+                url: url.redacted(),
+                source,
+            })?;
+        let result = replicate(
+            &session, &warehouse, &catalog, &config, &args, &context, url, work_dir,
+        )
+        .await;
+        session.close().await;
+        result
+    }
+}
+
+/// What every table's replication shares.
+struct Run<'a> {
+    session: &'a pg_conn::Session,
+    warehouse: &'a DuckDbWarehouse,
+    target_schema: &'a str,
+    work_dir: PathBuf,
+    max_bytes: u64,
+    lookback: Duration,
+    settings: pg_conn::Settings,
+    replicated_at: String,
+    context: &'a Context,
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn replicate(
+    session: &pg_conn::Session,
+    warehouse: &DuckDbWarehouse,
+    catalog: &catalog::Catalog,
+    config: &Config,
+    args: &Args,
+    context: &Context,
+    url: &job_kit::Secret<url::Url>,
+    work_dir: PathBuf,
+) -> Result<Exit, PgReplicateError> {
+    let started = Instant::now();
+    let started_at = jiff::Timestamp::now();
+    let listed = source::list_tables(session, catalog.schemas.keys())
+        .await
+        .map_err(PgReplicateError::List)?;
+    let mut selected = catalog.select(&listed);
+    let wanted = resolve(&args.tables, &selected)?;
+    let reload = resolve(&args.reload, &selected)?;
+    if !args.tables.is_empty() {
+        selected.retain(|s| wanted.contains(&s.name) || reload.contains(&s.name));
+    }
+    tracing::info!(
+        tables = selected.len(),
+        "replicating {} tables",
+        selected.len()
+    );
+    let run = Run {
+        session,
+        warehouse,
+        target_schema: &config.pg_replicate_target_schema,
+        work_dir,
+        max_bytes: config.pg_replicate_max_table_bytes,
+        lookback: Duration::from_secs(u64::from(config.pg_replicate_lookback_secs)),
+        settings: pg_conn::Settings {
+            statement_timeout: Some(Duration::from_secs_f64(
+                config.pg_replicate_statement_timeout_secs,
+            )),
+            lock_timeout: None,
+            idle_in_transaction_timeout: None,
+            connection_check: Some(Duration::from_secs_f64(
+                config.pg_replicate_connection_check_secs,
+            )),
+        },
+        replicated_at: format!(
+            "{}.{:06}",
+            started_at.strftime("%Y-%m-%d %H:%M:%S"),
+            started_at.subsec_microsecond()
+        ),
+        context,
+    };
+    let mut tables = Vec::new();
+    let mut interrupted = None;
+    for table in &selected {
+        if context.cancel.is_cancelled() {
+            interrupted.get_or_insert_with(|| table.name.to_string());
+            break;
+        }
+        let entry = replicate_table(&run, table, reload.contains(&table.name)).await;
+        if entry.status == Status::Interrupted {
+            interrupted = Some(entry.table.clone());
+        }
+        tables.push(entry);
+        if interrupted.is_some() {
+            break;
+        }
+    }
+    let failed = tables.iter().filter(|t| t.status == Status::Failed).count();
+    let report = Report {
+        job: PgReplicate::NAME,
+        source: url.redacted(),
+        warehouse: job_kit::secret::scrub(&config.warehouse_path.display().to_string()),
+        started_at: started_at.to_string(),
+        seconds: report::seconds(started.elapsed()),
+        tables_failed: failed,
+        tables,
+    };
+    let mut out = std::io::stdout().lock();
+    let written = serde_json::to_writer_pretty(&mut out, &report)
+        .map_err(std::io::Error::from)
+        .and_then(|()| writeln!(out));
+    if let Err(err) = written
+        && err.kind() != std::io::ErrorKind::BrokenPipe
+    {
+        return Err(PgReplicateError::Output(err));
+    }
+    if let Some(table) = interrupted {
+        return Err(PgReplicateError::Interrupted { table });
+    }
+    match failed {
+        0 => Ok(Exit::Success),
+        n if n == report.tables.len() => Err(PgReplicateError::AllFailed(n)),
+        _ => Ok(Exit::Partial),
+    }
+}
+
+/// Table names from the command line: `schema.table`, or `table` when one schema has it.
+fn resolve(
+    names: &[String],
+    selected: &[Selected],
+) -> Result<BTreeSet<TableName>, PgReplicateError> {
+    let mut out = BTreeSet::new();
+    for name in names {
+        let matches: Vec<&TableName> = selected
+            .iter()
+            .map(|s| &s.name)
+            .filter(|n| n.to_string() == *name || (!name.contains('.') && n.table == *name))
+            .collect();
+        match matches.as_slice() {
+            [one] => {
+                out.insert((*one).clone());
+            }
+            [] => {
+                return Err(PgReplicateError::UnknownTable {
+                    name: name.clone(),
+                    known: selected
+                        .iter()
+                        .map(|s| s.name.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                });
+            }
+            many => {
+                return Err(PgReplicateError::AmbiguousTable {
+                    name: name.clone(),
+                    candidates: many
+                        .iter()
+                        .map(|n| n.to_string())
+                        .collect::<Vec<_>>()
+                        .join(" or "),
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Why a table failed.
+#[derive(Debug, thiserror::Error)]
+enum TableError {
+    #[error("{0}")]
+    Source(#[from] SourceError),
+    #[error("{0}")]
+    Refused(String),
+    #[error("{0}")]
+    Warehouse(#[from] WarehouseError),
+}
+
+/// How a table is read and loaded, decided from what the snapshot shows.
+struct Prepared {
+    columns: Vec<types::ColumnPlan>,
+    primary_key: Vec<String>,
+    signature: String,
+    full_copy_reason: Option<&'static str>,
+}
+
+async fn replicate_table(run: &Run<'_>, table: &Selected, reload: bool) -> TableReport {
+    let started = Instant::now();
+    let target_name = format!("{}.{}", run.target_schema, table.name.table);
+    let mut entry = TableReport::new(table.name.to_string(), target_name);
+    entry.replication_key = Some(table.replication_key.clone());
+    let result = replicate_table_inner(run, table, reload, &mut entry).await;
+    entry.seconds = report::seconds(started.elapsed());
+    match result {
+        Ok(()) => {
+            entry.status = Status::Ok;
+            tracing::info!(
+                table = %entry.table,
+                rows_read = entry.rows_read,
+                inserted = entry.inserted,
+                updated = entry.updated,
+                seconds = entry.seconds,
+                "{}: {}, bookmark {} -> {}",
+                entry.table,
+                match entry.mode {
+                    Some(Mode::Full) => "copied in full",
+                    _ => "merged",
+                },
+                entry.bookmark_before.as_deref().unwrap_or("none"),
+                entry.bookmark_after.as_deref().unwrap_or("none"),
+            );
+            if entry.null_key_rows > 0 {
+                tracing::warn!(
+                    table = %entry.table,
+                    rows = entry.null_key_rows,
+                    "{}: {} rows have a NULL {}: they are read and merged again on every run",
+                    entry.table,
+                    entry.null_key_rows,
+                    table.replication_key
+                );
+            }
+        }
+        Err(err) => {
+            let interrupted = matches!(
+                err,
+                TableError::Source(SourceError::Interrupted)
+                    | TableError::Warehouse(WarehouseError::Interrupted)
+            ) || run.context.cancel.is_cancelled();
+            let message = job_kit::secret::scrub(&err.to_string());
+            entry.status = if interrupted {
+                Status::Interrupted
+            } else {
+                tracing::error!(table = %entry.table, "{}: {message}; nothing of it was committed, its bookmark is unchanged", entry.table);
+                Status::Failed
+            };
+            entry.rows_read = 0;
+            entry.inserted = 0;
+            entry.updated = 0;
+            entry.bookmark_after = entry.bookmark_before.clone();
+            entry.error = Some(message);
+        }
+    }
+    entry
+}
+
+async fn replicate_table_inner(
+    run: &Run<'_>,
+    table: &Selected,
+    reload: bool,
+    entry: &mut TableReport,
+) -> Result<(), TableError> {
+    let cancel = &run.context.cancel;
+    let source_table = table.name.to_string();
+    let bookmark = {
+        let (source_table, schema, target) = (
+            source_table.clone(),
+            run.target_schema.to_owned(),
+            table.name.table.clone(),
+        );
+        run.warehouse
+            .blocking(cancel, move |c| {
+                load::read_bookmark(c, &source_table, &schema, &target)
+            })
+            .await?
+    };
+    entry.bookmark_before = bookmark.as_ref().and_then(|b| b.value.clone());
+    let spool = tempfile::Builder::new()
+        .prefix("pg-replicate-")
+        .suffix(".csv")
+        .tempfile_in(&run.work_dir)
+        .map_err(|e| {
+            TableError::Refused(format!(
+                "cannot create a spool file in {}: {e}",
+                run.work_dir.display()
+            ))
+        })?;
+    let mut prepared = None;
+    let read = source::read(
+        run.session,
+        &table.name,
+        &run.settings,
+        spool.path(),
+        run.max_bytes,
+        cancel,
+        |described| {
+            let (plan, since) = prepare(table, described, bookmark.as_ref(), reload, run.lookback)?;
+            let sql = source::select_sql(&table.name, &plan.columns, &since);
+            prepared = Some(plan);
+            Ok::<_, TableError>(sql)
+        },
+    )
+    .await?;
+    let prepared = prepared.expect("set when the read succeeds");
+    tracing::debug!(table = %source_table, bytes = read.bytes, "read");
+    entry.mode = Some(if prepared.full_copy_reason.is_some() {
+        Mode::Full
+    } else {
+        Mode::Incremental
+    });
+    entry.full_copy_reason = prepared.full_copy_reason;
+    let plan = load::LoadPlan {
+        source_table,
+        target_schema: run.target_schema.to_owned(),
+        target_table: table.name.table.clone(),
+        columns: prepared.columns,
+        primary_key: prepared.primary_key,
+        replication_key: table.replication_key.clone(),
+        signature: prepared.signature,
+        spool: spool.path().to_owned(),
+        full: prepared.full_copy_reason.is_some(),
+        previous: entry.bookmark_before.clone(),
+        replicated_at: run.replicated_at.clone(),
+    };
+    let interrupted = run.warehouse.interrupted();
+    let loaded = run
+        .warehouse
+        .blocking(cancel, move |c| load::load(c, &plan, &interrupted))
+        .await?;
+    drop(spool);
+    entry.rows_read = loaded.rows_read;
+    entry.inserted = loaded.inserted;
+    entry.updated = loaded.updated;
+    entry.null_key_rows = loaded.null_key_rows;
+    entry.bookmark_after = loaded.bookmark;
+    Ok(())
+}
+
+/// Checks the table against its catalog entry and decides how it is read: in full or from the
+/// bookmark.
+fn prepare(
+    table: &Selected,
+    described: &source::Described,
+    bookmark: Option<&load::Bookmark>,
+    reload: bool,
+    lookback: Duration,
+) -> Result<(Prepared, Since), TableError> {
+    let name = &table.name;
+    let has = |column: &str| described.columns.iter().any(|(c, _)| c == column);
+    for column in &table.skip_columns {
+        if !has(column) {
+            return Err(TableError::Refused(format!(
+                "skip_columns names {column}, which {name} does not have"
+            )));
+        }
+    }
+    if has(load::REPLICATED_AT) {
+        return Err(TableError::Refused(format!(
+            "{name} has a column {}, the name of the column pg-replicate adds: skip it \
+             (skip_columns)",
+            load::REPLICATED_AT
+        )));
+    }
+    let columns: Vec<types::ColumnPlan> = described
+        .columns
+        .iter()
+        .filter(|(c, _)| !table.skip_columns.contains(c))
+        .map(|(c, t)| types::plan(c, t))
+        .collect();
+    let key = &table.replication_key;
+    let Some((_, key_type)) = described.columns.iter().find(|(c, _)| c == key) else {
+        return Err(TableError::Refused(format!(
+            "{name} has no column {key}, its replication key: set replication_key for it in \
+             the catalog (tables: {name}: replication_key: …)"
+        )));
+    };
+    let primary_key = table
+        .primary_key
+        .clone()
+        .unwrap_or_else(|| described.primary_key.clone());
+    if primary_key.is_empty() {
+        return Err(TableError::Refused(format!(
+            "{name} has no primary key: name the columns that identify a row in the catalog \
+             (tables: {name}: primary_key: […])"
+        )));
+    }
+    for column in &primary_key {
+        if !columns.iter().any(|c| &c.name == column) {
+            return Err(TableError::Refused(format!(
+                "the primary key column {column} is not among {name}'s replicated columns"
+            )));
+        }
+    }
+    let signature = format!(
+        "columns={};key={key};primary_key={}",
+        columns
+            .iter()
+            .map(|c| format!("{} {}", c.name, c.source_type))
+            .collect::<Vec<_>>()
+            .join(","),
+        primary_key.join(",")
+    );
+    let full_copy_reason = match bookmark {
+        _ if reload => Some("--reload"),
+        None => Some("first run"),
+        Some(b) if !b.target_exists => Some("the warehouse table is missing"),
+        Some(b) if b.signature != signature => Some("the columns or keys changed"),
+        Some(_) => None,
+    };
+    let since = match bookmark.and_then(|b| b.value.clone()) {
+        Some(value) if full_copy_reason.is_none() => Since::Bookmark {
+            key: key.clone(),
+            key_type: key_type.clone(),
+            bookmark: value,
+            lookback: source::key_is_time(key_type).then_some(lookback),
+        },
+        _ => Since::All,
+    };
+    Ok((
+        Prepared {
+            columns,
+            primary_key,
+            signature,
+            full_copy_reason,
+        },
+        since,
+    ))
+}

@@ -1,0 +1,456 @@
+//! Loading a spooled table into the embedded warehouse, and the bookmarks that say where each
+//! table's next read starts. Everything a table's load changes (its rows and its bookmark)
+//! commits in one DuckDB transaction: a run killed at any point leaves the table and its
+//! bookmark as the last committed run left them, and the next run resumes from there.
+//!
+//! - A full copy (first run, new columns, `--reload`) builds the table anew with
+//!   `CREATE OR REPLACE TABLE … AS` inside the transaction: readers see the old table until the
+//!   commit, then the new one, never an empty or half-filled one.
+//! - An incremental load keeps the rows that differ from what the table holds (`EXCEPT`), then
+//!   MERGEs them on the primary key: re-read rows that did not change touch nothing, so that
+//!   re-reads (the lookback, ties on the bookmark, NULL keys) are idempotent.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use duckdb::{Connection, OptionalExt, params};
+use warehouse::{WarehouseError, sql_literal};
+
+use crate::types::{ColumnPlan, Load, quote};
+
+/// What the job keeps in the warehouse besides the tables.
+pub const SETUP_SQL: &str = "CREATE SCHEMA IF NOT EXISTS _pg_replicate;
+CREATE TABLE IF NOT EXISTS _pg_replicate.bookmarks (
+    source_table VARCHAR NOT NULL,
+    target_table VARCHAR NOT NULL,
+    replication_key VARCHAR NOT NULL,
+    bookmark VARCHAR,
+    columns_signature VARCHAR NOT NULL,
+    replicated_at TIMESTAMP NOT NULL
+);";
+
+/// The metadata column every replicated table gets: when the run that last wrote the row started.
+pub const REPLICATED_AT: &str = "_replicated_at";
+
+/// A table's bookmark as the last committed run left it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bookmark {
+    /// The greatest replication key value read so far; `None` when every row's key was NULL.
+    pub value: Option<String>,
+    /// The columns and settings the table was loaded with: when they change, the table is
+    /// copied in full again.
+    pub signature: String,
+    pub target_exists: bool,
+}
+
+fn query_error(what: &str) -> impl Fn(duckdb::Error) -> WarehouseError + '_ {
+    move |e| WarehouseError::Query {
+        what: what.to_owned(),
+        message: e.to_string(),
+    }
+}
+
+pub fn read_bookmark(
+    connection: &Connection,
+    source_table: &str,
+    target_schema: &str,
+    target_table: &str,
+) -> Result<Option<Bookmark>, WarehouseError> {
+    let fail = query_error("reading the bookmark");
+    let found: Option<(Option<String>, String)> = connection
+        .query_row(
+            "SELECT bookmark, columns_signature FROM _pg_replicate.bookmarks \
+             WHERE source_table = ?",
+            params![source_table],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .optional()
+        .map_err(&fail)?;
+    let target_exists: bool = connection
+        .query_row(
+            "SELECT count(*) > 0 FROM information_schema.tables \
+             WHERE table_schema = ? AND table_name = ?",
+            params![target_schema, target_table],
+            |row| row.get(0),
+        )
+        .map_err(&fail)?;
+    Ok(found.map(|(value, signature)| Bookmark {
+        value,
+        signature,
+        target_exists,
+    }))
+}
+
+/// One table's load.
+#[derive(Debug, Clone)]
+pub struct LoadPlan {
+    /// `schema.table` in the source: the bookmark's name.
+    pub source_table: String,
+    pub target_schema: String,
+    pub target_table: String,
+    pub columns: Vec<ColumnPlan>,
+    pub primary_key: Vec<String>,
+    pub replication_key: String,
+    pub signature: String,
+    pub spool: PathBuf,
+    pub full: bool,
+    /// The bookmark the read started from; kept when this load finds no greater key.
+    pub previous: Option<String>,
+    /// The run's start, `YYYY-MM-DD HH:MM:SS.ffffff` UTC: every row it writes gets it.
+    pub replicated_at: String,
+}
+
+/// What a load did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Loaded {
+    pub rows_read: u64,
+    pub inserted: u64,
+    pub updated: u64,
+    pub null_key_rows: u64,
+    pub bookmark: Option<String>,
+}
+
+/// Loads `plan.spool` in one transaction; rolls back (by dropping it) on any failure, and when
+/// `interrupted` is set before the commit.
+pub fn load(
+    connection: &mut Connection,
+    plan: &LoadPlan,
+    interrupted: &AtomicBool,
+) -> Result<Loaded, WarehouseError> {
+    let transaction = connection.transaction().map_err(query_error("BEGIN"))?;
+    let target = format!(
+        "{}.{}",
+        quote(&plan.target_schema),
+        quote(&plan.target_table)
+    );
+    let names: Vec<String> = plan.columns.iter().map(|c| quote(&c.name)).collect();
+    let key = quote(&plan.replication_key);
+    let key_type = &plan
+        .columns
+        .iter()
+        .find(|c| c.name == plan.replication_key)
+        .expect("the replication key is one of the columns")
+        .target_type;
+
+    transaction
+        .execute_batch(&format!(
+            "CREATE OR REPLACE TEMP TABLE _batch AS {};",
+            batch_select(plan.columns.as_slice(), &plan.spool)
+        ))
+        .map_err(|e| WarehouseError::Query {
+            what: format!("reading the rows of {} from the spool", plan.source_table),
+            message: e.to_string(),
+        })?;
+
+    let pk: Vec<String> = plan.primary_key.iter().map(|c| quote(c)).collect();
+    let pk_list = pk.join(", ");
+    let (rows_read, null_key_rows, distinct_keys, null_primary_keys, greatest): (
+        i64,
+        i64,
+        i64,
+        i64,
+        Option<String>,
+    ) = transaction
+        .query_row(
+            &format!(
+                "SELECT count(*), count(*) FILTER (WHERE {key} IS NULL), \
+                 count(DISTINCT ({pk_list})), \
+                 count(*) FILTER (WHERE {}), \
+                 CAST(greatest(max({key}), CAST({} AS {key_type})) AS VARCHAR) FROM _batch",
+                pk.iter()
+                    .map(|c| format!("{c} IS NULL"))
+                    .collect::<Vec<_>>()
+                    .join(" OR "),
+                plan.previous
+                    .as_deref()
+                    .map(sql_literal)
+                    .unwrap_or_else(|| "NULL".to_owned()),
+            ),
+            [],
+            |row| {
+                Ok((
+                    row.get(0)?,
+                    row.get(1)?,
+                    row.get(2)?,
+                    row.get(3)?,
+                    row.get(4)?,
+                ))
+            },
+        )
+        .map_err(query_error("counting the rows read"))?;
+    if null_primary_keys > 0 {
+        return Err(WarehouseError::Query {
+            what: plan.source_table.clone(),
+            message: format!(
+                "{null_primary_keys} rows have a NULL in the primary key ({}): rows cannot be \
+                 matched without one; set primary_key in the catalog",
+                plan.primary_key.join(", ")
+            ),
+        });
+    }
+    if distinct_keys != rows_read {
+        return Err(WarehouseError::Query {
+            what: plan.source_table.clone(),
+            message: format!(
+                "the primary key ({}) is not unique: {} rows share a value with another; set \
+                 primary_key in the catalog to columns that are unique",
+                plan.primary_key.join(", "),
+                rows_read - distinct_keys
+            ),
+        });
+    }
+
+    let stamp = format!("TIMESTAMP {}", sql_literal(&plan.replicated_at));
+    let (inserted, updated) = if plan.full {
+        transaction
+            .execute_batch(&format!(
+                "CREATE SCHEMA IF NOT EXISTS {schema}; \
+                 CREATE OR REPLACE TABLE {target} AS SELECT *, {stamp} AS {REPLICATED_AT} FROM _batch;",
+                schema = quote(&plan.target_schema),
+            ))
+            .map_err(query_error("creating the table"))?;
+        (rows_read, 0)
+    } else {
+        let columns = names.join(", ");
+        transaction
+            .execute_batch(&format!(
+                "CREATE OR REPLACE TEMP TABLE _changed AS \
+                 SELECT {columns} FROM _batch EXCEPT SELECT {columns} FROM {target};"
+            ))
+            .map_err(query_error("comparing the rows read with the table"))?;
+        let matches = pk
+            .iter()
+            .map(|c| format!("t.{c} = c.{c}"))
+            .collect::<Vec<_>>()
+            .join(" AND ");
+        let (changed, inserted): (i64, i64) = transaction
+            .query_row(
+                &format!(
+                    "SELECT count(*), count(*) FILTER (WHERE NOT EXISTS \
+                     (SELECT 1 FROM {target} t WHERE {matches})) FROM _changed c"
+                ),
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .map_err(query_error("counting the changed rows"))?;
+        let set: Vec<String> = names
+            .iter()
+            .map(|c| format!("{c} = c.{c}"))
+            .chain([format!("{REPLICATED_AT} = {stamp}")])
+            .collect();
+        let values: Vec<String> = names.iter().map(|c| format!("c.{c}")).collect();
+        transaction
+            .execute_batch(&format!(
+                "MERGE INTO {target} t USING _changed c ON ({matches}) \
+                 WHEN MATCHED THEN UPDATE SET {set} \
+                 WHEN NOT MATCHED THEN INSERT ({columns}, {REPLICATED_AT}) VALUES ({values}, {stamp});",
+                set = set.join(", "),
+                values = values.join(", "),
+            ))
+            .map_err(query_error("merging the changed rows"))?;
+        (inserted, changed - inserted)
+    };
+
+    transaction
+        .execute(
+            "DELETE FROM _pg_replicate.bookmarks WHERE source_table = ?",
+            params![plan.source_table],
+        )
+        .map_err(query_error("saving the bookmark"))?;
+    transaction
+        .execute(
+            &format!("INSERT INTO _pg_replicate.bookmarks VALUES (?, ?, ?, ?, ?, {stamp})"),
+            params![
+                plan.source_table,
+                format!("{}.{}", plan.target_schema, plan.target_table),
+                plan.replication_key,
+                greatest,
+                plan.signature,
+            ],
+        )
+        .map_err(query_error("saving the bookmark"))?;
+    transaction
+        .execute_batch("DROP TABLE IF EXISTS _batch; DROP TABLE IF EXISTS _changed;")
+        .map_err(query_error("dropping the work tables"))?;
+    // DuckDB forgets an interrupt that comes between statements: checked before the commit.
+    if interrupted.load(Ordering::SeqCst) {
+        return Err(WarehouseError::Interrupted);
+    }
+    transaction.commit().map_err(query_error("COMMIT"))?;
+    let count = |n: i64| u64::try_from(n).unwrap_or(0);
+    Ok(Loaded {
+        rows_read: count(rows_read),
+        inserted: count(inserted),
+        updated: count(updated),
+        null_key_rows: count(null_key_rows),
+        bookmark: greatest,
+    })
+}
+
+/// The spooled CSV, each field cast to its column's type. Postgres's CSV writes NULL as an
+/// empty field and an empty string as `""`: `allow_quoted_nulls = false` keeps them apart.
+fn batch_select(columns: &[ColumnPlan], spool: &Path) -> String {
+    let fields: Vec<String> = (0..columns.len())
+        .map(|i| format!("'f{i}': 'VARCHAR'"))
+        .collect();
+    let casts: Vec<String> = columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let value = match c.load {
+                Load::Cast => format!("CAST(f{i} AS {})", c.target_type),
+                Load::Unhex => format!("unhex(f{i})"),
+            };
+            format!("{value} AS {}", quote(&c.name))
+        })
+        .collect();
+    format!(
+        "SELECT {} FROM read_csv({}, columns = {{{}}}, header = false, delim = ',', \
+         quote = '\"', escape = '\"', nullstr = '', allow_quoted_nulls = false, \
+         auto_detect = false, strict_mode = true, max_line_size = 134217728)",
+        casts.join(", "),
+        sql_literal(&spool.display().to_string()),
+        fields.join(", ")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::plan;
+
+    fn load_plan(spool: &Path, full: bool, previous: Option<&str>) -> LoadPlan {
+        LoadPlan {
+            source_table: "salesforce.account".into(),
+            target_schema: "orgm".into(),
+            target_table: "account".into(),
+            columns: vec![
+                plan("id", "integer"),
+                plan("systemmodstamp", "timestamp without time zone"),
+                plan("name", "text"),
+            ],
+            primary_key: vec!["id".into()],
+            replication_key: "systemmodstamp".into(),
+            signature: "sig".into(),
+            spool: spool.to_owned(),
+            full,
+            previous: previous.map(str::to_owned),
+            replicated_at: "2026-12-05 10:00:00.000000".into(),
+        }
+    }
+
+    fn warehouse(dir: &Path) -> Connection {
+        let connection = Connection::open(dir.join("w.duckdb")).unwrap();
+        connection.execute_batch(SETUP_SQL).unwrap();
+        connection
+    }
+
+    fn rows(connection: &Connection) -> Vec<(i32, Option<String>)> {
+        let mut statement = connection
+            .prepare("SELECT id, name FROM orgm.account ORDER BY id")
+            .unwrap();
+        statement
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    #[test]
+    fn a_full_copy_then_a_merge_counts_what_changed_and_keeps_the_greatest_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut connection = warehouse(dir.path());
+        let spool = dir.path().join("spool.csv");
+        let not_interrupted = AtomicBool::new(false);
+        // Postgres's CSV: NULL is an empty field, an empty string is "".
+        std::fs::write(
+            &spool,
+            "1,2026-12-01 10:00:00,a\n2,,\"\"\n4,2026-12-01 09:00:00,\n",
+        )
+        .unwrap();
+        let loaded = load(
+            &mut connection,
+            &load_plan(&spool, true, None),
+            &not_interrupted,
+        )
+        .unwrap();
+        assert_eq!(
+            loaded,
+            Loaded {
+                rows_read: 3,
+                inserted: 3,
+                updated: 0,
+                null_key_rows: 1,
+                bookmark: Some("2026-12-01 10:00:00".into()),
+            }
+        );
+        assert_eq!(
+            rows(&connection),
+            [(1, Some("a".into())), (2, Some(String::new())), (4, None)]
+        );
+
+        // A re-read of row 1 (unchanged), row 2 changed, row 3 new with an older key.
+        std::fs::write(
+            &spool,
+            "1,2026-12-01 10:00:00,a\n2,,b\n3,2026-12-01 09:30:00,c\n",
+        )
+        .unwrap();
+        let plan = load_plan(&spool, false, Some("2026-12-01 10:00:00"));
+        let loaded = load(&mut connection, &plan, &not_interrupted).unwrap();
+        assert_eq!((loaded.inserted, loaded.updated), (1, 1));
+        assert_eq!(loaded.bookmark.as_deref(), Some("2026-12-01 10:00:00"));
+        assert_eq!(
+            rows(&connection),
+            [
+                (1, Some("a".into())),
+                (2, Some("b".into())),
+                (3, Some("c".into())),
+                (4, None)
+            ]
+        );
+        let bookmark = read_bookmark(&connection, "salesforce.account", "orgm", "account")
+            .unwrap()
+            .unwrap();
+        assert_eq!(bookmark.value.as_deref(), Some("2026-12-01 10:00:00"));
+        assert!(bookmark.target_exists);
+    }
+
+    #[test]
+    fn an_interrupted_load_commits_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut connection = warehouse(dir.path());
+        let spool = dir.path().join("spool.csv");
+        std::fs::write(&spool, "1,2026-12-01 10:00:00,a\n").unwrap();
+        let interrupted = AtomicBool::new(true);
+        let err = load(
+            &mut connection,
+            &load_plan(&spool, true, None),
+            &interrupted,
+        )
+        .unwrap_err();
+        assert!(matches!(err, WarehouseError::Interrupted), "{err}");
+        assert_eq!(
+            read_bookmark(&connection, "salesforce.account", "orgm", "account").unwrap(),
+            None
+        );
+    }
+
+    #[test]
+    fn a_primary_key_that_is_not_unique_fails_the_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut connection = warehouse(dir.path());
+        let spool = dir.path().join("spool.csv");
+        std::fs::write(&spool, "1,2026-12-01 10:00:00,a\n1,2026-12-01 10:00:00,b\n").unwrap();
+        let err = load(
+            &mut connection,
+            &load_plan(&spool, true, None),
+            &AtomicBool::new(false),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("the primary key (id) is not unique"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,3 @@
+fn main() -> std::process::ExitCode {
+    job_kit::main::<pg_replicate::PgReplicate>()
+}
