@@ -4,16 +4,11 @@
 //! semantics against a TLS-only server, and the ways connecting can fail. No test may find the
 //! password in any output.
 
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::postgres::{self, PASSWORD, Server};
-use crate::support::{Run, job, run};
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+use crate::support::postgres::{self, assert_no_password};
+use crate::support::{assert_contains, job, repo, run};
 
 fn pg_job(url: &str) -> Command {
     let mut command = job("pg-job");
@@ -33,40 +28,12 @@ fn scripts(files: &[(&str, &str)]) -> tempfile::TempDir {
     dir
 }
 
-/// Neither spelling of the password (as typed, as percent-encoded in the URL) in any output.
-#[track_caller]
-fn assert_no_password(out: &Run) {
-    for secret in [PASSWORD, "Pg%2Fs3cret%25pw", "wrong-Pa55word"] {
-        assert!(
-            !out.stderr.contains(secret) && !out.stdout.contains(secret),
-            "{secret:?} leaked:\n{}{}",
-            out.stdout,
-            out.stderr
-        );
-    }
-}
-
-#[track_caller]
-fn assert_contains(text: &str, needles: &[&str]) {
-    for needle in needles {
-        assert!(text.contains(needle), "{needle:?} not in:\n{text}");
-    }
-}
-
-fn seeded(server: &Server, name: &str) -> String {
-    let db = server.database(name);
-    for fixture in ["salesforce_schema.sql", "salesforce_seed.sql"] {
-        server.psql_file(&db, &repo().join("transform/fixtures").join(fixture));
-    }
-    db
-}
-
 #[test]
 fn runs_the_hourly_chain_on_seed_data_and_reruns_idempotently() {
     let Some(server) = postgres::plain() else {
         return;
     };
-    let db = seeded(server, "hourly_chain");
+    let db = server.seeded("hourly_chain");
     for _ in 0..2 {
         for script in [
             "account-arr",
@@ -114,7 +81,7 @@ fn the_maintenance_script_runs_without_a_transaction() {
     let Some(server) = postgres::plain() else {
         return;
     };
-    let db = seeded(server, "maintenance");
+    let db = server.seeded("maintenance");
     for script in [
         "account-arr",
         "opportunity-snapshot",

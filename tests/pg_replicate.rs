@@ -10,12 +10,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::support::postgres::{self, PASSWORD, Server};
-use crate::support::{Run, job, run};
-
-fn repo() -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+use crate::support::postgres::{self, Server, assert_no_password};
+use crate::support::{assert_contains, job, run};
 
 fn pg_replicate(url: &str, warehouse: &Path) -> Command {
     let mut command = job("pg-replicate");
@@ -26,34 +22,6 @@ fn pg_replicate(url: &str, warehouse: &Path) -> Command {
         .env("DUCKDB_MEMORY_LIMIT", "256MB")
         .env("DUCKDB_THREADS", "2");
     command
-}
-
-#[track_caller]
-fn assert_no_password(out: &Run) {
-    for secret in [PASSWORD, postgres::PASSWORD_IN_URL, "wrong-Pa55word"] {
-        assert!(
-            !out.stderr.contains(secret) && !out.stdout.contains(secret),
-            "{secret:?} leaked:\n{}{}",
-            out.stdout,
-            out.stderr
-        );
-    }
-}
-
-#[track_caller]
-fn assert_contains(text: &str, needles: &[&str]) {
-    for needle in needles {
-        assert!(text.contains(needle), "{needle:?} not in:\n{text}");
-    }
-}
-
-/// A database with the Heroku Connect shaped fixture tables and their seed rows.
-fn seeded(server: &Server, name: &str) -> String {
-    let db = server.database(name);
-    for fixture in ["salesforce_schema.sql", "salesforce_seed.sql"] {
-        server.psql_file(&db, &repo().join("transform/fixtures").join(fixture));
-    }
-    db
 }
 
 /// A database with schema `salesforce` and the tables `sql` creates.
@@ -140,7 +108,7 @@ fn replicates_heroku_connect_tables_then_merges_changes_idempotently() {
     let Some(server) = postgres::plain() else {
         return;
     };
-    let db = seeded(server, "replicate");
+    let db = server.seeded("replicate");
     let dir = tempfile::tempdir().unwrap();
     let warehouse = dir.path().join("warehouse.duckdb");
     let url = server.url(&db, "");
@@ -420,7 +388,7 @@ fn reload_copies_a_table_in_full_and_swaps_it_in() {
     let Some(server) = postgres::plain() else {
         return;
     };
-    let db = seeded(server, "reload");
+    let db = server.seeded("reload");
     let dir = tempfile::tempdir().unwrap();
     let warehouse = dir.path().join("warehouse.duckdb");
     let url = server.url(&db, "");
@@ -596,7 +564,7 @@ fn sigterm_cancels_the_read_on_the_server_and_keeps_the_bookmark() {
     let Some(server) = postgres::plain() else {
         return;
     };
-    let db = seeded(server, "replicate_sigterm");
+    let db = server.seeded("replicate_sigterm");
     let dir = tempfile::tempdir().unwrap();
     let warehouse = dir.path().join("warehouse.duckdb");
     let url = server.url(&db, "");

@@ -17,6 +17,19 @@ use std::time::{Duration, Instant};
 /// The helpers the library tests use too (`crates/test-servers`): one rule for missing servers.
 pub use test_servers::{missing, venv_tool};
 
+/// The repository's root.
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Every one of `needles` is in `text`.
+#[track_caller]
+pub fn assert_contains(text: &str, needles: &[&str]) {
+    for needle in needles {
+        assert!(text.contains(needle), "{needle:?} not in:\n{text}");
+    }
+}
+
 /// The debug binary of a job, built by `cargo build --workspace` next to this test binary.
 pub fn bin(job: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");

@@ -13,12 +13,26 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use super::{free_port, missing};
+use super::{Run, free_port, missing, repo};
 
 /// The superuser's password: with characters that must be percent-encoded in a URL, so that
 /// tests see that neither form of it leaks.
 pub const PASSWORD: &str = "Pg/s3cret%pw";
 pub const PASSWORD_IN_URL: &str = "Pg%2Fs3cret%25pw";
+
+/// Neither spelling of the password (as typed, as percent-encoded in the URL), nor the wrong
+/// one the tests try, in any output of a job.
+#[track_caller]
+pub fn assert_no_password(out: &Run) {
+    for secret in [PASSWORD, PASSWORD_IN_URL, "wrong-Pa55word"] {
+        assert!(
+            !out.stderr.contains(secret) && !out.stdout.contains(secret),
+            "{secret:?} leaked:\n{}{}",
+            out.stdout,
+            out.stderr
+        );
+    }
+}
 
 /// A running server.
 #[derive(Debug)]
@@ -112,6 +126,16 @@ impl Server {
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    /// A fresh database holding the Heroku Connect shaped fixture tables and their seed rows
+    /// (transform/fixtures).
+    pub fn seeded(&self, name: &str) -> String {
+        let db = self.database(name);
+        for fixture in ["salesforce_schema.sql", "salesforce_seed.sql"] {
+            self.psql_file(&db, &repo().join("transform/fixtures").join(fixture));
+        }
+        db
     }
 
     /// Starts `sql` with psql in the background (a session that holds a lock, a transaction

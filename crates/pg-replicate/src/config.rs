@@ -84,23 +84,9 @@ pub const VARS: &[EnvVar] = &[
          up or full are retried; a wrong password is not)",
     )
     .default("5"),
-    EnvVar::new(
-        "WAREHOUSE_PATH",
-        Kind::Path,
-        "The embedded DuckDB database file the tables are replicated into",
-    )
-    .default("warehouse.duckdb"),
-    EnvVar::new(
-        "DUCKDB_MEMORY_LIMIT",
-        Kind::Text,
-        "Memory the embedded database may use (e.g. 512MB, 2GB); larger tables spill to disk",
-    )
-    .default("1GB"),
-    EnvVar::new(
-        "DUCKDB_THREADS",
-        Kind::Integer { min: 1, max: 1024 },
-        "Threads of the embedded database; default: one per core",
-    ),
+    warehouse::WAREHOUSE_PATH_VAR,
+    warehouse::DUCKDB_MEMORY_LIMIT_VAR,
+    warehouse::DUCKDB_THREADS_VAR,
 ];
 
 #[derive(Debug, Deserialize)]

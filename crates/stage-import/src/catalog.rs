@@ -8,63 +8,45 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use serde::Deserialize;
+use yaml_input::{Limits, MarkedYaml, Problem, Walker};
 
 use crate::stage::StageUrl;
 use crate::template::{Template, Values};
 
 const BUILT_IN: &str = include_str!("catalog.yml");
 
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Default)]
 struct CatalogFile {
-    #[serde(default)]
     stages: BTreeMap<String, String>,
-    #[serde(default)]
     sources: BTreeMap<String, SourceDef>,
-    #[serde(default)]
     formats: BTreeMap<String, Format>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Default)]
 struct SourceDef {
-    #[serde(default)]
     description: String,
     schema: String,
     table: String,
     stage: String,
     path: String,
-    #[serde(default)]
     list_prefix: Option<String>,
     pattern: String,
     format: String,
-    #[serde(default)]
     locations: Vec<String>,
 }
 
 /// How a source's files are read, and the columns of its table.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Format {
-    #[serde(default)]
     pub description: String,
     pub delimiter: String,
-    #[serde(default)]
     pub skip_header: u32,
     /// The quote character, or `none`.
-    #[serde(default = "default_quote")]
     pub quote: String,
     /// The text that stands for NULL.
-    #[serde(default)]
     pub null: Option<String>,
-    #[serde(default)]
     pub compression: Compression,
     pub columns: Vec<Column>,
-}
-
-fn default_quote() -> String {
-    "\"".to_owned()
 }
 
 impl Format {
@@ -75,24 +57,20 @@ impl Format {
     }
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Compression {
     #[default]
     None,
     Gzip,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Column {
     pub name: String,
-    #[serde(rename = "type")]
     pub kind: ColumnType,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ColumnType {
     Text,
     Integer,
@@ -153,18 +131,13 @@ pub struct CatalogError(pub Vec<String>);
 impl Catalog {
     /// The built-in catalog, with the user's file (if any) merged over it by name.
     pub fn load(user_file: Option<&Path>) -> Result<Catalog, CatalogError> {
-        let mut merged: CatalogFile = serde_yaml_ng::from_str(BUILT_IN)
-            .map_err(|e| CatalogError(vec![format!("built-in catalog: {e}")]))?;
+        let mut merged = read_catalog_file(BUILT_IN, "the built-in catalog")
+            .map_err(|e| CatalogError(vec![format!("bug: {e}")]))?;
         if let Some(path) = user_file {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| CatalogError(vec![format!("{}: {e}", path.display())]))?;
-            let user: CatalogFile = serde_yaml_ng::from_str(&text).map_err(|e| {
-                let at = e
-                    .location()
-                    .map(|l| format!(":{}:{}", l.line(), l.column()))
-                    .unwrap_or_default();
-                CatalogError(vec![format!("{}{at}: {e}", path.display())])
-            })?;
+            let text = yaml_input::read_file(path, Limits::CONFIG)
+                .map_err(|e| CatalogError(vec![e.to_string()]))?;
+            let user = read_catalog_file(&text, &path.display().to_string())
+                .map_err(|e| CatalogError(vec![e]))?;
             merged.stages.extend(user.stages);
             merged.sources.extend(user.sources);
             merged.formats.extend(user.formats);
@@ -393,6 +366,215 @@ impl Source {
     }
 }
 
+/// Reads a catalog file with the bounded YAML reader: every problem of its shape (unknown or
+/// missing keys, wrong kinds of value) with its line and column, all at once.
+fn read_catalog_file(text: &str, file: &str) -> Result<CatalogFile, String> {
+    let fail = |problems: &[Problem]| yaml_input::report(file, "source catalog", problems);
+    let documents = yaml_input::load(text, Limits::CONFIG).map_err(|p| fail(&[p]))?;
+    let mut walker = Walker::default();
+    let mut catalog = CatalogFile::default();
+    match documents.as_slice() {
+        [] => {}
+        [document] => read_catalog(&mut walker, document, &mut catalog),
+        [_, second, ..] => walker.problem(second, "one document expected, found more (---)"),
+    }
+    if walker.problems.is_empty() {
+        Ok(catalog)
+    } else {
+        Err(fail(&walker.problems))
+    }
+}
+
+fn read_catalog<'a>(walker: &mut Walker, node: &'a MarkedYaml<'a>, catalog: &mut CatalogFile) {
+    let Some(entries) = walker.mapping(node, "catalog") else {
+        return;
+    };
+    walker.known_keys(&entries, &["stages", "sources", "formats"], "catalog");
+    for (key, _, value) in &entries {
+        let Some(items) = walker.mapping(value, key) else {
+            continue;
+        };
+        for (name, _, item) in &items {
+            match key.as_str() {
+                "stages" => {
+                    if let Some(url) = walker.string(item, &format!("stage {name}")) {
+                        catalog.stages.insert(name.clone(), url);
+                    }
+                }
+                "sources" => {
+                    if let Some(source) = read_source(walker, item, &format!("source {name}")) {
+                        catalog.sources.insert(name.clone(), source);
+                    }
+                }
+                "formats" => {
+                    if let Some(format) = read_format(walker, item, &format!("format {name}")) {
+                        catalog.formats.insert(name.clone(), format);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// A mapping's keys checked against `allowed`, and the `required` ones present.
+fn fields<'a>(
+    walker: &mut Walker,
+    node: &'a MarkedYaml<'a>,
+    what: &str,
+    allowed: &[&str],
+    required: &[&str],
+) -> Option<yaml_input::Entries<'a>> {
+    let entries = walker.mapping(node, what)?;
+    walker.known_keys(&entries, allowed, what);
+    let missing: Vec<&str> = required
+        .iter()
+        .filter(|key| !entries.iter().any(|(k, _, _)| k == *key))
+        .copied()
+        .collect();
+    if !missing.is_empty() {
+        walker.problem(node, format!("{what}: missing {}", missing.join(", ")));
+        return None;
+    }
+    Some(entries)
+}
+
+fn read_source<'a>(walker: &mut Walker, node: &'a MarkedYaml<'a>, what: &str) -> Option<SourceDef> {
+    const REQUIRED: &[&str] = &["schema", "table", "stage", "path", "pattern", "format"];
+    const ALLOWED: &[&str] = &[
+        "description",
+        "schema",
+        "table",
+        "stage",
+        "path",
+        "list_prefix",
+        "pattern",
+        "format",
+        "locations",
+    ];
+    let entries = fields(walker, node, what, ALLOWED, REQUIRED)?;
+    let mut source = SourceDef::default();
+    let problems_before = walker.problems.len();
+    for (key, _, value) in &entries {
+        let field = format!("{what}: {key}");
+        if key == "locations" {
+            source.locations = walker.strings(value, &field);
+            continue;
+        }
+        let Some(text) = walker.string(value, &field) else {
+            continue;
+        };
+        match key.as_str() {
+            "description" => source.description = text,
+            "schema" => source.schema = text,
+            "table" => source.table = text,
+            "stage" => source.stage = text,
+            "path" => source.path = text,
+            "list_prefix" => source.list_prefix = Some(text),
+            "pattern" => source.pattern = text,
+            "format" => source.format = text,
+            _ => {}
+        }
+    }
+    (walker.problems.len() == problems_before).then_some(source)
+}
+
+fn read_format<'a>(walker: &mut Walker, node: &'a MarkedYaml<'a>, what: &str) -> Option<Format> {
+    const ALLOWED: &[&str] = &[
+        "description",
+        "delimiter",
+        "skip_header",
+        "quote",
+        "null",
+        "compression",
+        "columns",
+    ];
+    let entries = fields(walker, node, what, ALLOWED, &["delimiter", "columns"])?;
+    let mut format = Format {
+        description: String::new(),
+        delimiter: String::new(),
+        skip_header: 0,
+        quote: "\"".to_owned(),
+        null: None,
+        compression: Compression::None,
+        columns: Vec::new(),
+    };
+    let problems_before = walker.problems.len();
+    for (key, _, value) in &entries {
+        let field = format!("{what}: {key}");
+        match key.as_str() {
+            "columns" => {
+                for column in walker.sequence(value, &field) {
+                    if let Some(column) = read_column(walker, column, &field) {
+                        format.columns.push(column);
+                    }
+                }
+            }
+            "null" if Walker::is_null(value) => format.null = None,
+            "skip_header" => match Walker::scalar_text(value).map(|t| t.parse::<u32>()) {
+                Some(Ok(n)) => format.skip_header = n,
+                _ => walker.problem(value, format!("{field}: expected a number of lines")),
+            },
+            "compression" => match walker.string(value, &field).as_deref() {
+                Some("none") => format.compression = Compression::None,
+                Some("gzip") => format.compression = Compression::Gzip,
+                Some(other) => {
+                    walker.problem(value, format!("{field}: {other:?} is not none or gzip"))
+                }
+                None => {}
+            },
+            _ => {
+                let Some(text) = walker.string(value, &field) else {
+                    continue;
+                };
+                match key.as_str() {
+                    "description" => format.description = text,
+                    "delimiter" => format.delimiter = text,
+                    "quote" => format.quote = text,
+                    "null" => format.null = Some(text),
+                    _ => {}
+                }
+            }
+        }
+    }
+    (walker.problems.len() == problems_before).then_some(format)
+}
+
+fn read_column<'a>(walker: &mut Walker, node: &'a MarkedYaml<'a>, what: &str) -> Option<Column> {
+    let entries = fields(walker, node, what, &["name", "type"], &["name", "type"])?;
+    let (mut name, mut kind) = (None, None);
+    for (key, _, value) in &entries {
+        let text = walker.string(value, &format!("{what}: {key}"))?;
+        if key == "name" {
+            name = Some(text);
+        } else {
+            kind = match text.as_str() {
+                "text" => Some(ColumnType::Text),
+                "integer" => Some(ColumnType::Integer),
+                "number" => Some(ColumnType::Number),
+                "date" => Some(ColumnType::Date),
+                "time" => Some(ColumnType::Time),
+                "timestamp" => Some(ColumnType::Timestamp),
+                "boolean" => Some(ColumnType::Boolean),
+                other => {
+                    walker.problem(
+                        value,
+                        format!(
+                            "{what}: type {other:?} is not one of text, integer, number, date, \
+                             time, timestamp, boolean"
+                        ),
+                    );
+                    None
+                }
+            };
+        }
+    }
+    Some(Column {
+        name: name?,
+        kind: kind?,
+    })
+}
+
 /// Names that go into SQL unquoted: a letter or `_`, then letters, digits, `_`.
 fn check_identifier(problems: &mut Vec<String>, what: &str, field: &str, value: &str) {
     let mut chars = value.chars();
@@ -543,6 +725,48 @@ mod tests {
         let name = file.path().display().to_string();
         assert!(err.contains(&format!("{name}:")), "{err}");
         assert!(err.contains(":4:") || err.contains(":3:"), "{err}");
+    }
+
+    #[test]
+    fn every_shape_problem_is_reported_with_its_line_and_column() {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        write!(
+            file,
+            "stages:\n  s: [a]\nsources:\n  x:\n    schema: a\n    colour: red\n\
+             formats:\n  f:\n    delimiter: \",\"\n    skip_header: many\n    compression: zip\n    \
+             columns:\n      - {{name: a, type: text}}\n      - {{name: b, type: money}}\n"
+        )
+        .unwrap();
+        let err = Catalog::load(Some(file.path())).unwrap_err().to_string();
+        let name = file.path().display().to_string();
+        for needle in [
+            format!("{name}:2:6: stage s: expected a string, found a list"),
+            format!("{name}:5:5: source x: missing table, stage, path, pattern, format"),
+            format!("{name}:10:18: format f: skip_header: expected a number of lines"),
+            format!("{name}:11:18: format f: compression: \"zip\" is not none or gzip"),
+            format!("{name}:14:25: format f: columns: type \"money\" is not one of"),
+        ] {
+            assert!(err.contains(&needle), "{needle:?} not in:\n{err}");
+        }
+    }
+
+    #[test]
+    fn a_catalog_that_expands_past_its_limit_is_refused() {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        let mut text =
+            String::from("a0: &a0 [\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"]\n");
+        for level in 1..10 {
+            let previous = format!("*a{}", level - 1);
+            text.push_str(&format!(
+                "a{level}: &a{level} [{}]\n",
+                std::iter::repeat_n(previous, 10)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        write!(file, "{text}").unwrap();
+        let err = Catalog::load(Some(file.path())).unwrap_err().to_string();
+        assert!(err.contains("once its aliases are resolved"), "{err}");
     }
 
     #[test]

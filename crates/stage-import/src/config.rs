@@ -199,24 +199,9 @@ pub const VARS: &[EnvVar] = &[
         "Longest a Snowflake statement (one COPY INTO) may run before it is aborted",
     )
     .default("3600"),
-    EnvVar::new(
-        "WAREHOUSE_PATH",
-        Kind::Path,
-        "The embedded DuckDB database file (used when no Snowflake is configured; builds with the \
-         embedded warehouse only, not the image)",
-    )
-    .default("warehouse.duckdb"),
-    EnvVar::new(
-        "DUCKDB_MEMORY_LIMIT",
-        Kind::Text,
-        "Memory the embedded database may use (e.g. 512MB, 2GB); larger loads spill to disk",
-    )
-    .default("1GB"),
-    EnvVar::new(
-        "DUCKDB_THREADS",
-        Kind::Integer { min: 1, max: 1024 },
-        "Threads of the embedded database; default: one per core",
-    ),
+    warehouse::WAREHOUSE_PATH_VAR,
+    warehouse::DUCKDB_MEMORY_LIMIT_VAR,
+    warehouse::DUCKDB_THREADS_VAR,
 ];
 
 #[derive(Debug, Deserialize)]

@@ -11,6 +11,27 @@ pub mod snowflake;
 
 use tokio_util::sync::CancellationToken;
 
+/// The embedded warehouse's variables, the same in every job that has one (its config struct
+/// has the fields `warehouse_path`, `duckdb_memory_limit` and `duckdb_threads`).
+pub const WAREHOUSE_PATH_VAR: job_kit::EnvVar = job_kit::EnvVar::new(
+    "WAREHOUSE_PATH",
+    job_kit::Kind::Path,
+    "The embedded DuckDB database file: the warehouse when no Snowflake is configured (in the \
+     builds with the embedded warehouse, not the images)",
+)
+.default("warehouse.duckdb");
+pub const DUCKDB_MEMORY_LIMIT_VAR: job_kit::EnvVar = job_kit::EnvVar::new(
+    "DUCKDB_MEMORY_LIMIT",
+    job_kit::Kind::Text,
+    "Memory the embedded database may use (e.g. 512MB, 2GB); larger loads spill to disk",
+)
+.default("1GB");
+pub const DUCKDB_THREADS_VAR: job_kit::EnvVar = job_kit::EnvVar::new(
+    "DUCKDB_THREADS",
+    job_kit::Kind::Integer { min: 1, max: 1024 },
+    "Threads of the embedded database; default: one per core",
+);
+
 #[derive(Debug, thiserror::Error)]
 pub enum WarehouseError {
     #[error("{0}")]

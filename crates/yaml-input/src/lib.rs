@@ -250,7 +250,14 @@ impl Walker {
             YamlData::Mapping(map) => {
                 let mut entries = Vec::with_capacity(map.len());
                 for (key, value) in map {
-                    match Self::scalar_text(key) {
+                    // A key YAML reads as null (`null:`) is a field named `null` in the
+                    // formats that use one (stage-import's NULL marker), not a missing key.
+                    let text = if Self::is_null(key) {
+                        Some("null".to_owned())
+                    } else {
+                        Self::scalar_text(key)
+                    };
+                    match text {
                         Some(text) => entries.push((text, key, value)),
                         None => self.problem(
                             key,
