@@ -67,6 +67,8 @@ pub enum PgReplicateError {
         "interrupted (SIGTERM/SIGINT) during {table}: nothing of it was committed, its bookmark is unchanged"
     )]
     Interrupted { table: String },
+    #[error("interrupted (SIGTERM/SIGINT) before {table} started: the tables before it committed")]
+    InterruptedBefore { table: String },
     #[error("every table failed ({0}); see the report")]
     AllFailed(usize),
     #[error("cannot write to stdout: {0}")]
@@ -241,9 +243,10 @@ async fn replicate(
     };
     let mut tables = Vec::new();
     let mut interrupted = None;
+    let mut not_started = None;
     for table in &selected {
         if context.cancel.is_cancelled() {
-            interrupted.get_or_insert_with(|| table.name.to_string());
+            not_started = Some(table.name.to_string());
             break;
         }
         let entry = replicate_table(&run, table, reload.contains(&table.name)).await;
@@ -276,6 +279,9 @@ async fn replicate(
     }
     if let Some(table) = interrupted {
         return Err(PgReplicateError::Interrupted { table });
+    }
+    if let Some(table) = not_started {
+        return Err(PgReplicateError::InterruptedBefore { table });
     }
     match failed {
         0 => Ok(Exit::Success),
