@@ -19,7 +19,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use yaml_input::{Limits, MarkedYaml, Problem, Walker};
+use yaml_input::{Limits, MarkedYaml, Walker};
 
 /// The replication key of a table whose catalog entry names none.
 pub const DEFAULT_REPLICATION_KEY: &str = "systemmodstamp";
@@ -90,20 +90,7 @@ pub fn load(user_file: Option<&Path>) -> Result<Catalog, CatalogError> {
 
 /// Reads a catalog file's text; `file` names it in the report of its problems.
 pub fn parse(text: &str, file: &str) -> Result<Catalog, CatalogError> {
-    let fail = |problems: &[Problem]| CatalogError(yaml_input::report(file, "catalog", problems));
-    let documents = yaml_input::load(text, Limits::CONFIG).map_err(|p| fail(&[p]))?;
-    let mut walker = Walker::default();
-    let mut catalog = Catalog::default();
-    match documents.as_slice() {
-        [] => {}
-        [document] => read_catalog(&mut walker, document, &mut catalog),
-        [_, second, ..] => walker.problem(second, "one document expected, found more (---)"),
-    }
-    if walker.problems.is_empty() {
-        Ok(catalog)
-    } else {
-        Err(fail(&walker.problems))
-    }
+    yaml_input::read_document(text, file, "catalog", read_catalog).map_err(CatalogError)
 }
 
 fn read_catalog<'a>(walker: &mut Walker, node: &'a MarkedYaml<'a>, catalog: &mut Catalog) {

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use yaml_input::{Limits, MarkedYaml, Problem, Walker};
+use yaml_input::{Limits, MarkedYaml, Walker};
 
 use crate::stage::StageUrl;
 use crate::template::{Template, Values};
@@ -369,20 +369,7 @@ impl Source {
 /// Reads a catalog file with the bounded YAML reader: every problem of its shape (unknown or
 /// missing keys, wrong kinds of value) with its line and column, all at once.
 fn read_catalog_file(text: &str, file: &str) -> Result<CatalogFile, String> {
-    let fail = |problems: &[Problem]| yaml_input::report(file, "source catalog", problems);
-    let documents = yaml_input::load(text, Limits::CONFIG).map_err(|p| fail(&[p]))?;
-    let mut walker = Walker::default();
-    let mut catalog = CatalogFile::default();
-    match documents.as_slice() {
-        [] => {}
-        [document] => read_catalog(&mut walker, document, &mut catalog),
-        [_, second, ..] => walker.problem(second, "one document expected, found more (---)"),
-    }
-    if walker.problems.is_empty() {
-        Ok(catalog)
-    } else {
-        Err(fail(&walker.problems))
-    }
+    yaml_input::read_document(text, file, "source catalog", read_catalog)
 }
 
 fn read_catalog<'a>(walker: &mut Walker, node: &'a MarkedYaml<'a>, catalog: &mut CatalogFile) {

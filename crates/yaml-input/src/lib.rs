@@ -147,6 +147,30 @@ pub fn load(text: &str, limits: Limits) -> Result<Vec<MarkedYaml<'_>>, Problem> 
     })
 }
 
+/// Parses `text` as one document (none reads as `T::default()`) and hands it to `read`, which
+/// records every problem on the walker; the value, or all the problems as [`report`] words them
+/// for `file` and `what`.
+pub fn read_document<T: Default>(
+    text: &str,
+    file: &str,
+    what: &str,
+    read: impl for<'a> FnOnce(&mut Walker, &'a MarkedYaml<'a>, &mut T),
+) -> Result<T, String> {
+    let documents = load(text, Limits::CONFIG).map_err(|p| report(file, what, &[p]))?;
+    let mut walker = Walker::default();
+    let mut value = T::default();
+    match documents.as_slice() {
+        [] => {}
+        [document] => read(&mut walker, document, &mut value),
+        [_, second, ..] => walker.problem(second, "one document expected, found more (---)"),
+    }
+    if walker.problems.is_empty() {
+        Ok(value)
+    } else {
+        Err(report(file, what, &walker.problems))
+    }
+}
+
 /// Walks the parser's events and adds up what the document would take once every alias is
 /// replaced by its anchor's content: each scalar's bytes plus one per node. Stops at the first
 /// event past `max`.
