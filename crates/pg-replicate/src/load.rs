@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use duckdb::{Connection, OptionalExt, params};
-use warehouse::{WarehouseError, sql_literal};
+use warehouse::{WarehouseError, literal_glob, sql_literal};
 
 use crate::types::{ColumnPlan, Load, quote};
 
@@ -309,7 +309,7 @@ fn batch_select(columns: &[ColumnPlan], spool: &Path) -> String {
          quote = '\"', escape = '\"', nullstr = '', allow_quoted_nulls = false, \
          auto_detect = false, strict_mode = true, max_line_size = 134217728)",
         casts.join(", "),
-        sql_literal(&spool.display().to_string()),
+        sql_literal(&literal_glob(&spool.display().to_string())),
         fields.join(", ")
     )
 }
@@ -413,6 +413,30 @@ mod tests {
             .unwrap();
         assert_eq!(bookmark.value.as_deref(), Some("2026-12-01 10:00:00"));
         assert!(bookmark.target_exists);
+    }
+
+    /// The work directory is the user's: a name DuckDB would expand as a glob (`w*`) must not
+    /// also read a neighbour's file of the same name.
+    #[test]
+    fn a_spool_whose_path_looks_like_a_glob_is_read_as_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut connection = warehouse(dir.path());
+        for (work, row) in [
+            ("w*", "1,2026-12-01 10:00:00,a\n"),
+            ("wx", "2,2026-12-01 10:00:00,b\n"),
+        ] {
+            std::fs::create_dir(dir.path().join(work)).unwrap();
+            std::fs::write(dir.path().join(work).join("spool.csv"), row).unwrap();
+        }
+        let spool = dir.path().join("w*").join("spool.csv");
+        let loaded = load(
+            &mut connection,
+            &load_plan(&spool, true, None),
+            &AtomicBool::new(false),
+        )
+        .unwrap();
+        assert_eq!(loaded.rows_read, 1);
+        assert_eq!(rows(&connection), [(1, Some("a".into()))]);
     }
 
     #[test]

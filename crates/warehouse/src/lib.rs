@@ -158,6 +158,23 @@ pub fn sql_literal(value: &str) -> String {
     format!("'{}'", value.replace('\'', "''"))
 }
 
+/// `path` as a glob that matches only itself. DuckDB's readers expand `*`, `?` and `[` in every
+/// path they get, so a file named `*-2026-11-27.csv` would also load its neighbours. A
+/// one-character class (`[*]`) is literal, and `filename` still reports the real name.
+pub fn literal_glob(path: &str) -> String {
+    let mut glob = String::with_capacity(path.len());
+    for c in path.chars() {
+        if matches!(c, '*' | '?' | '[') {
+            glob.push('[');
+            glob.push(c);
+            glob.push(']');
+        } else {
+            glob.push(c);
+        }
+    }
+    glob
+}
+
 /// A statement's first line, without its `;`: how an error names the statement that failed.
 pub fn first_line(statement: &str) -> String {
     statement
@@ -181,6 +198,11 @@ mod tests {
         );
         assert_eq!(line_in_message("error on line 7 of file"), Some(7));
         assert_eq!(line_in_message("no such file"), None);
+    }
+
+    #[test]
+    fn a_glob_of_a_path_matches_only_that_path() {
+        assert_eq!(literal_glob("/d/a*[1]?.csv"), "/d/a[*][[]1][?].csv");
     }
 
     #[test]

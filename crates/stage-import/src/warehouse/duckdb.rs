@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use ::warehouse::duckdb::{Connection, DuckDbWarehouse, Settings};
-use ::warehouse::{Warehouse, WarehouseError, line_in_message, sql_literal};
+use ::warehouse::{Warehouse, WarehouseError, line_in_message, literal_glob, sql_literal};
 use tokio_util::sync::CancellationToken;
 
 use super::snowflake::StageAccess;
@@ -478,23 +478,6 @@ fn status_name(status: FileStatus) -> &'static str {
         FileStatus::LoadFailed => "LOAD_FAILED",
         FileStatus::Unknown => "UNKNOWN",
     }
-}
-
-/// `path` as a glob that matches only itself. DuckDB's readers expand `*`, `?` and `[` in every
-/// path they get, so a file named `*-2026-11-27.csv` would also load its neighbours. A
-/// one-character class (`[*]`) is literal, and `filename` still reports the real name.
-fn literal_glob(path: &str) -> String {
-    let mut glob = String::with_capacity(path.len());
-    for c in path.chars() {
-        if matches!(c, '*' | '?' | '[') {
-            glob.push('[');
-            glob.push(c);
-            glob.push(']');
-        } else {
-            glob.push(c);
-        }
-    }
-    glob
 }
 
 #[cfg(test)]
