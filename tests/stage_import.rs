@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use crate::support::moto::moto;
-use crate::support::stage_import::{files, parse_report, plans_catalog, statuses};
+use crate::support::stage_import::{files, first_records, parse_report, plans_catalog, statuses};
 use crate::support::{Run, bin, env_schema, job, run, variable_names};
 
 const DAYS: [&str; 3] = ["2026-11-24", "2026-11-25", "2026-11-26"];
@@ -218,6 +218,56 @@ fn a_second_run_loads_nothing_twice_and_reload_replaces_the_day() {
         pings,
         "its rows kept"
     );
+}
+
+/// The load history knows a file by its content: a `touch` (a copy, a re-sync) loads nothing
+/// again, and a file rewritten under the same name replaces its earlier rows in one
+/// transaction, reported RELOADED, never doubled.
+#[test]
+fn a_touched_file_is_skipped_and_a_rewritten_one_replaces_its_rows() {
+    let setup = Setup::new();
+    setup.bootstrap();
+    let first = setup.run(&["licenses", "--date", DAYS[2]]);
+    assert_eq!(first.code, Some(0), "{}", first.stderr);
+    assert_eq!(setup.count("licenses.licenses"), 40);
+    let export = walk_files(&setup.stage())
+        .into_iter()
+        .find(|p| {
+            p.to_string_lossy()
+                .contains(&format!("licenses-{}", DAYS[2]))
+        })
+        .expect("the day's license export");
+
+    let file = std::fs::File::options().write(true).open(&export).unwrap();
+    file.set_modified(std::time::SystemTime::now() + std::time::Duration::from_secs(3600))
+        .unwrap();
+    drop(file);
+    let touched = setup.run(&["licenses", "--date", DAYS[2]]);
+    assert_eq!(touched.code, Some(0), "{}", touched.stderr);
+    assert_eq!(statuses(&parse_report(&touched)), ["LOAD_SKIPPED"]);
+    assert_eq!(setup.count("licenses.licenses"), 40);
+
+    // The export rewritten with its last 15 licenses gone.
+    let text = std::fs::read_to_string(&export).unwrap();
+    std::fs::write(&export, first_records(&text, 25)).unwrap();
+    let rewritten = setup.run(&["licenses", "--date", DAYS[2]]);
+    assert_eq!(rewritten.code, Some(0), "{}", rewritten.stderr);
+    let report = parse_report(&rewritten);
+    assert_eq!(statuses(&report), ["RELOADED"]);
+    let outcome = &report["loads"][0]["files"][0];
+    assert_eq!(outcome["rows_loaded"], 25, "{report}");
+    assert_eq!(outcome["rows_replaced"], 40, "{report}");
+    assert_eq!(report["files_loaded"], 1);
+    assert!(
+        rewritten.stderr.contains("its earlier rows replaced"),
+        "{}",
+        rewritten.stderr
+    );
+    assert_eq!(setup.count("licenses.licenses"), 25, "replaced, not added");
+
+    let again = setup.run(&["licenses", "--date", DAYS[2]]);
+    assert_eq!(statuses(&parse_report(&again)), ["LOAD_SKIPPED"]);
+    assert_eq!(setup.count("licenses.licenses"), 25);
 }
 
 fn walk_files(dir: &std::path::Path) -> Vec<PathBuf> {

@@ -21,7 +21,7 @@ use serde_json::Value;
 
 use crate::support::fakesnow::{FakeSnow, Rule, server};
 use crate::support::moto::moto;
-use crate::support::stage_import::{files, parse_report, plans_catalog, statuses};
+use crate::support::stage_import::{files, first_records, parse_report, plans_catalog, statuses};
 use crate::support::{Run, bin, job, run};
 
 const PASSWORD: &str = "pw-Sn0wfl4ke-do-not-log";
@@ -525,6 +525,43 @@ fn a_second_run_loads_nothing_twice_and_reload_replaces_the_day() {
         licenses * 2,
         "its rows kept"
     );
+}
+
+/// Snowflake's COPY loads a re-staged file whose ETag changed as a new file: the job deletes
+/// that file's rows from its earlier load in the COPY's transaction, and reports RELOADED.
+#[test]
+fn a_rewritten_file_replaces_its_earlier_rows() {
+    let Some(snow) = server() else { return };
+    let setup = Setup::new(snow, "sf_rewrite");
+    setup.bootstrap();
+    let first = setup.run(&["licenses", "--date", DAY]);
+    assert_eq!(first.code, Some(0), "{}", first.stderr);
+    assert_eq!(setup.count("licenses.licenses"), 10);
+    let other_day = setup.run(&["licenses", "--date", DAYS[0]]);
+    assert_eq!(other_day.code, Some(0), "{}", other_day.stderr);
+
+    let export = setup
+        .stage()
+        .join(format!("licenses/{DAY}/licenses-{DAY}.csv"));
+    let text = std::fs::read_to_string(&export).unwrap();
+    std::fs::write(&export, first_records(&text, 6)).unwrap();
+    let rewritten = setup.run(&["licenses", "--date", DAY]);
+    assert_eq!(rewritten.code, Some(0), "{}", rewritten.stderr);
+    let report = parse_report(&rewritten);
+    assert_eq!(statuses(&report), ["RELOADED"], "{report}");
+    let outcome = &report["loads"][0]["files"][0];
+    assert_eq!(outcome["rows_loaded"], 6, "{report}");
+    assert_eq!(outcome["rows_replaced"], 10, "{report}");
+    assert_eq!(
+        setup.count("licenses.licenses"),
+        6 + 10,
+        "the day replaced, not added to; the other day untouched"
+    );
+
+    let again = setup.run(&["licenses", "--date", DAY]);
+    assert_eq!(again.code, Some(0), "{}", again.stderr);
+    assert_eq!(statuses(&parse_report(&again)), ["LOAD_SKIPPED"]);
+    assert_eq!(setup.count("licenses.licenses"), 16);
 }
 
 /// A listed file COPY's result leaves out (gone from the stage when the COPY ran) is never

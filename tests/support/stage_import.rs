@@ -57,3 +57,23 @@ pub fn plans_catalog(dir: &Path, rows: &str) -> PathBuf {
     .unwrap();
     catalog
 }
+
+/// The header line and the first `records` records of a quoted CSV text (a quoted field may
+/// hold newlines, so records are not lines).
+pub fn first_records(csv: &str, records: usize) -> String {
+    let mut in_quotes = false;
+    let mut ends = 0;
+    for (at, c) in csv.char_indices() {
+        match c {
+            '"' => in_quotes = !in_quotes,
+            '\n' if !in_quotes => {
+                ends += 1;
+                if ends == records + 1 {
+                    return csv[..=at].to_owned();
+                }
+            }
+            _ => {}
+        }
+    }
+    panic!("the text has fewer than {records} records");
+}

@@ -302,11 +302,15 @@ async fn preflight(
         }
         match &load.stage_url {
             StageUrl::Local(root) => {
-                let files =
-                    stage::list_local(root, &load.list_prefix).map_err(|e| ImportError::Stage {
-                        stage: load.stage.clone(),
-                        message: format!("cannot list {}: {e}", root.display()),
-                    })?;
+                // Listing reads every file (its content is its identity): off the runtime.
+                let (dir, prefix) = (root.clone(), load.list_prefix.clone());
+                let listed = tokio::task::spawn_blocking(move || stage::list_local(&dir, &prefix))
+                    .await
+                    .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())));
+                let files = listed.map_err(|e| ImportError::Stage {
+                    stage: load.stage.clone(),
+                    message: format!("cannot list {}: {e}", root.display()),
+                })?;
                 listings.insert(key, files);
             }
             StageUrl::S3 { .. } => pending.push(load),
@@ -444,6 +448,7 @@ async fn run_load<W: Loader>(
             FileStatus::Loaded => "loaded",
             FileStatus::LoadSkipped => "skipped: loaded before",
             FileStatus::PartiallyLoaded => "partially loaded: rows rejected",
+            FileStatus::Reloaded => "reloaded: its content changed, its earlier rows replaced",
             FileStatus::LoadFailed => "failed",
             FileStatus::Unknown => "unknown: not in COPY's result nor in its history",
         };
@@ -456,6 +461,15 @@ async fn run_load<W: Loader>(
                 errors_seen = outcome.errors_seen,
                 first_error_line = outcome.first_error_line,
                 first_error = error,
+                "{line}"
+            );
+        } else if outcome.status == FileStatus::Reloaded {
+            tracing::warn!(
+                load = %where_,
+                file = %outcome.file,
+                rows_loaded = outcome.rows_loaded,
+                rows_replaced = outcome.rows_replaced,
+                errors_seen = outcome.errors_seen,
                 "{line}"
             );
         } else {

@@ -14,6 +14,10 @@ pub enum FileStatus {
     LoadSkipped,
     /// Some rows were rejected (`ON_ERROR='CONTINUE'`); the rest loaded.
     PartiallyLoaded,
+    /// Loaded before, and rewritten since (another ETag or checksum under the same name): this
+    /// load's rows replaced the earlier load's (`rows_replaced`) in one transaction. Rows it
+    /// rejected count as for PARTIALLY_LOADED.
+    Reloaded,
     LoadFailed,
     /// Listed, but COPY's result does not mention it and COPY_HISTORY shows no earlier load:
     /// it vanished from the stage, or Snowflake could not tell its load status. Never taken
@@ -27,6 +31,8 @@ pub struct FileOutcome {
     pub status: FileStatus,
     pub rows_parsed: u64,
     pub rows_loaded: u64,
+    /// A RELOADED file's rows from its earlier load, deleted by this one.
+    pub rows_replaced: u64,
     pub errors_seen: u64,
     pub first_error: Option<String>,
     pub first_error_line: Option<u64>,
@@ -39,6 +45,7 @@ impl FileOutcome {
             status: FileStatus::LoadSkipped,
             rows_parsed: 0,
             rows_loaded: 0,
+            rows_replaced: 0,
             errors_seen: 0,
             first_error: None,
             first_error_line: None,
@@ -67,7 +74,9 @@ impl FileOutcome {
     pub fn failed(&self, max_errors_per_file: u64) -> bool {
         match self.status {
             FileStatus::LoadFailed | FileStatus::Unknown => true,
-            FileStatus::PartiallyLoaded => self.errors_seen > max_errors_per_file,
+            FileStatus::PartiallyLoaded | FileStatus::Reloaded => {
+                self.errors_seen > max_errors_per_file
+            }
             FileStatus::Loaded | FileStatus::LoadSkipped => false,
         }
     }
@@ -153,8 +162,10 @@ impl RunReport {
             // A file over the error limit is failed, not also loaded.
             files_loaded: files()
                 .filter(|f| {
-                    matches!(f.status, FileStatus::Loaded | FileStatus::PartiallyLoaded)
-                        && !f.failed(max_errors)
+                    matches!(
+                        f.status,
+                        FileStatus::Loaded | FileStatus::PartiallyLoaded | FileStatus::Reloaded
+                    ) && !f.failed(max_errors)
                 })
                 .count(),
             files_skipped: files()
@@ -203,6 +214,7 @@ mod tests {
             status,
             rows_parsed: 10,
             rows_loaded: 10 - errors,
+            rows_replaced: 0,
             errors_seen: errors,
             first_error: None,
             first_error_line: None,
@@ -258,9 +270,11 @@ mod tests {
             file(Loaded, 0),
             file(PartiallyLoaded, 2),
             file(PartiallyLoaded, 1),
+            file(Reloaded, 0),
+            file(Reloaded, 2),
         ];
         let report = RunReport::new("duckdb", vec![partial], false, 1);
-        assert_eq!((report.files_loaded, report.files_failed), (2, 1));
+        assert_eq!((report.files_loaded, report.files_failed), (3, 2));
     }
 
     #[test]

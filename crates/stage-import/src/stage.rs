@@ -1,8 +1,10 @@
 //! Where a source's files are: a stage's URL (an S3 prefix or a local directory) and the files
 //! below it. Listing is the preflight: before any COPY, the job knows which files a day has.
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::time::UNIX_EPOCH;
+
+use sha2::{Digest, Sha256};
 
 /// A stage's location.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,7 +63,8 @@ pub struct StagedFile {
     /// The path below the stage URL, `/`-separated (what COPY reports as the file).
     pub path: String,
     pub size: u64,
-    /// Changes when the content does (S3's ETag, a local file's mtime): a changed file is new.
+    /// The content's identity (S3's ETag, a local file's SHA-256): the load history keys a file
+    /// on it, so that a touched file is not loaded twice and a rewritten one replaces its rows.
     pub tag: String,
 }
 
@@ -105,21 +108,34 @@ fn walk(root: &Path, dir: &Path, prefix: &str, files: &mut Vec<StagedFile>) -> s
                 walk(root, &path, prefix, files)?;
             }
         } else if file_type.is_file() && relative.starts_with(prefix) {
-            let meta = entry.metadata()?;
-            let mtime = meta
-                .modified()
-                .ok()
-                .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-                .map(|d| d.as_nanos())
-                .unwrap_or(0);
+            let (size, digest) = content_digest(&path)?;
             files.push(StagedFile {
                 path: relative,
-                size: meta.len(),
-                tag: format!("mtime:{mtime}"),
+                size,
+                tag: format!("sha256:{digest}"),
             });
         }
     }
     Ok(())
+}
+
+/// A local file's size and SHA-256 (hex), read once in 1 MiB blocks: a file's identity is its
+/// content, not its mtime, which a copy or a `touch` changes.
+fn content_digest(path: &Path) -> std::io::Result<(u64, String)> {
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0; 1 << 20];
+    let mut size = 0u64;
+    loop {
+        let read = file.read(&mut buffer)?;
+        if read == 0 {
+            break;
+        }
+        hasher.update(&buffer[..read]);
+        size += read as u64;
+    }
+    let digest = hasher.finalize();
+    Ok((size, digest.iter().map(|b| format!("{b:02x}")).collect()))
 }
 
 /// The files whose whole path matches `pattern`, as COPY's PATTERN matches.
@@ -245,5 +261,27 @@ mod tests {
             .collect();
         assert_eq!(matched, ["2026-11-26.csv", "2026-11-26/lic-2026-11-26.csv"]);
         assert!(list_local(&dir.path().join("missing"), "").is_err());
+    }
+
+    #[test]
+    fn a_files_tag_follows_its_content_not_its_mtime() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("2026-11-26.csv");
+        std::fs::write(&path, "a,b\n1,2\n").unwrap();
+        let tag = || list_local(dir.path(), "").unwrap()[0].tag.clone();
+        let first = tag();
+        // `printf 'a,b\n1,2\n' | sha256sum`
+        assert_eq!(
+            first,
+            "sha256:492d5ea496056f1a6a6592241032fab764c321596317930b4fa0e1e8bc3b7470"
+        );
+        let touched = std::fs::File::options().write(true).open(&path).unwrap();
+        touched
+            .set_modified(std::time::SystemTime::now() + std::time::Duration::from_secs(3600))
+            .unwrap();
+        assert_eq!(tag(), first, "a touched file is the same file");
+        std::fs::write(&path, "a,b\n1,3\n").unwrap();
+        assert_ne!(tag(), first, "a rewritten file is a new one");
+        assert_eq!(list_local(dir.path(), "").unwrap()[0].size, 8);
     }
 }

@@ -3,13 +3,15 @@
 //! idempotency on a laptop.
 //!
 //! Snowflake's load metadata becomes a history table (`_stage_import.load_history`): a file
-//! already loaded with the same tag (ETag or mtime) is skipped. `ON_ERROR='CONTINUE'` becomes
+//! already loaded with the same tag (its content's identity: S3's ETag, or the SHA-256 of a
+//! local file) is skipped; a file loaded before with another tag replaces its earlier rows in
+//! the transaction that loads it (`RELOADED`). `ON_ERROR='CONTINUE'` becomes
 //! DuckDB's rejects tables: rejected rows are counted per file with the first error and its
 //! line. A day's new files are read in one statement (DuckDB parallelises across them); if that
 //! statement fails as a whole (an unreadable file), each file is probed alone so that only the
 //! bad ones fail.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -168,15 +170,22 @@ impl LoadJob {
         };
         let mut outcomes: BTreeMap<String, FileOutcome> = BTreeMap::new();
         let mut new_files = Vec::new();
+        // Loaded before with other content: this load replaces their rows.
+        let mut changed = HashSet::new();
         for file in &self.files {
-            if loaded_before.get(&file.path) == Some(&file.tag) {
-                outcomes.insert(file.path.clone(), FileOutcome::skipped(&file.path));
-            } else {
-                new_files.push(file.clone());
+            match loaded_before.get(&file.path) {
+                Some(tag) if *tag == file.tag => {
+                    outcomes.insert(file.path.clone(), FileOutcome::skipped(&file.path));
+                }
+                Some(_) => {
+                    changed.insert(file.path.clone());
+                    new_files.push(file.clone());
+                }
+                None => new_files.push(file.clone()),
             }
         }
         if !new_files.is_empty() {
-            let loaded = match self.load_batch(connection, &new_files) {
+            let loaded = match self.load_batch(connection, &new_files, &changed) {
                 Ok(loaded) => loaded,
                 Err(BatchFailure::Interrupted) => return Err(WarehouseError::Interrupted),
                 Err(BatchFailure::Failed(batch_error)) => {
@@ -200,7 +209,7 @@ impl LoadJob {
                     if readable.is_empty() {
                         Vec::new()
                     } else {
-                        self.load_batch(connection, &readable)
+                        self.load_batch(connection, &readable, &changed)
                             .map_err(|failure| match failure {
                                 BatchFailure::Interrupted => WarehouseError::Interrupted,
                                 BatchFailure::Failed(e) => {
@@ -225,34 +234,38 @@ impl LoadJob {
     fn loaded_before(&self, connection: &Connection) -> duckdb::Result<HashMap<String, String>> {
         let mut statement = connection.prepare(&format!(
             "SELECT file, arg_max(tag, loaded_at) FROM {HISTORY}
-             WHERE table_name = ? AND status IN ('LOADED', 'PARTIALLY_LOADED')
+             WHERE table_name = ? AND status IN ('LOADED', 'PARTIALLY_LOADED', 'RELOADED')
              GROUP BY file"
         ))?;
         let rows = statement.query_map([&self.table], |row| Ok((row.get(0)?, row.get(1)?)))?;
         rows.collect()
     }
 
-    /// Loads `files` in one transaction; with `reload`, their earlier rows go in the same one.
+    /// Loads `files` in one transaction. Their earlier rows go in the same one: all of them with
+    /// `reload`, else those of a file whose content changed since its last load.
     /// Once the job is cancelled, any failure is the interruption (DuckDB's own error for an
     /// interrupted statement is not a bad file).
     fn load_batch(
         &self,
         connection: &mut Connection,
         files: &[StagedFile],
+        changed: &HashSet<String>,
     ) -> Result<Vec<FileOutcome>, BatchFailure> {
-        self.commit_batch(connection, files).map_err(|failure| {
-            if self.interrupted.load(Ordering::SeqCst) {
-                BatchFailure::Interrupted
-            } else {
-                failure
-            }
-        })
+        self.commit_batch(connection, files, changed)
+            .map_err(|failure| {
+                if self.interrupted.load(Ordering::SeqCst) {
+                    BatchFailure::Interrupted
+                } else {
+                    failure
+                }
+            })
     }
 
     fn commit_batch(
         &self,
         connection: &mut Connection,
         files: &[StagedFile],
+        changed: &HashSet<String>,
     ) -> Result<Vec<FileOutcome>, BatchFailure> {
         let loaded_at = jiff::Timestamp::now()
             .strftime("%Y-%m-%d %H:%M:%S%.6f")
@@ -316,6 +329,39 @@ impl LoadJob {
                 loaded.insert(file, count as u64);
             }
         }
+        // A file loaded before with other content: its earlier rows are replaced by this load's,
+        // when this load has rows of it (a rewritten file that fails to load keeps what it had).
+        let rewritten: Vec<String> = files
+            .iter()
+            .filter(|f| changed.contains(&f.path) && loaded.get(&f.path).is_some_and(|&n| n > 0))
+            .map(|f| sql_literal(&f.path))
+            .collect();
+        let mut replaced: HashMap<String, u64> = HashMap::new();
+        if !rewritten.is_empty() {
+            let list = rewritten.join(", ");
+            let mut statement = transaction.prepare(&format!(
+                "SELECT {SOURCE_FILE_COLUMN}, count(*) FROM {} WHERE {SOURCE_FILE_COLUMN} IN ({list})
+                 AND {LOADED_AT_COLUMN} <> TIMESTAMP {} GROUP BY 1",
+                self.table,
+                sql_literal(&loaded_at)
+            ))?;
+            for row in statement.query_map([], |row| {
+                Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
+            })? {
+                let (file, count) = row?;
+                replaced.insert(file, count as u64);
+            }
+            drop(statement);
+            transaction.execute(
+                &format!(
+                    "DELETE FROM {} WHERE {SOURCE_FILE_COLUMN} IN ({list})
+                     AND {LOADED_AT_COLUMN} <> TIMESTAMP {}",
+                    self.table,
+                    sql_literal(&loaded_at)
+                ),
+                [],
+            )?;
+        }
         let mut rejected: HashMap<String, (u64, Option<u64>, Option<String>)> = HashMap::new();
         {
             let mut statement = transaction.prepare(
@@ -343,7 +389,9 @@ impl LoadJob {
             let rows_loaded = loaded.get(&file.path).copied().unwrap_or(0);
             let (errors_seen, first_error_line, first_error) =
                 rejected.remove(&file.path).unwrap_or((0, None, None));
+            let rows_replaced = replaced.get(&file.path).copied().unwrap_or(0);
             let status = match (rows_loaded, errors_seen) {
+                _ if rows_replaced > 0 => FileStatus::Reloaded,
                 (_, 0) => FileStatus::Loaded,
                 (0, _) => FileStatus::LoadFailed,
                 _ => FileStatus::PartiallyLoaded,
@@ -367,6 +415,7 @@ impl LoadJob {
                 status,
                 rows_parsed: rows_loaded + errors_seen,
                 rows_loaded,
+                rows_replaced,
                 errors_seen,
                 first_error,
                 first_error_line,
@@ -464,6 +513,7 @@ fn failed(file: &str, message: &str) -> FileOutcome {
         status: FileStatus::LoadFailed,
         rows_parsed: 0,
         rows_loaded: 0,
+        rows_replaced: 0,
         errors_seen: 1,
         first_error: Some(message.lines().next().unwrap_or(message).to_owned()),
         first_error_line: line_in_message(message),
@@ -475,6 +525,7 @@ fn status_name(status: FileStatus) -> &'static str {
         FileStatus::Loaded => "LOADED",
         FileStatus::LoadSkipped => "LOAD_SKIPPED",
         FileStatus::PartiallyLoaded => "PARTIALLY_LOADED",
+        FileStatus::Reloaded => "RELOADED",
         FileStatus::LoadFailed => "LOAD_FAILED",
         FileStatus::Unknown => "UNKNOWN",
     }

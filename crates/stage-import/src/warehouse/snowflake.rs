@@ -235,14 +235,50 @@ impl Loader for SnowflakeWarehouse {
                 })
                 .collect());
         } else {
-            for batch in files.chunks(MAX_FILES_PER_COPY) {
-                results.push(
-                    connection
-                        .query(&copy_sql(load, batch, false))
-                        .await
-                        .map_err(snowflake_error(&what))?,
-                );
-            }
+            // Snowflake loads a re-staged file whose ETag changed as a new file: in the COPY's
+            // transaction, that file's rows from its earlier load are deleted.
+            let transaction = connection.begin().await.map_err(snowflake_error(&what))?;
+            let step = async {
+                let mut results = Vec::new();
+                for batch in files.chunks(MAX_FILES_PER_COPY) {
+                    results.push(
+                        transaction
+                            .query(&copy_sql(load, batch, false))
+                            .await
+                            .map_err(snowflake_error(&what))?,
+                    );
+                }
+                let rows = results.iter().flat_map(copy_rows).collect::<Vec<_>>();
+                let mut outcomes =
+                    outcomes(files, rows).map_err(|message| WarehouseError::Query {
+                        what: what.clone(),
+                        message,
+                    })?;
+                replace_earlier_rows(&transaction, load, &mut outcomes)
+                    .await
+                    .map_err(|e| match e {
+                        Replace::Snowflake(e) => snowflake_error(&what)(e),
+                        Replace::Answer(message) => WarehouseError::Query {
+                            what: what.clone(),
+                            message,
+                        },
+                    })?;
+                Ok::<_, WarehouseError>(outcomes)
+            };
+            let mut outcomes = match step.await {
+                Ok(outcomes) => {
+                    transaction.commit().await.map_err(snowflake_error(&what))?;
+                    outcomes
+                }
+                Err(error) => {
+                    if transaction.rollback().await.is_err() {
+                        let _ = connection.close().await;
+                    }
+                    return Err(error);
+                }
+            };
+            confirm_skips(self, load, &mut outcomes).await;
+            return Ok(outcomes);
         }
         let rows = results.iter().flat_map(copy_rows).collect::<Vec<_>>();
         let mut outcomes =
@@ -260,6 +296,93 @@ impl Loader for SnowflakeWarehouse {
         let (_, rows) = self.query_text(&sql, cancel).await?;
         Ok(::warehouse::first_column(rows))
     }
+}
+
+/// Why the earlier rows of the files a COPY loaded again could not be replaced.
+enum Replace {
+    Snowflake(snowflake_conn::Error),
+    /// Snowflake's answer was not what the query asks for.
+    Answer(String),
+}
+
+/// In the COPY's transaction: the files it loaded whose table already held rows from an
+/// earlier load (rows older than the file's newest, which are this COPY's) lose those rows and
+/// become RELOADED. Files loaded for the first time cost one query, with nothing deleted.
+async fn replace_earlier_rows(
+    transaction: &snowflake_conn::Transaction,
+    load: &Load,
+    outcomes: &mut [FileOutcome],
+) -> Result<(), Replace> {
+    let loaded: Vec<&str> = outcomes
+        .iter()
+        .filter(|o| o.rows_loaded > 0)
+        .map(|o| o.file.as_str())
+        .collect();
+    let mut replaced: BTreeMap<String, u64> = BTreeMap::new();
+    for batch in loaded.chunks(MAX_FILES_PER_COPY) {
+        let counted = transaction
+            .query(&count_earlier_rows_sql(load, batch))
+            .await
+            .map_err(Replace::Snowflake)?;
+        for row in counted.rows() {
+            let answer = |e: snowflake_conn::ValueError| Replace::Answer(e.to_string());
+            replaced.insert(
+                row.text("SOURCE_FILE").map_err(answer)?.to_owned(),
+                row.u64("ROW_COUNT").map_err(answer)?,
+            );
+        }
+    }
+    let rewritten: Vec<&str> = replaced.keys().map(String::as_str).collect();
+    for batch in rewritten.chunks(MAX_FILES_PER_COPY) {
+        transaction
+            .query(&delete_earlier_rows_sql(load, batch))
+            .await
+            .map_err(Replace::Snowflake)?;
+    }
+    for outcome in outcomes {
+        if let Some(&rows) = replaced.get(&outcome.file) {
+            outcome.status = FileStatus::Reloaded;
+            outcome.rows_replaced = rows;
+        }
+    }
+    Ok(())
+}
+
+/// Each of `files` with its newest `_loaded_at`, as a subquery named `newest`.
+fn newest_load_per_file(load: &Load, files: &[&str]) -> String {
+    let names: Vec<String> = files.iter().map(|f| quote_literal(f)).collect();
+    format!(
+        "(SELECT {file} AS newest_file, MAX({at}) AS newest_at FROM {table} \
+         WHERE {file} IN ({names}) GROUP BY 1) AS newest",
+        file = quote_ident(SOURCE_FILE_COLUMN),
+        at = quote_ident(LOADED_AT_COLUMN),
+        table = qualified(&load.schema, &load.table),
+        names = names.join(", ")
+    )
+}
+
+/// Per file of `files`, how many of its rows are older than its newest load.
+pub fn count_earlier_rows_sql(load: &Load, files: &[&str]) -> String {
+    format!(
+        "SELECT t.{file} AS source_file, COUNT(*) AS row_count FROM {table} AS t \
+         JOIN {newest} ON t.{file} = newest.newest_file AND t.{at} < newest.newest_at GROUP BY 1",
+        file = quote_ident(SOURCE_FILE_COLUMN),
+        at = quote_ident(LOADED_AT_COLUMN),
+        table = qualified(&load.schema, &load.table),
+        newest = newest_load_per_file(load, files),
+    )
+}
+
+/// Deletes the rows of `files` that are older than each file's newest load.
+pub fn delete_earlier_rows_sql(load: &Load, files: &[&str]) -> String {
+    let table = qualified(&load.schema, &load.table);
+    format!(
+        "DELETE FROM {table} USING {newest} \
+         WHERE {table}.{file} = newest.newest_file AND {table}.{at} < newest.newest_at",
+        file = quote_ident(SOURCE_FILE_COLUMN),
+        at = quote_ident(LOADED_AT_COLUMN),
+        newest = newest_load_per_file(load, files),
+    )
 }
 
 /// How long Snowflake keeps a table's load metadata (COPY's "loaded before").
@@ -574,6 +697,7 @@ pub fn outcomes(
                 status,
                 rows_parsed: row.rows_parsed,
                 rows_loaded: row.rows_loaded,
+                rows_replaced: 0,
                 errors_seen: row.errors_seen,
                 first_error: row.first_error,
                 first_error_line: row.first_error_line,
