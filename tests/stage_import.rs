@@ -270,6 +270,243 @@ fn a_touched_file_is_skipped_and_a_rewritten_one_replaces_its_rows() {
     assert_eq!(setup.count("licenses.licenses"), 25);
 }
 
+fn gunzip(path: &std::path::Path) -> String {
+    use std::io::Read;
+    let mut text = String::new();
+    flate2::read::MultiGzDecoder::new(std::fs::File::open(path).unwrap())
+        .read_to_string(&mut text)
+        .unwrap();
+    text
+}
+
+fn gzip(path: &std::path::Path, text: &str) {
+    use std::io::Write;
+    let mut out = flate2::write::GzEncoder::new(
+        std::fs::File::create(path).unwrap(),
+        flate2::Compression::fast(),
+    );
+    out.write_all(text.as_bytes()).unwrap();
+    out.finish().unwrap();
+}
+
+/// The day's CloudFront logs of the diagnostics source, sorted.
+fn diagnostics_logs(setup: &Setup, day: &str) -> Vec<PathBuf> {
+    walk_files(&setup.stage())
+        .into_iter()
+        .filter(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            name.contains("DIAGNOSTICS.") && name.contains(day)
+        })
+        .collect()
+}
+
+/// A file is read by its own header: a CloudFront log without its `#` lines keeps its first
+/// rows; an older log with fewer #Fields loads them with the rest NULL, and a line shorter than
+/// its file's #Fields is rejected; files without a data row are EMPTY, a warning.
+#[test]
+fn a_files_own_header_decides_how_it_is_read() {
+    let setup = Setup::new();
+    setup.bootstrap();
+    let logs = diagnostics_logs(&setup, DAYS[2]);
+    // Two logs per distribution: E1's first, then E2's. Each distribution keeps one with data.
+    assert_eq!(logs.len(), 4, "{logs:?}");
+    let (headless_log, older_log) = (&logs[0], &logs[2]);
+    let empties = [&logs[1], &logs[3]];
+    let data_lines = |text: &str| -> Vec<String> {
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(str::to_owned)
+            .collect()
+    };
+
+    let headless = data_lines(&gunzip(headless_log));
+    gzip(headless_log, &(headless.join("\n") + "\n"));
+
+    let text = gunzip(older_log);
+    let fields_line = text.lines().find(|l| l.starts_with("#Fields:")).unwrap();
+    let older_fields: Vec<&str> = fields_line["#Fields:".len()..]
+        .split_whitespace()
+        .take(24)
+        .collect();
+    let mut older: Vec<String> = data_lines(&text)
+        .iter()
+        .map(|l| l.split('\t').take(24).collect::<Vec<_>>().join("\t"))
+        .collect();
+    let last = older.len() - 1;
+    older[last] = older[last]
+        .split('\t')
+        .take(10)
+        .collect::<Vec<_>>()
+        .join("\t");
+    gzip(
+        older_log,
+        &format!(
+            "#Version: 1.0\n#Fields: {}\n{}\n",
+            older_fields.join(" "),
+            older.join("\n")
+        ),
+    );
+
+    gzip(empties[0], "");
+    gzip(empties[1], &format!("#Version: 1.0\n{fields_line}\n"));
+
+    let out = setup.run(&[
+        "diagnostics",
+        "--date",
+        DAYS[2],
+        "--max-errors-per-file",
+        "1",
+    ]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let report = parse_report(&out);
+    let outcome = |path: &std::path::Path| {
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        report["loads"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|l| l["files"].as_array().unwrap())
+            .find(|f| f["file"].as_str().unwrap().ends_with(&name))
+            .unwrap_or_else(|| panic!("{name} not in {report}"))
+            .clone()
+    };
+    let headless_outcome = outcome(headless_log);
+    assert_eq!(headless_outcome["status"], "LOADED", "{report}");
+    assert_eq!(headless_outcome["rows_loaded"], headless.len() as u64);
+    let older_outcome = outcome(older_log);
+    assert_eq!(older_outcome["status"], "PARTIALLY_LOADED", "{report}");
+    assert_eq!(older_outcome["rows_loaded"], older.len() as u64 - 1);
+    assert_eq!(older_outcome["errors_seen"], 1);
+    // Two header lines, then the data lines: the short one is the last.
+    assert_eq!(older_outcome["first_error_line"], older.len() as u64 + 2);
+    for empty in empties {
+        assert_eq!(outcome(empty)["status"], "EMPTY", "{report}");
+    }
+    assert!(out.stderr.contains("empty: no data row"), "{}", out.stderr);
+    assert_eq!(
+        setup.count("diagnostics.log_entries"),
+        (headless.len() + older.len() - 1) as u64
+    );
+    // The older log's rows have no value past its 24 fields.
+    let older_name = older_log
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    assert_eq!(
+        setup.count(&format!(
+            "diagnostics.log_entries WHERE _source_file LIKE '%{older_name}' \
+             AND protocol_version IS NOT NULL AND client_port IS NULL AND time_to_first_byte IS NULL"
+        )),
+        older.len() as u64 - 1
+    );
+    assert_eq!(
+        setup.count("diagnostics.log_entries WHERE client_port IS NOT NULL"),
+        headless.len() as u64
+    );
+
+    // A day whose files are all empty is a day without data: exit 4, unless allowed.
+    for log in diagnostics_logs(&setup, DAYS[0]) {
+        gzip(&log, "#Version: 1.0\n");
+    }
+    let empty_day = setup.run(&["diagnostics", "--date", DAYS[0]]);
+    assert_eq!(empty_day.code, Some(4), "{}", empty_day.stderr);
+    assert_eq!(statuses(&parse_report(&empty_day)), ["EMPTY"]);
+    let allowed = setup.run(&["diagnostics", "--date", DAYS[0], "--allow-empty"]);
+    assert_eq!(allowed.code, Some(0), "{}", allowed.stderr);
+}
+
+/// A license export whose header names other columns fails with both lists, before DuckDB
+/// reads a row of it (where it used to fail on a value: "Could not convert string ...").
+#[test]
+fn a_header_that_names_other_columns_fails_the_file_with_both_lists() {
+    let setup = Setup::new();
+    setup.bootstrap();
+    let export = walk_files(&setup.stage())
+        .into_iter()
+        .find(|p| {
+            p.to_string_lossy()
+                .contains(&format!("licenses-{}", DAYS[0]))
+        })
+        .expect("the day's license export");
+    let text = std::fs::read_to_string(&export).unwrap();
+    std::fs::write(
+        &export,
+        text.replacen("seats,is_trial", "is_trial,seats", 1),
+    )
+    .unwrap();
+    let out = setup.run(&["licenses", "--date", DAYS[0]]);
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    let report = parse_report(&out);
+    assert_eq!(statuses(&report), ["LOAD_FAILED"]);
+    let error = report["loads"][0]["files"][0]["first_error"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        error.contains("edition, is_trial, seats, issued_at")
+            && error.contains("edition, seats, is_trial, issued_at"),
+        "{error}"
+    );
+    assert_eq!(setup.count("licenses.licenses"), 0);
+}
+
+/// bootstrap on a table that exists with other columns: the catalog's missing columns are
+/// added (nullable); a column of another type or one the catalog lacks is refused before any
+/// change, naming each, where it used to report success and leave the load a binder error.
+#[test]
+fn bootstrap_adds_missing_columns_and_refuses_other_ones() {
+    let setup = Setup::new();
+    setup.bootstrap();
+    let alter = |sql: &str| {
+        let connection = duckdb::Connection::open(setup.warehouse()).unwrap();
+        connection.execute_batch(sql).unwrap();
+    };
+    alter("ALTER TABLE licenses.licenses DROP COLUMN features");
+    let added = setup.run(&["bootstrap", "licenses"]);
+    assert_eq!(added.code, Some(0), "{}", added.stderr);
+    assert!(
+        added.stderr.contains("adding a column the table lacks")
+            && added.stderr.contains("features"),
+        "{}",
+        added.stderr
+    );
+    let load = setup.run(&["licenses", "--date", DAYS[0]]);
+    assert_eq!(load.code, Some(0), "{}", load.stderr);
+    assert_eq!(
+        setup.count("licenses.licenses WHERE features IS NOT NULL"),
+        40
+    );
+
+    alter(
+        "ALTER TABLE licenses.licenses ALTER seats TYPE VARCHAR;
+         ALTER TABLE licenses.licenses ADD COLUMN region VARCHAR;
+         ALTER TABLE diagnostics.log_entries DROP COLUMN range_end;",
+    );
+    let refused = setup.run(&["bootstrap"]);
+    assert_eq!(refused.code, Some(2), "{}", refused.stderr);
+    for expected in [
+        "table licenses.licenses exists with other columns",
+        "column seats is VARCHAR; the catalog has it as integer",
+        "column region (VARCHAR) is not in the catalog",
+        "bootstrap changed nothing",
+    ] {
+        assert!(
+            refused.stderr.contains(expected),
+            "{expected}: {}",
+            refused.stderr
+        );
+    }
+    // Nothing ran: the column the other table lacks was not added either.
+    assert_eq!(
+        setup.count(
+            "information_schema.columns WHERE table_name = 'log_entries' \
+             AND table_schema = 'diagnostics' AND column_name = 'range_end'"
+        ),
+        0
+    );
+}
+
 fn walk_files(dir: &std::path::Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir).unwrap().flatten() {

@@ -41,6 +41,8 @@ pub struct Format {
     pub description: String,
     pub delimiter: String,
     pub skip_header: u32,
+    /// What the header lines say, where the job reads them before a load.
+    pub header: HeaderKind,
     /// The quote character, or `none`.
     pub quote: String,
     /// The text that stands for NULL.
@@ -57,6 +59,20 @@ impl Format {
     }
 }
 
+/// A format's header, as the embedded warehouse checks it before reading a file.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum HeaderKind {
+    /// Nothing to check: `skip_header` lines are skipped.
+    #[default]
+    None,
+    /// The first line names the columns (each column's `field`, else its name), in order.
+    Names,
+    /// W3C extended log format (CloudFront): leading `#` directive lines, however many, and
+    /// `#Fields:` names the fields; a file may have only the first of the columns' fields
+    /// (older logs), the rest load as NULL.
+    W3c,
+}
+
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Compression {
     #[default]
@@ -68,6 +84,8 @@ pub enum Compression {
 pub struct Column {
     pub name: String,
     pub kind: ColumnType,
+    /// The header's name for the column, where it is not the column's name.
+    pub field: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -471,6 +489,7 @@ fn read_format<'a>(walker: &mut Walker, node: &'a MarkedYaml<'a>, what: &str) ->
         "description",
         "delimiter",
         "skip_header",
+        "header",
         "quote",
         "null",
         "compression",
@@ -481,6 +500,7 @@ fn read_format<'a>(walker: &mut Walker, node: &'a MarkedYaml<'a>, what: &str) ->
         description: String::new(),
         delimiter: String::new(),
         skip_header: 0,
+        header: HeaderKind::None,
         quote: "\"".to_owned(),
         null: None,
         compression: Compression::None,
@@ -501,6 +521,16 @@ fn read_format<'a>(walker: &mut Walker, node: &'a MarkedYaml<'a>, what: &str) ->
             "skip_header" => match Walker::scalar_text(value).map(|t| t.parse::<u32>()) {
                 Some(Ok(n)) => format.skip_header = n,
                 _ => walker.problem(value, format!("{field}: expected a number of lines")),
+            },
+            "header" => match walker.string(value, &field).as_deref() {
+                Some("none") => format.header = HeaderKind::None,
+                Some("names") => format.header = HeaderKind::Names,
+                Some("w3c") => format.header = HeaderKind::W3c,
+                Some(other) => walker.problem(
+                    value,
+                    format!("{field}: {other:?} is not none, names or w3c"),
+                ),
+                None => {}
             },
             "compression" => match walker.string(value, &field).as_deref() {
                 Some("none") => format.compression = Compression::None,
@@ -528,12 +558,20 @@ fn read_format<'a>(walker: &mut Walker, node: &'a MarkedYaml<'a>, what: &str) ->
 }
 
 fn read_column<'a>(walker: &mut Walker, node: &'a MarkedYaml<'a>, what: &str) -> Option<Column> {
-    let entries = fields(walker, node, what, &["name", "type"], &["name", "type"])?;
-    let (mut name, mut kind) = (None, None);
+    let entries = fields(
+        walker,
+        node,
+        what,
+        &["name", "type", "field"],
+        &["name", "type"],
+    )?;
+    let (mut name, mut kind, mut field) = (None, None, None);
     for (key, _, value) in &entries {
         let text = walker.string(value, &format!("{what}: {key}"))?;
         if key == "name" {
             name = Some(text);
+        } else if key == "field" {
+            field = Some(text);
         } else {
             kind = match text.as_str() {
                 "text" => Some(ColumnType::Text),
@@ -559,6 +597,7 @@ fn read_column<'a>(walker: &mut Walker, node: &'a MarkedYaml<'a>, what: &str) ->
     Some(Column {
         name: name?,
         kind: kind?,
+        field,
     })
 }
 

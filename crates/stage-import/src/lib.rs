@@ -9,6 +9,7 @@
 pub mod catalog;
 pub mod config;
 pub mod dates;
+pub mod header;
 pub mod report;
 pub mod s3;
 pub mod stage;
@@ -449,6 +450,7 @@ async fn run_load<W: Loader>(
             FileStatus::LoadSkipped => "skipped: loaded before",
             FileStatus::PartiallyLoaded => "partially loaded: rows rejected",
             FileStatus::Reloaded => "reloaded: its content changed, its earlier rows replaced",
+            FileStatus::Empty => "empty: no data row",
             FileStatus::LoadFailed => "failed",
             FileStatus::Unknown => "unknown: not in COPY's result nor in its history",
         };
@@ -463,6 +465,8 @@ async fn run_load<W: Loader>(
                 first_error = error,
                 "{line}"
             );
+        } else if outcome.status == FileStatus::Empty {
+            tracing::warn!(load = %where_, file = %outcome.file, "{line}");
         } else if outcome.status == FileStatus::Reloaded {
             tracing::warn!(
                 load = %where_,
@@ -600,7 +604,43 @@ async fn bootstrap(
         Some(settings) => settings.stage_access,
         None => warehouse::snowflake::StageAccess::Missing,
     };
-    let statements = warehouse.bootstrap_sql(&sources, &stage_access);
+    let mut statements = warehouse.bootstrap_sql(&sources, &stage_access);
+    if !print {
+        // A table that existed before: its columns must be the catalog's, or become them by
+        // adding nullable columns. Checked before any statement runs.
+        let mut refused = Vec::new();
+        let mut checked = Vec::new();
+        for (source, _) in &sources {
+            let table = (source.schema.clone(), source.table.clone());
+            if checked.contains(&table) {
+                continue;
+            }
+            let sql = warehouse::existing_columns_sql(&table.0, &table.1, ::warehouse::sql_literal);
+            let (_, rows) = warehouse.query_text(&sql, &context.cancel).await?;
+            let existing: Vec<(String, String)> = rows
+                .into_iter()
+                .map(|row| {
+                    let mut row = row.into_iter();
+                    let mut next = || row.next().flatten().unwrap_or_default();
+                    (next(), next())
+                })
+                .collect();
+            let name = format!("{}.{}", table.0, table.1);
+            match warehouse::missing_columns(&name, &source.format.columns, &existing) {
+                Ok(missing) => {
+                    for column in missing {
+                        tracing::warn!(table = %name, column = %column.name, "adding a column the table lacks (NULL in the rows it holds)");
+                        statements.push(warehouse.add_column_sql(&table.0, &table.1, column));
+                    }
+                }
+                Err(problem) => refused.push(problem),
+            }
+            checked.push(table);
+        }
+        if !refused.is_empty() {
+            return Err(ImportError::Config(refused.join("\n")));
+        }
+    }
     if print {
         let mut out = std::io::stdout().lock();
         for statement in &statements {

@@ -19,6 +19,10 @@ pub enum FileStatus {
     /// rejected count as for PARTIALLY_LOADED.
     Reloaded,
     LoadFailed,
+    /// No data row: 0 bytes, an empty gzip, or header lines only. A warning, not a failure; a
+    /// day whose files are all empty is a day without data (exit 4 unless empty days are
+    /// allowed).
+    Empty,
     /// Listed, but COPY's result does not mention it and COPY_HISTORY shows no earlier load:
     /// it vanished from the stage, or Snowflake could not tell its load status. Never taken
     /// as loaded: it fails.
@@ -52,6 +56,13 @@ impl FileOutcome {
         }
     }
 
+    pub fn empty(file: &str) -> FileOutcome {
+        FileOutcome {
+            status: FileStatus::Empty,
+            ..FileOutcome::skipped(file)
+        }
+    }
+
     /// A file that was not read at all, with why.
     pub fn refused(file: &str, why: String) -> FileOutcome {
         FileOutcome {
@@ -77,7 +88,7 @@ impl FileOutcome {
             FileStatus::PartiallyLoaded | FileStatus::Reloaded => {
                 self.errors_seen > max_errors_per_file
             }
-            FileStatus::Loaded | FileStatus::LoadSkipped => false,
+            FileStatus::Loaded | FileStatus::LoadSkipped | FileStatus::Empty => false,
         }
     }
 }
@@ -89,6 +100,8 @@ pub enum LoadOutcome {
     Loaded,
     /// No file matched: upstream data is missing (or late).
     NoFiles,
+    /// Files matched, and none holds a data row.
+    Empty,
     /// Some files failed or were partly loaded beyond the threshold.
     Partial,
     /// Every file failed.
@@ -126,6 +139,8 @@ impl LoadReport {
             .count();
         if files.is_empty() {
             LoadOutcome::NoFiles
+        } else if files.iter().all(|f| f.status == FileStatus::Empty) {
+            LoadOutcome::Empty
         } else if failed == 0 {
             LoadOutcome::Loaded
         } else if failed == files.len() {
@@ -197,7 +212,7 @@ fn exit_for(loads: &[LoadReport], allow_empty: bool) -> Exit {
         }
     } else if any(LoadOutcome::Partial) {
         Exit::Partial
-    } else if any(LoadOutcome::NoFiles) && !allow_empty {
+    } else if (any(LoadOutcome::NoFiles) || any(LoadOutcome::Empty)) && !allow_empty {
         Exit::NoInput
     } else {
         Exit::Success
@@ -260,6 +275,15 @@ mod tests {
             LoadReport::outcome_of(&[file(LoadFailed, 10)], 100),
             LoadOutcome::Failed
         );
+        let empty = FileOutcome::empty("e");
+        assert_eq!(
+            LoadReport::outcome_of(&[empty.clone(), empty.clone()], 0),
+            LoadOutcome::Empty
+        );
+        assert_eq!(
+            LoadReport::outcome_of(&[empty, file(Loaded, 0)], 0),
+            LoadOutcome::Loaded
+        );
     }
 
     #[test]
@@ -287,6 +311,8 @@ mod tests {
         assert_eq!(exit(&[Loaded, Loaded], false), Exit::Success);
         assert_eq!(exit(&[Loaded, NoFiles], false), Exit::NoInput);
         assert_eq!(exit(&[Loaded, NoFiles], true), Exit::Success);
+        assert_eq!(exit(&[Loaded, Empty], false), Exit::NoInput);
+        assert_eq!(exit(&[Empty], true), Exit::Success);
         assert_eq!(exit(&[Partial, NoFiles], false), Exit::Partial);
         assert_eq!(exit(&[Failed, Loaded], false), Exit::Partial);
         assert_eq!(exit(&[Failed, Failed], false), Exit::Failure);

@@ -22,7 +22,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::snowflake::StageAccess;
 use super::{BOOTSTRAP_FIX, FileSource, LOADED_AT_COLUMN, Loader, SOURCE_FILE_COLUMN, duckdb_type};
-use crate::catalog::{Compression, Format, Load, Source};
+use crate::catalog::{Column, Compression, Format, HeaderKind, Load, Source};
+use crate::header::{self, Shape};
 use crate::report::{FileOutcome, FileStatus};
 use crate::stage::StagedFile;
 
@@ -105,6 +106,14 @@ impl Loader for DuckDbWarehouse {
             .await
     }
 
+    fn add_column_sql(&self, schema: &str, table: &str, column: &Column) -> String {
+        format!(
+            "ALTER TABLE {schema}.{table} ADD COLUMN \"{}\" {};",
+            column.name,
+            duckdb_type(column.kind)
+        )
+    }
+
     async fn files_held(
         &mut self,
         load: &Load,
@@ -170,22 +179,37 @@ impl LoadJob {
         };
         let mut outcomes: BTreeMap<String, FileOutcome> = BTreeMap::new();
         let mut new_files = Vec::new();
-        // Loaded before with other content: this load replaces their rows.
-        let mut changed = HashSet::new();
+        let mut known = Known::default();
         for file in &self.files {
-            match loaded_before.get(&file.path) {
-                Some(tag) if *tag == file.tag => {
-                    outcomes.insert(file.path.clone(), FileOutcome::skipped(&file.path));
-                }
-                Some(_) => {
-                    changed.insert(file.path.clone());
-                    new_files.push(file.clone());
-                }
-                None => new_files.push(file.clone()),
+            let tag = loaded_before.get(&file.path);
+            if tag == Some(&file.tag) {
+                outcomes.insert(file.path.clone(), FileOutcome::skipped(&file.path));
+                continue;
             }
+            let read = match header::inspect(&self.root.join(&file.path), &self.format) {
+                Ok(Some(Shape::Empty)) => {
+                    outcomes.insert(file.path.clone(), FileOutcome::empty(&file.path));
+                    continue;
+                }
+                Err(mismatch) => {
+                    outcomes.insert(file.path.clone(), failed(&file.path, &mismatch.0));
+                    continue;
+                }
+                Ok(Some(Shape::Data { skip_lines, fields })) => ReadShape { skip_lines, fields },
+                // Unreadable: DuckDB's reader says why.
+                Ok(None) => ReadShape {
+                    skip_lines: self.format.skip_header,
+                    fields: self.format.columns.len(),
+                },
+            };
+            known.shapes.insert(file.path.clone(), read);
+            if tag.is_some() {
+                known.changed.insert(file.path.clone());
+            }
+            new_files.push(file.clone());
         }
         if !new_files.is_empty() {
-            let loaded = match self.load_batch(connection, &new_files, &changed) {
+            let loaded = match self.load_batch(connection, &new_files, &known) {
                 Ok(loaded) => loaded,
                 Err(BatchFailure::Interrupted) => return Err(WarehouseError::Interrupted),
                 Err(BatchFailure::Failed(batch_error)) => {
@@ -196,7 +220,7 @@ impl LoadJob {
                         if self.interrupted.load(Ordering::SeqCst) {
                             return Err(WarehouseError::Interrupted);
                         }
-                        match self.probe(connection, file) {
+                        match self.probe(connection, file, known.shape(&file.path)) {
                             Ok(()) => readable.push(file.clone()),
                             Err(message) => {
                                 outcomes.insert(file.path.clone(), failed(&file.path, &message));
@@ -209,7 +233,7 @@ impl LoadJob {
                     if readable.is_empty() {
                         Vec::new()
                     } else {
-                        self.load_batch(connection, &readable, &changed)
+                        self.load_batch(connection, &readable, &known)
                             .map_err(|failure| match failure {
                                 BatchFailure::Interrupted => WarehouseError::Interrupted,
                                 BatchFailure::Failed(e) => {
@@ -249,9 +273,9 @@ impl LoadJob {
         &self,
         connection: &mut Connection,
         files: &[StagedFile],
-        changed: &HashSet<String>,
+        known: &Known,
     ) -> Result<Vec<FileOutcome>, BatchFailure> {
-        self.commit_batch(connection, files, changed)
+        self.commit_batch(connection, files, known)
             .map_err(|failure| {
                 if self.interrupted.load(Ordering::SeqCst) {
                     BatchFailure::Interrupted
@@ -265,7 +289,7 @@ impl LoadJob {
         &self,
         connection: &mut Connection,
         files: &[StagedFile],
-        changed: &HashSet<String>,
+        known: &Known,
     ) -> Result<Vec<FileOutcome>, BatchFailure> {
         let loaded_at = jiff::Timestamp::now()
             .strftime("%Y-%m-%d %H:%M:%S%.6f")
@@ -292,28 +316,52 @@ impl LoadJob {
             .map(|c| format!("\"{}\"", c.name))
             .collect();
         let root_prefix = format!("{}/", self.root.display());
-        let paths = files
-            .iter()
-            .map(|f| {
-                sql_literal(&literal_glob(
-                    &self.root.join(&f.path).display().to_string(),
-                ))
-            })
-            .collect::<Vec<_>>()
-            .join(", ");
-        transaction.execute(
-            &format!(
-                "INSERT INTO {table} ({cols}, {SOURCE_FILE_COLUMN}, {LOADED_AT_COLUMN})
-                 SELECT {cols}, substr(filename, {skip}), TIMESTAMP {at}
-                 FROM read_csv([{paths}], {options}, filename = true, store_rejects = true)",
-                table = self.table,
-                cols = columns.join(", "),
-                skip = root_prefix.chars().count() + 1,
-                at = sql_literal(&loaded_at),
-                options = self.read_options(),
-            ),
-            [],
-        )?;
+        // One read per shape: files whose headers name fewer fields are read with fewer columns.
+        let mut by_shape: BTreeMap<ReadShape, Vec<&StagedFile>> = BTreeMap::new();
+        // The reject scans of this batch's reads: DuckDB keeps a connection's rejects.
+        let mut scans: Vec<String> = Vec::new();
+        for file in files {
+            by_shape
+                .entry(known.shape(&file.path))
+                .or_default()
+                .push(file);
+        }
+        for (shape, group) in by_shape {
+            self.stop_if_interrupted()?;
+            let paths = group
+                .iter()
+                .map(|f| {
+                    sql_literal(&literal_glob(
+                        &self.root.join(&f.path).display().to_string(),
+                    ))
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+            let cols = columns[..shape.fields].join(", ");
+            transaction.execute(
+                &format!(
+                    "INSERT INTO {table} ({cols}, {SOURCE_FILE_COLUMN}, {LOADED_AT_COLUMN})
+                     SELECT {cols}, substr(filename, {skip}), TIMESTAMP {at}
+                     FROM read_csv([{paths}], {options}, filename = true, store_rejects = true)",
+                    table = self.table,
+                    skip = root_prefix.chars().count() + 1,
+                    at = sql_literal(&loaded_at),
+                    options = self.read_options(shape),
+                ),
+                [],
+            )?;
+            // NULL until a read of the connection rejected a row; an earlier batch's scan is
+            // harmless, its files are not this batch's.
+            let scan: Option<i64> =
+                transaction.query_row("SELECT max(scan_id) FROM reject_scans", [], |row| {
+                    row.get(0)
+                })?;
+            if let Some(scan) = scan.map(|s| s.to_string())
+                && !scans.contains(&scan)
+            {
+                scans.push(scan);
+            }
+        }
         let mut loaded: HashMap<String, u64> = HashMap::new();
         {
             let mut statement = transaction.prepare(&format!(
@@ -333,7 +381,9 @@ impl LoadJob {
         // when this load has rows of it (a rewritten file that fails to load keeps what it had).
         let rewritten: Vec<String> = files
             .iter()
-            .filter(|f| changed.contains(&f.path) && loaded.get(&f.path).is_some_and(|&n| n > 0))
+            .filter(|f| {
+                known.changed.contains(&f.path) && loaded.get(&f.path).is_some_and(|&n| n > 0)
+            })
             .map(|f| sql_literal(&f.path))
             .collect();
         let mut replaced: HashMap<String, u64> = HashMap::new();
@@ -363,14 +413,15 @@ impl LoadJob {
             )?;
         }
         let mut rejected: HashMap<String, (u64, Option<u64>, Option<String>)> = HashMap::new();
-        {
-            let mut statement = transaction.prepare(
+        if !scans.is_empty() {
+            let mut statement = transaction.prepare(&format!(
                 // DuckDB records an error per bad column: a rejected row is a distinct line.
                 "SELECT s.file_path, count(DISTINCT e.line), min(e.line), arg_min(e.error_message, e.line)
                  FROM reject_errors e JOIN reject_scans s USING (scan_id, file_id)
-                 WHERE e.scan_id = (SELECT max(scan_id) FROM reject_scans)
+                 WHERE e.scan_id IN ({})
                  GROUP BY 1",
-            )?;
+                scans.join(", ")
+            ))?;
             for row in statement.query_map([], |row| {
                 Ok((
                     row.get::<_, String>(0)?,
@@ -438,14 +489,19 @@ impl LoadJob {
     }
 
     /// Reads one file without loading it: `Err` is why it cannot be read at all.
-    fn probe(&self, connection: &Connection, file: &StagedFile) -> Result<(), String> {
+    fn probe(
+        &self,
+        connection: &Connection,
+        file: &StagedFile,
+        shape: ReadShape,
+    ) -> Result<(), String> {
         let path = literal_glob(&self.root.join(&file.path).display().to_string());
         connection
             .query_row(
                 &format!(
                     "SELECT count(*) FROM read_csv({}, {})",
                     sql_literal(&path),
-                    self.read_options()
+                    self.read_options(shape)
                 ),
                 [],
                 |row| row.get::<_, i64>(0),
@@ -457,12 +513,11 @@ impl LoadJob {
             })
     }
 
-    /// `read_csv` options for the format: explicit columns and types, no sniffing (faster, and
-    /// a file cannot change the table's shape), bad rows rejected.
-    fn read_options(&self) -> String {
+    /// `read_csv` options for the format and a file's shape: explicit columns and types, no
+    /// sniffing (faster, and a file cannot change the table's shape), bad rows rejected.
+    fn read_options(&self, shape: ReadShape) -> String {
         let format = &self.format;
-        let columns = format
-            .columns
+        let columns = format.columns[..shape.fields]
             .iter()
             .map(|c| {
                 format!(
@@ -481,7 +536,7 @@ impl LoadJob {
             format!("columns = {{{columns}}}"),
             "auto_detect = false".to_owned(),
             "header = false".to_owned(),
-            format!("skip = {}", format.skip_header),
+            format!("skip = {}", shape.skip_lines),
             format!("delim = {}", sql_literal(&format.delimiter)),
             format!("quote = {}", sql_literal(&quote)),
             format!("escape = {}", sql_literal(&escape)),
@@ -494,16 +549,38 @@ impl LoadJob {
                 })
             ),
         ];
-        // Short rows (older CloudFront files) load with NULLs in the missing columns. DuckDB's
-        // parallel reader refuses that together with quoted fields, which may hold newlines;
-        // quoted formats have a fixed width anyway.
-        if format.quote_char().is_none() {
+        // Short rows load with NULLs in the missing columns where no header says how many
+        // fields a file has (a W3C log's own #Fields: does: a shorter line is rejected). DuckDB's
+        // parallel reader refuses padding together with quoted fields, which may hold
+        // newlines; quoted formats have a fixed width anyway.
+        if format.quote_char().is_none() && format.header != HeaderKind::W3c {
             options.push("null_padding = true".to_owned());
         }
         if let Some(null) = &format.null {
             options.push(format!("nullstr = {}", sql_literal(null)));
         }
         options.join(", ")
+    }
+}
+
+/// How one file is read: header lines skipped, and how many of the format's columns it has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct ReadShape {
+    skip_lines: u32,
+    fields: usize,
+}
+
+/// What the run learnt of the files it loads, before their batch.
+#[derive(Default)]
+struct Known {
+    /// Loaded before with other content: this load replaces their rows.
+    changed: HashSet<String>,
+    shapes: HashMap<String, ReadShape>,
+}
+
+impl Known {
+    fn shape(&self, path: &str) -> ReadShape {
+        self.shapes[path]
     }
 }
 
@@ -526,6 +603,7 @@ fn status_name(status: FileStatus) -> &'static str {
         FileStatus::LoadSkipped => "LOAD_SKIPPED",
         FileStatus::PartiallyLoaded => "PARTIALLY_LOADED",
         FileStatus::Reloaded => "RELOADED",
+        FileStatus::Empty => "EMPTY",
         FileStatus::LoadFailed => "LOAD_FAILED",
         FileStatus::Unknown => "UNKNOWN",
     }

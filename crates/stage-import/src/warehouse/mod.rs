@@ -11,7 +11,7 @@ pub mod snowflake;
 pub use ::warehouse::{Backend, Warehouse, WarehouseError};
 use tokio_util::sync::CancellationToken;
 
-use crate::catalog::{ColumnType, Load, Source};
+use crate::catalog::{Column, ColumnType, Load, Source};
 use crate::report::FileOutcome;
 use crate::stage::StagedFile;
 use snowflake::StageAccess;
@@ -54,6 +54,9 @@ pub trait Loader: Warehouse {
         reload: bool,
         cancel: &CancellationToken,
     ) -> Result<Vec<FileOutcome>, WarehouseError>;
+
+    /// The statement that adds `column` (nullable) to an existing table.
+    fn add_column_sql(&self, schema: &str, table: &str, column: &Column) -> String;
 
     /// The files (`_source_file`) the load's table holds rows of below the load's listing
     /// prefix: what a `--reload` compares with the stage.
@@ -112,6 +115,14 @@ impl Loader for Backend {
         }
     }
 
+    fn add_column_sql(&self, schema: &str, table: &str, column: &Column) -> String {
+        match self {
+            #[cfg(feature = "duckdb")]
+            Backend::DuckDb(w) => w.add_column_sql(schema, table, column),
+            Backend::Snowflake(w) => w.add_column_sql(schema, table, column),
+        }
+    }
+
     async fn files_held(
         &mut self,
         load: &Load,
@@ -122,6 +133,91 @@ impl Loader for Backend {
             Backend::DuckDb(w) => w.files_held(load, cancel).await,
             Backend::Snowflake(w) => w.files_held(load, cancel).await,
         }
+    }
+}
+
+/// A table's columns as the warehouse's `information_schema` lists them: name and data type.
+pub fn existing_columns_sql(schema: &str, table: &str, literal: impl Fn(&str) -> String) -> String {
+    format!(
+        "SELECT column_name, data_type FROM information_schema.columns \
+         WHERE upper(table_schema) = upper({}) AND upper(table_name) = upper({}) \
+         ORDER BY ordinal_position",
+        literal(schema),
+        literal(table)
+    )
+}
+
+/// What bootstrap does to a table that existed before it, whose columns (`existing`: name and
+/// `information_schema` data type) are not the source's: the catalog's columns it lacks are
+/// added, nullable (the rows it holds get NULL); a column of another type, or one the catalog
+/// does not have, is refused, naming each, since a load would fail on it. No table (nothing
+/// listed) needs nothing.
+pub fn missing_columns<'a>(
+    table: &str,
+    columns: &'a [Column],
+    existing: &[(String, String)],
+) -> Result<Vec<&'a Column>, String> {
+    if existing.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut problems = Vec::new();
+    for (name, data_type) in existing {
+        if name.eq_ignore_ascii_case(SOURCE_FILE_COLUMN)
+            || name.eq_ignore_ascii_case(LOADED_AT_COLUMN)
+        {
+            continue;
+        }
+        match columns.iter().find(|c| c.name.eq_ignore_ascii_case(name)) {
+            None => problems.push(format!("column {name} ({data_type}) is not in the catalog")),
+            Some(column) if type_family(data_type) != Some(column.kind) => problems.push(format!(
+                "column {name} is {data_type}; the catalog has it as {}",
+                kind_name(column.kind)
+            )),
+            Some(_) => {}
+        }
+    }
+    if !problems.is_empty() {
+        return Err(format!(
+            "table {table} exists with other columns than the catalog's: {}. Alter or drop \
+             the table, or change the catalog; bootstrap changed nothing",
+            problems.join("; ")
+        ));
+    }
+    Ok(columns
+        .iter()
+        .filter(|c| {
+            !existing
+                .iter()
+                .any(|(name, _)| c.name.eq_ignore_ascii_case(name))
+        })
+        .collect())
+}
+
+/// The catalog type an `information_schema` data type holds (DuckDB's or Snowflake's names).
+fn type_family(data_type: &str) -> Option<ColumnType> {
+    let upper = data_type.to_ascii_uppercase();
+    let base = upper.split('(').next().unwrap_or("").trim();
+    Some(match base {
+        "VARCHAR" | "TEXT" | "STRING" | "CHAR" | "CHARACTER VARYING" => ColumnType::Text,
+        "BIGINT" | "INTEGER" | "INT" | "NUMBER" | "DECIMAL" | "NUMERIC" => ColumnType::Integer,
+        "DOUBLE" | "FLOAT" | "REAL" | "DOUBLE PRECISION" => ColumnType::Number,
+        "DATE" => ColumnType::Date,
+        "TIME" => ColumnType::Time,
+        "TIMESTAMP" | "TIMESTAMP_NTZ" | "TIMESTAMP WITHOUT TIME ZONE" => ColumnType::Timestamp,
+        "BOOLEAN" => ColumnType::Boolean,
+        _ => return None,
+    })
+}
+
+fn kind_name(kind: ColumnType) -> &'static str {
+    match kind {
+        ColumnType::Text => "text",
+        ColumnType::Integer => "integer",
+        ColumnType::Number => "number",
+        ColumnType::Date => "date",
+        ColumnType::Time => "time",
+        ColumnType::Timestamp => "timestamp",
+        ColumnType::Boolean => "boolean",
     }
 }
 

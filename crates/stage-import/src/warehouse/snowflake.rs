@@ -17,7 +17,7 @@ use snowflake_conn::{ConnectOptions, QueryResult, quote_ident, quote_literal};
 use tokio_util::sync::CancellationToken;
 
 use super::{BOOTSTRAP_FIX, FileSource, LOADED_AT_COLUMN, Loader, SOURCE_FILE_COLUMN};
-use crate::catalog::{ColumnType, Compression, Format, Load, Source};
+use crate::catalog::{Column, ColumnType, Compression, Format, Load, Source};
 use crate::report::{FileOutcome, FileStatus};
 use crate::stage::{StageUrl, StagedFile};
 
@@ -285,6 +285,15 @@ impl Loader for SnowflakeWarehouse {
             outcomes(files, rows).map_err(|message| WarehouseError::Query { what, message })?;
         confirm_skips(self, load, &mut outcomes).await;
         Ok(outcomes)
+    }
+
+    fn add_column_sql(&self, schema: &str, table: &str, column: &Column) -> String {
+        format!(
+            "ALTER TABLE {} ADD COLUMN {} {};",
+            qualified(schema, table),
+            quote_ident(&column.name),
+            snowflake_type(column.kind)
+        )
     }
 
     async fn files_held(
@@ -682,6 +691,8 @@ pub fn outcomes(
             ));
         };
         let status = match row.status.as_str() {
+            // Header lines only, or nothing: COPY parsed no row of it.
+            "LOADED" if row.errors_seen == 0 && row.rows_parsed == 0 => FileStatus::Empty,
             "LOADED" if row.errors_seen == 0 => FileStatus::Loaded,
             "LOADED" | "PARTIALLY_LOADED" => FileStatus::PartiallyLoaded,
             "LOAD_SKIPPED" => FileStatus::LoadSkipped,
