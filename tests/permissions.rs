@@ -1470,3 +1470,155 @@ fn a_dry_run_prints_the_statements_and_runs_none() {
     );
     assert_eq!(emu.state(), before);
 }
+
+/// A spec of realistic size plans within the pod's 500 MiB: 2,000 roles and 1,000 users over
+/// 20 databases of 5 schemas of 10 tables each (the benchmark's shape, four times its roles),
+/// offline from a snapshot of that account, whose users exist and hold no role yet. Peak RSS
+/// is the kernel's (`getrusage` of the plan's process, read by a Python parent that runs only
+/// it).
+#[test]
+fn two_thousand_roles_plan_within_the_pods_memory() {
+    const ROLES: usize = 2000;
+    const USERS: usize = 1000;
+    const DATABASES: usize = 20;
+    const SCHEMAS: usize = 5;
+    const TABLES: usize = 10;
+    let dir = tempfile::tempdir().unwrap();
+    let mut spec = vec!["version: \"1.0\"".to_owned(), "databases:".to_owned()];
+    spec.extend((0..DATABASES).map(|d| format!("  - db_{d:02}:\n      shared: no")));
+    spec.push("warehouses:".to_owned());
+    spec.extend((0..10).map(|w| format!("  - wh_{w}:\n      size: x-small")));
+    spec.push("roles:".to_owned());
+    for r in 0..ROLES {
+        let (read, write) = (r % DATABASES, (r + 1) % DATABASES);
+        let mut role = format!(
+            "  - role_{r:04}:\n      warehouses:\n        - wh_{}\n",
+            r % 10
+        );
+        if r % 10 != 0 {
+            role += &format!("      member_of:\n        - role_{:04}\n", r - r % 10);
+        }
+        role += &format!(
+            "      privileges:\n        databases:\n          read:\n            - db_{read:02}\n"
+        );
+        if r % 4 == 0 {
+            role += &format!("          write:\n            - db_{write:02}\n");
+        }
+        role += &format!("        schemas:\n          read:\n            - db_{read:02}.*\n");
+        if r % 4 == 0 {
+            role += &format!(
+                "          write:\n            - db_{write:02}.s_{}\n",
+                r % SCHEMAS
+            );
+        }
+        let tables = if r % 5 == 0 {
+            format!("db_{read:02}.*.*")
+        } else {
+            format!("db_{read:02}.s_{}.*", r % SCHEMAS)
+        };
+        role += &format!("        tables:\n          read:\n            - {tables}");
+        spec.push(role);
+    }
+    spec.push("users:".to_owned());
+    for u in 0..USERS {
+        let (first, second) = (u % ROLES, (u * 7 + 3) % ROLES);
+        spec.push(format!(
+            "  - user_{u:04}:\n      can_login: yes\n      member_of:\n        - role_{first:04}\n        - role_{second:04}"
+        ));
+    }
+    let spec_path = write_spec(dir.path(), "roles.yml", &(spec.join("\n") + "\n"));
+
+    let objects: serde_json::Map<String, Value> = (0..DATABASES)
+        .map(|d| {
+            let schemas: serde_json::Map<String, Value> = (0..SCHEMAS)
+                .map(|s| {
+                    let tables: serde_json::Map<String, Value> = (0..TABLES)
+                        .map(|t| (format!("T_{t}"), Value::from("SYSADMIN")))
+                        .collect();
+                    (
+                        format!("S_{s}"),
+                        serde_json::json!({"owner": "SYSADMIN", "tables": tables, "views": {}}),
+                    )
+                })
+                .collect();
+            (
+                format!("DB_{d:02}"),
+                serde_json::json!({ "schemas": schemas }),
+            )
+        })
+        .collect();
+    let users: serde_json::Map<String, Value> = (0..USERS)
+        .map(|u| {
+            (
+                format!("USER_{u:04}"),
+                serde_json::json!({"disabled": false, "has_password": true, "default_role": null,
+                    "default_warehouse": null, "default_namespace": null, "email": null,
+                    "comment": null, "display_name": null, "first_name": null, "last_name": null,
+                    "type": null, "owner": "USERADMIN"}),
+            )
+        })
+        .collect();
+    let user_roles: serde_json::Map<String, Value> = users
+        .keys()
+        .map(|u| (u.clone(), serde_json::json!([])))
+        .collect();
+    let state = serde_json::json!({
+        "format": "data-jobs/permissions-state",
+        "version": 1,
+        "roles": {
+            "ACCOUNTADMIN": {"owner": null}, "SECURITYADMIN": {"owner": null},
+            "SYSADMIN": {"owner": null}, "USERADMIN": {"owner": null},
+            "PUBLIC": {"owner": null}, "PERMISSION_BOT": {"owner": "SECURITYADMIN"}
+        },
+        "users": users,
+        "warehouses": (0..10).map(|w| format!("WH_{w}")).collect::<Vec<_>>(),
+        "databases": (0..DATABASES)
+            .map(|d| (format!("DB_{d:02}"), serde_json::json!({"owner": "SYSADMIN", "imported": false})))
+            .collect::<serde_json::Map<_, _>>(),
+        "objects": objects,
+        "role_grants": {},
+        "user_roles": user_roles,
+    });
+    let state_path = dir.path().join("state.json");
+    std::fs::write(&state_path, state.to_string()).unwrap();
+
+    let plan_path = dir.path().join("plan.json");
+    let measure = "import resource, subprocess, sys\n\
+        with open(sys.argv[1], 'w') as out:\n\
+        \x20   done = subprocess.run(sys.argv[2:], stdout=out, stderr=subprocess.PIPE, text=True)\n\
+        sys.stderr.write(done.stderr)\n\
+        print(done.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n";
+    let mut command = Command::new("python3");
+    command
+        .args(["-c", measure])
+        .arg(&plan_path)
+        .arg(crate::support::bin("permissions"))
+        .arg("plan")
+        .arg(&spec_path)
+        .args(["--format", "json", "--state"])
+        .arg(&state_path)
+        .env("PERMISSION_BOT_ROLE", "permission_bot");
+    let out = run(command);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let mut answer = out.stdout.split_whitespace();
+    let code: i32 = answer.next().unwrap().parse().unwrap();
+    let peak_kib: u64 = answer.next().unwrap().parse().unwrap();
+    assert_eq!(code, 0, "{}", out.stderr);
+    let plan: Value = serde_json::from_str(&std::fs::read_to_string(&plan_path).unwrap()).unwrap();
+    assert_eq!(
+        plan["summary"]["roles_created"], ROLES,
+        "{}",
+        plan["summary"]
+    );
+    let changes = plan["changes"].as_array().unwrap().len();
+    assert!(changes > 10 * ROLES, "{changes} changes");
+    eprintln!(
+        "2,000-role plan: {changes} changes, peak RSS {} MiB",
+        peak_kib / 1024
+    );
+    assert!(
+        peak_kib < 500 * 1024,
+        "peak RSS {} MiB is over the pod's 500 MiB",
+        peak_kib / 1024
+    );
+}
