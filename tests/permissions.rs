@@ -1618,3 +1618,28 @@ fn two_thousand_roles_plan_within_the_pods_memory() {
         peak_kib / 1024
     );
 }
+
+/// `type: null` converges on an account that reads an unset TYPE back as PERSON (bundle
+/// 2025_05, BCR-2067, which the emulator follows): where every plan used to set it again, one
+/// apply, then no change.
+#[test]
+fn a_null_type_converges_where_an_unset_type_reads_as_person() {
+    let Some((emu, _)) = converged() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let sample = std::fs::read_to_string(sample_spec()).unwrap();
+    let changed = sample.replace(
+        "  - jane_doe:\n      can_login: yes\n",
+        "  - jane_doe:\n      can_login: yes\n      type: null\n",
+    );
+    assert_ne!(changed, sample);
+    let spec = write_spec(dir.path(), "roles.yml", &changed);
+    let spec = spec.to_str().unwrap();
+    let applied = run(permissions(&emu, &["apply", spec]));
+    check(&applied, 0, &emu);
+    let again = run(permissions(&emu, &["plan", spec, "--format", "sql"]));
+    check(&again, 0, &emu);
+    assert_eq!(
+        again.stdout,
+        "-- No changes: the account matches the spec.\n"
+    );
+}

@@ -803,7 +803,8 @@ class Executor:
         text = lambda v: "null" if v is None else str(v)  # noqa: E731
         rows = [
             ["NAME", name, "null", "Name"],
-            ["TYPE", text(u["type"]), "null", "Type of the user"],
+            # Bundle 2025_05 (BCR-2067): an unset TYPE reads back as PERSON.
+            ["TYPE", text(u["type"] or "PERSON"), "null", "Type of the user"],
             ["DISPLAY_NAME", text(u["display_name"]), "null", "Display name of the associated object"],
             ["EMAIL", text(u["email"]), "null", "Email address of the user"],
             ["DISABLED", "true" if u["disabled"] else "false", "false", "Whether the user is disabled"],
@@ -1075,7 +1076,7 @@ class Executor:
                 None, None, u["comment"], flag(u["disabled"]), flag(u["must_change_password"]), "false",
                 u["default_warehouse"], u["default_namespace"], u["default_role"], None, "false", None, None, u["owner"],
                 None, None, None, flag(u["password_sha256"] is not None), flag(u["rsa_public_key"] or u["rsa_public_key_2"]),
-                u["type"], "false",
+                u["type"] or "PERSON", "false",
             ])
         return columns, rows, SHOW_TYPE
 

@@ -860,6 +860,38 @@ impl Planner<'_> {
                 &empty
             }
             Some(info) => {
+                // Snowflake may have converted a user to SERVICE (or kept it LEGACY_SERVICE):
+                // it refuses names for such a user, and DESCRIBE USER does not return the ones
+                // it keeps, so a spec without `type` that names the user would plan an ALTER
+                // that fails, on every run.
+                let account_type = info.user_type.as_deref().unwrap_or("");
+                let account_service = account_type.eq_ignore_ascii_case("SERVICE")
+                    || account_type.eq_ignore_ascii_case("LEGACY_SERVICE");
+                if d.user_type.is_none() && account_service {
+                    let named: Vec<&str> = [
+                        ("first_name", &d.first_name),
+                        ("middle_name", &d.middle_name),
+                        ("last_name", &d.last_name),
+                    ]
+                    .into_iter()
+                    .filter(|(_, value)| value.is_some())
+                    .map(|(key, _)| key)
+                    .collect();
+                    if !named.is_empty() {
+                        self.problem(
+                            d.at,
+                            format!(
+                                "user {name} is TYPE = {} in the account, and Snowflake refuses \
+                                 {} for service users: remove {} from the spec, or set \
+                                 `type: person` to convert the user",
+                                account_type.to_ascii_uppercase(),
+                                named.join(", "),
+                                if named.len() == 1 { "it" } else { "them" }
+                            ),
+                        );
+                        return;
+                    }
+                }
                 let mut settings = alterations(d, info);
                 // A user becoming TYPE = SERVICE (a LEGACY_SERVICE one, say) cannot keep its
                 // password: it is unset first and the type set after, so that no ALTER fails
@@ -1095,8 +1127,19 @@ fn alterations(d: &DesiredUser, current: &UserInfo) -> Vec<Setting> {
             Value::GeneratedPassword => continue,
         };
         let same = match setting.property {
-            // SHOW USERS prints TYPE in upper case, and NULL as empty.
-            "TYPE" => now.as_deref().unwrap_or("NULL").eq_ignore_ascii_case(&want),
+            // SHOW USERS prints TYPE in upper case, and NULL as empty; since bundle 2025_05
+            // (BCR-2067) a user whose TYPE is unset reads back as PERSON: NULL and PERSON are
+            // one type, or `type: null` would be set again on every run.
+            "TYPE" => {
+                let person = |t: &str| {
+                    if t.is_empty() || t.eq_ignore_ascii_case("NULL") {
+                        "PERSON".to_owned()
+                    } else {
+                        t.to_ascii_uppercase()
+                    }
+                };
+                person(now.as_deref().unwrap_or("NULL")) == person(&want)
+            }
             _ => now.as_deref() == Some(want.as_str()),
         };
         if !same {

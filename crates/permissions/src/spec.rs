@@ -815,6 +815,8 @@ impl Reader {
                 "default_warehouse" => spec.default_warehouse = self.name(value, &field),
                 "default_namespace" => spec.default_namespace = self.text_value(value, &field),
                 "default_role" => spec.default_role = self.name(value, &field),
+                // `type: null` (YAML's null) is Snowflake's TYPE = NULL, as `type: "null"` is.
+                "type" if Walker::is_null(value) => spec.user_type = Some("NULL".to_owned()),
                 "type" => {
                     spec.user_type = self.string(value, &field).and_then(|t| {
                         let upper = t.to_ascii_uppercase();

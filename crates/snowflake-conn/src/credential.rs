@@ -229,11 +229,12 @@ impl KeyPair {
         &self.public_key
     }
 
-    /// The login JWT for `account` (the login's account name) and `user`, issued at `now_unix`.
+    /// The login JWT for `account` and `user`, issued at `now_unix`. Its names use the login's
+    /// account name (`options::login_account_name`), upper-cased as the connectors do.
     pub(crate) fn jwt(&self, account: &str, user: &str, now_unix: i64) -> Result<String, String> {
         let qualified = format!(
             "{}.{}",
-            jwt_account(account).to_ascii_uppercase(),
+            crate::options::login_account_name(account).to_ascii_uppercase(),
             user.to_uppercase()
         );
         let claims = serde_json::json!({
@@ -290,17 +291,6 @@ impl PublicKey {
                 base64::engine::general_purpose::STANDARD.encode(Sha256::digest(&der))
             ),
         })
-    }
-}
-
-/// The account part of the JWT's names, as Snowflake's connectors derive it: the identifier up
-/// to its first `.` (`xy12345` of `xy12345.us-east-1`), or up to its first `-` for a `.global`
-/// identifier.
-fn jwt_account(account: &str) -> &str {
-    if account.contains(".global") {
-        account.split('-').next().unwrap_or(account)
-    } else {
-        account.split('.').next().unwrap_or(account)
     }
 }
 
@@ -517,9 +507,28 @@ mod tests {
             .unwrap();
         let documented = String::from_utf8(documented.stdout).unwrap();
         assert_eq!(pair.fingerprint(), format!("SHA256:{}", documented.trim()));
-        assert_eq!(jwt_account("myorg-myaccount"), "myorg-myaccount");
-        assert_eq!(jwt_account("xy12345.us-east-1.global"), "xy12345.us");
-        assert_eq!(jwt_account("xy12345-org.global"), "xy12345");
+        // A `.global` identifier names its account without the external ID, as the connector's
+        // `parse_account` does (it once kept `XY12345-ABC`).
+        for (account, named) in [
+            ("xy12345-abc.global", "XY12345.LOADER"),
+            ("xy12345.us-east-1", "XY12345.LOADER"),
+            ("myorg-myaccount", "MYORG-MYACCOUNT.LOADER"),
+        ] {
+            let jwt = pair.jwt(account, "loader", 1_700_000_000).unwrap();
+            let claims = jwt.split('.').nth(1).unwrap();
+            let claims: serde_json::Value = serde_json::from_slice(
+                &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode(claims)
+                    .unwrap(),
+            )
+            .unwrap();
+            assert_eq!(claims["sub"], named, "{account}");
+            assert_eq!(
+                claims["iss"],
+                format!("{named}.{}", pair.fingerprint()),
+                "{account}"
+            );
+        }
     }
 
     #[test]

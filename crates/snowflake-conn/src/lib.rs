@@ -76,6 +76,6 @@ mod values;
 pub use connection::{Connection, Statement, Transaction};
 pub use credential::{Credential, CredentialVars, KeyPair, PublicKey};
 pub use error::{Error, ErrorKind, SqlError};
-pub use options::ConnectOptions;
+pub use options::{ConnectOptions, login_account_name};
 pub use quote::{quote_ident, quote_ident_exact, quote_literal, stored_name};
 pub use result::{Column, QueryResult, Row, ValueError};

@@ -95,11 +95,32 @@ impl ConnectOptions {
         }
     }
 
-    /// The account name Snowflake expects in the login request: the identifier's first part
-    /// (`xy12345` of `xy12345.us-east-1`), as Snowflake's own drivers send it.
+    /// The account name of the login request and of a key-pair JWT: [`login_account_name`].
     pub(crate) fn account_name(&self) -> &str {
-        let account = self.account.trim();
-        account.split('.').next().unwrap_or(account)
+        login_account_name(&self.account)
+    }
+}
+
+/// The account name Snowflake's Python connector sends at login and names in a key-pair JWT,
+/// by its own rule (`snowflake.connector.util_text.parse_account`): an identifier with a `.`
+/// is cut at it (`xy12345` of `xy12345.us-east-1`), and when the second part is `global`
+/// (`xy12345-abc.global`) the first part also loses its last `-` and what follows, the
+/// external ID (`xy12345`). Without a `-` there, Python's `rfind` gives -1 and the slice drops
+/// the last character: kept, so that both name the same account.
+pub fn login_account_name(account: &str) -> &str {
+    let account = account.trim();
+    let mut parts = account.split('.');
+    let first = parts.next().unwrap_or(account);
+    match parts.next() {
+        None => account,
+        Some("global") => match first.rfind('-') {
+            Some(dash) => &first[..dash],
+            None => {
+                let mut chars = first.char_indices();
+                chars.next_back().map_or(first, |(last, _)| &first[..last])
+            }
+        },
+        Some(_) => first,
     }
 }
 
@@ -162,6 +183,17 @@ mod tests {
             "https://xy12345.us-east-1.snowflakecomputing.com/"
         );
         assert_eq!(options().account_name(), "xy12345");
+        for (identifier, name) in [
+            ("myorg-myaccount", "myorg-myaccount"),
+            ("xy12345.us-east-1", "xy12345"),
+            ("xy12345.us-east-1.aws", "xy12345"),
+            ("xy12345-abc.global", "xy12345"),
+            ("myorg-myaccount-ext.global", "myorg-myaccount"),
+            ("xy12345.us-east-1.global", "xy12345"),
+            ("abc.global", "ab"),
+        ] {
+            assert_eq!(login_account_name(identifier), name, "{identifier}");
+        }
         assert_eq!(crate_host("XY12345"), "xy12345.snowflakecomputing.com");
     }
 

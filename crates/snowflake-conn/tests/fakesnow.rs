@@ -993,3 +993,46 @@ async fn the_password_and_session_tokens_never_reach_a_log_line_or_an_error() {
         assert!(!shown.contains(token), "a session token survived redaction");
     }
 }
+
+/// The account name of the login and of a key-pair JWT is the Python connector's: its own
+/// `snowflake.connector.util_text.parse_account`, which it applies to an identifier with a `.`
+/// (`connection.py`), run here on the same identifiers.
+#[test]
+fn account_names_follow_the_python_connectors_rule() {
+    let Some(python) = test_servers::venv_tool("python") else {
+        assert!(test_servers::missing(
+            "python in the project venv (make venv)"
+        ));
+        return;
+    };
+    let identifiers = [
+        "xy12345",
+        "myorg-myaccount",
+        "xy12345.us-east-1",
+        "xy12345.us-east-2.aws",
+        "xy12345-abc.global",
+        "myorg-myaccount-ext.global",
+        "xy12345.us-east-1.global",
+        "abc.global",
+    ];
+    let out = std::process::Command::new(python)
+        .args([
+            "-c",
+            "import sys\nfrom snowflake.connector.util_text import parse_account\n\
+             for a in sys.argv[1:]:\n    print(parse_account(a) if '.' in a else a)",
+        ])
+        .args(identifiers)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let theirs: Vec<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    let ours: Vec<&str> = identifiers
+        .iter()
+        .map(|a| snowflake_conn::login_account_name(a))
+        .collect();
+    assert_eq!(ours, theirs);
+}

@@ -1001,3 +1001,80 @@ fn a_service_users_key_is_set_at_creation_and_replaced_when_its_fingerprint_diff
         vec![format!("ALTER USER LOADER SET RSA_PUBLIC_KEY = '{public}'")]
     );
 }
+
+/// Since bundle 2025_05 (BCR-2067, as issue 30 reports it; the bundle's page could not be read
+/// here), a user whose TYPE is unset reads back as PERSON: `type: null` against it plans
+/// nothing, and `type: person` against an unset one neither.
+#[test]
+fn a_null_type_and_person_are_one_type() {
+    let mut state = account();
+    for (spec_type, account_type) in [
+        ("null", Some("PERSON")),
+        ("null", None),
+        ("person", None),
+        ("person", Some("PERSON")),
+    ] {
+        let spec = spec_of(&format!(
+            "users:\n  - jane:\n      can_login: yes\n      type: {spec_type}\n"
+        ));
+        state.users.insert(
+            n("JANE"),
+            UserInfo {
+                has_password: true,
+                user_type: account_type.map(str::to_owned),
+                ..UserInfo::default()
+            },
+        );
+        state.user_roles.insert(n("JANE"), BTreeSet::new());
+        assert!(
+            sql_of(&plan_spec(&spec, &state, &options())).is_empty(),
+            "{spec_type} against {account_type:?}"
+        );
+    }
+    let spec = spec_of("users:\n  - jane:\n      can_login: yes\n      type: service\n");
+    assert!(
+        sql_of(&plan_spec(&spec, &state, &options()))
+            .contains(&"ALTER USER JANE SET TYPE = SERVICE".to_owned())
+    );
+}
+
+/// A spec without `type` that names a user the account has as SERVICE or LEGACY_SERVICE (one
+/// Snowflake converted, say) is a spec problem before any change: Snowflake refuses
+/// FIRST_NAME/LAST_NAME for service users and DESCRIBE USER does not show them, so the ALTER
+/// would fail on every run.
+#[test]
+fn names_for_a_user_the_account_has_as_service_are_a_spec_problem() {
+    for account_type in ["SERVICE", "LEGACY_SERVICE"] {
+        let mut state = account();
+        state.users.insert(
+            n("ETL"),
+            UserInfo {
+                user_type: Some(account_type.into()),
+                ..UserInfo::default()
+            },
+        );
+        state.user_roles.insert(n("ETL"), BTreeSet::new());
+        let spec = spec_of(
+            "users:\n  - etl:\n      can_login: yes\n      first_name: Extract\n      \
+             last_name: Load\n",
+        );
+        let plan = plan_spec(&spec, &state, &options());
+        assert_eq!(plan.problems.len(), 1, "{:?}", plan.problems);
+        let message = &plan.problems[0].message;
+        assert!(
+            message.contains(&format!("user ETL is TYPE = {account_type}"))
+                && message.contains("first_name, last_name")
+                && message.contains("type: person"),
+            "{message}"
+        );
+        assert!(plan.problems[0].at.is_some());
+        // Without names, or with the type said, it plans as before.
+        let plain = spec_of("users:\n  - etl:\n      can_login: yes\n");
+        assert!(plan_spec(&plain, &state, &options()).problems.is_empty());
+        let person = spec_of(
+            "users:\n  - etl:\n      can_login: yes\n      type: person\n      \
+             first_name: Extract\n",
+        );
+        assert!(plan_spec(&person, &state, &options()).problems.is_empty());
+    }
+}
