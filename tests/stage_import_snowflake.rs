@@ -564,6 +564,31 @@ fn a_rewritten_file_replaces_its_earlier_rows() {
     assert_eq!(setup.count("licenses.licenses"), 16);
 }
 
+/// A re-run 30 days after the load, when COPY_HISTORY (14 days) has forgotten it but COPY's
+/// load metadata (64 days) still skips the files: the table's `_source_file` proves the
+/// earlier load, so they are LOAD_SKIPPED, where every file used to be UNKNOWN and fail.
+#[test]
+fn a_rerun_a_month_after_the_load_skips_what_the_table_holds() {
+    let Some(snow) = server() else { return };
+    let setup = Setup::new(snow, "sf_month_old");
+    setup.bootstrap();
+    let first = setup.run(&["licenses", "diagnostics", "--date", DAY]);
+    assert_eq!(first.code, Some(0), "{}", first.stderr);
+    let (licenses, pings) = (
+        setup.count("licenses.licenses"),
+        setup.count("diagnostics.log_entries"),
+    );
+    assert!(snow.age_loads(&setup.database, 30) >= 3);
+
+    let again = setup.run(&["licenses", "diagnostics", "--date", DAY]);
+    assert_eq!(again.code, Some(0), "{}", again.stderr);
+    let report = parse_report(&again);
+    assert_eq!(statuses(&report), ["LOAD_SKIPPED"], "{report}");
+    assert_eq!(report["files_skipped"], 3);
+    assert_eq!(setup.count("licenses.licenses"), licenses);
+    assert_eq!(setup.count("diagnostics.log_entries"), pings);
+}
+
 /// A listed file COPY's result leaves out (gone from the stage when the COPY ran) is never
 /// taken as loaded before: COPY_HISTORY has no load of it, so it is UNKNOWN and fails the run.
 /// The files the history does show loaded are LOAD_SKIPPED as before.

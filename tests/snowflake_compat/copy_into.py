@@ -858,17 +858,40 @@ def is_copy_history(sql: str) -> bool:
     return COPY_HISTORY_CALL.search(sql) is not None
 
 
+# INFORMATION_SCHEMA.COPY_HISTORY "returns load activity ... within the last 14 days"
+# (Snowflake docs, COPY_HISTORY table function); the load metadata COPY skips by lasts 64 days.
+COPY_HISTORY_DAYS = 14
+
+
+def age_loads(database: str, days: int) -> int:
+    """Test control: the database's committed loads as if made `days` earlier (their load
+    metadata stays, as Snowflake's does for 64 days). Returns how many were aged."""
+    aged = 0
+    with LOCK:
+        for key, records in HISTORY.items():
+            if key[0].upper() != database.upper():
+                continue
+            for record in records:
+                when = datetime.datetime.fromisoformat(record["LAST_LOAD_TIME"])
+                record["LAST_LOAD_TIME"] = (when - datetime.timedelta(days=days)).isoformat()
+                aged += 1
+    return aged
+
+
 def copy_history_sql(sql: str, context: tuple[str, str]) -> str:
     """The statement with its TABLE(INFORMATION_SCHEMA.COPY_HISTORY(TABLE_NAME => '…', …)) as
-    a VALUES list of the table's committed loads, for fakesnow to evaluate the rest. The
-    START_TIME argument is not applied (the emulator keeps a run's history only)."""
+    a VALUES list of the table's committed loads of the last 14 days (the function's
+    retention), for fakesnow to evaluate the rest. A START_TIME argument within those days is
+    not applied (the emulator keeps one test run's history)."""
     match = COPY_HISTORY_CALL.search(sql)
     name = re.search(r"TABLE_NAME\s*=>\s*'((?:[^']|'')*)'", match["args"], re.IGNORECASE)
     if name is None:
         raise SqlError("001044", "42P13", "SQL compilation error:\nCOPY_HISTORY needs TABLE_NAME => '<table>'.")
     key = qualify(split_name(name[1].replace("''", "'")), context)
+    oldest = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(days=COPY_HISTORY_DAYS)
     with LOCK:
-        rows = [dict(r) for r in HISTORY.get(key, [])]
+        rows = [dict(r) for r in HISTORY.get(key, [])
+                if datetime.datetime.fromisoformat(r["LAST_LOAD_TIME"]) >= oldest]
     names = [n for n, _ in HISTORY_COLUMNS]
     if rows:
         values = ",\n".join(

@@ -46,6 +46,8 @@ Test control, JSON over HTTP:
   POST /__compat/rules      {"on": "statement" | "login", "match": "<substring>", "times": n,
                              "action": "<name>", ...}  see Rule in crates/test-servers
   POST /__compat/databases  {"name": "<name>"}  creates a database with a PUBLIC schema
+  POST /__compat/age_loads  {"database": "<name>", "days": n}  that database's loads as if made
+                            n days earlier (COPY_HISTORY keeps 14 days, load metadata 64)
   GET  /__compat/events?match=<substring>  what the proxy saw (statements, polls, aborts, logins)
 """
 
@@ -334,6 +336,10 @@ class Handler(BaseHTTPRequestHandler):
             return self.send_json({"ok": True})
         if url.path == "/__compat/databases":
             return self.create_database(json.loads(body)["name"])
+        if url.path == "/__compat/age_loads":
+            request = json.loads(body)
+            aged = copy_into.age_loads(request["database"], int(request["days"]))
+            return self.send_json({"ok": True, "aged": aged})
         status, reply = forward("POST", self.path, body, self.forwarded_headers())
         if url.path == "/session":
             STATE.record({"kind": "close", "text": ""})

@@ -151,6 +151,17 @@ impl FakeSnow {
         name
     }
 
+    /// The committed loads into `database` as if made `days` earlier: COPY_HISTORY (14 days)
+    /// forgets them before COPY's load metadata (64 days) does. Returns how many were aged.
+    pub fn age_loads(&self, database: &str, days: u32) -> u64 {
+        let reply = self.control(
+            "POST",
+            "/__compat/age_loads",
+            Some(serde_json::json!({ "database": database, "days": days })),
+        );
+        reply["aged"].as_u64().unwrap_or(0)
+    }
+
     /// Makes the proxy misbehave as the rule says.
     pub fn script(&self, rule: Rule) {
         self.control("POST", "/__compat/rules", Some(rule.0));

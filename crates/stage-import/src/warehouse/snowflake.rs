@@ -47,8 +47,9 @@ pub struct Settings {
 }
 
 /// Files COPY's result left out were skipped by its load metadata, or vanished, or have a
-/// load status Snowflake could not tell. Only COPY_HISTORY's record of an earlier load
-/// makes one LOAD_SKIPPED; the others stay UNKNOWN and fail.
+/// load status Snowflake could not tell. Only proof of an earlier load makes one LOAD_SKIPPED:
+/// COPY_HISTORY's record of it (14 days), or else rows of it in the table (`_source_file`),
+/// which covers the rest of the load metadata's 64 days; the others stay UNKNOWN and fail.
 async fn confirm_skips(warehouse: &SnowflakeWarehouse, load: &Load, outcomes: &mut [FileOutcome]) {
     let unknown: Vec<usize> = (0..outcomes.len())
         .filter(|&i| outcomes[i].status == FileStatus::Unknown)
@@ -80,6 +81,7 @@ async fn confirm_skips(warehouse: &SnowflakeWarehouse, load: &Load, outcomes: &m
             loaded_before.push(file.to_owned());
         }
     }
+    let mut still_unknown = Vec::new();
     for i in unknown {
         let path = outcomes[i].file.clone();
         if loaded_before
@@ -87,6 +89,34 @@ async fn confirm_skips(warehouse: &SnowflakeWarehouse, load: &Load, outcomes: &m
             .any(|f| *f == path || f.ends_with(&format!("/{path}")))
         {
             outcomes[i] = FileOutcome::skipped(&path);
+        } else {
+            still_unknown.push(i);
+        }
+    }
+    if still_unknown.is_empty() {
+        return;
+    }
+    let held = match connection
+        .query_idempotent(&super::files_held_sql(load, quote_literal))
+        .await
+    {
+        Ok(held) => held,
+        Err(err) => {
+            tracing::warn!(
+                table = %qualified(&load.schema, &load.table),
+                "cannot read the table's files to confirm {} skipped file(s): {err}",
+                still_unknown.len()
+            );
+            return;
+        }
+    };
+    let held: std::collections::BTreeSet<String> = held
+        .rows()
+        .filter_map(|row| row.text("FILE").ok().map(str::to_owned))
+        .collect();
+    for i in still_unknown {
+        if held.contains(&outcomes[i].file) {
+            outcomes[i] = FileOutcome::skipped(&outcomes[i].file.clone());
         }
     }
 }
@@ -722,9 +752,10 @@ pub fn outcomes(
             by_file.remove(f.path.as_str()).unwrap_or_else(|| {
                 FileOutcome::unknown(
                     &f.path,
-                    "COPY's result does not mention it, and COPY_HISTORY of the last 14 \
-                         days shows no load of it: it may have vanished from the stage, or \
-                         Snowflake could not tell whether it was loaded; --reload loads it"
+                    "COPY's result does not mention it, COPY_HISTORY of the last 14 days \
+                         shows no load of it, and the table holds no row of it: it may have \
+                         vanished from the stage, or Snowflake could not tell whether it was \
+                         loaded; --reload loads it"
                         .to_owned(),
                 )
             })
