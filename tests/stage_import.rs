@@ -536,6 +536,38 @@ fn a_day_without_files_is_its_own_outcome() {
 
     let allowed = setup.run(&["licenses", "--date", "2026-10-01", "--allow-empty"]);
     assert_eq!(allowed.code, Some(0), "{}", allowed.stderr);
+
+    // A lookback day without files is a warning: the day that ended still loads, exit 0
+    // (2026-11-23 has no files; the run used to fail, and its retries with it).
+    // (The middle day's export has one malformed row: allowed here.)
+    let lookback = setup.run(&[
+        "licenses",
+        "--date",
+        DAYS[2],
+        "--lookback-days",
+        "3",
+        "--max-errors-per-file",
+        "1",
+    ]);
+    assert_eq!(lookback.code, Some(0), "{}", lookback.stderr);
+    let report = parse_report(&lookback);
+    let loads = report["loads"].as_array().unwrap();
+    assert_eq!(loads.len(), 4);
+    assert_eq!(loads[0]["date"], "2026-11-23");
+    assert_eq!(loads[0]["outcome"], "no_files");
+    assert_eq!(loads[0]["lookback"], true);
+    assert_eq!(loads[3]["lookback"], false);
+    assert_eq!(loads[3]["outcome"], "loaded");
+    assert!(
+        lookback
+            .stderr
+            .contains("a lookback day: a warning, not a failure"),
+        "{}",
+        lookback.stderr
+    );
+    // The day that ended without files still fails, whatever its lookback found.
+    let ended = setup.run(&["licenses", "--date", "2026-11-27", "--lookback-days", "1"]);
+    assert_eq!(ended.code, Some(4), "{}", ended.stderr);
 }
 
 #[test]

@@ -207,6 +207,12 @@ async fn import(
         config.stage_import_lookback_days,
         today,
     );
+    // The days before this one are the lookback: loaded again for late files, and a warning,
+    // not a failure, when they have none.
+    let first_named_day = days.as_ref().ok().and_then(|days| {
+        days.get(config.stage_import_lookback_days as usize)
+            .copied()
+    });
     let loads = plan(config, catalog, names, days, context)?;
     let s3 = if loads
         .iter()
@@ -242,7 +248,18 @@ async fn import(
             .get(&listing_key(load))
             .cloned()
             .unwrap_or_default();
-        match run_load(&mut warehouse, load, listed, s3.as_ref(), config, context).await {
+        let lookback = first_named_day.is_some_and(|first| load.date < first);
+        match run_load(
+            &mut warehouse,
+            load,
+            lookback,
+            listed,
+            s3.as_ref(),
+            config,
+            context,
+        )
+        .await
+        {
             Ok(report) => reports.push(report),
             Err(err) if context.cancel.is_cancelled() => {
                 stopped_by_signal(reports.len(), loads.len());
@@ -358,9 +375,11 @@ async fn preflight(
     Ok(listings)
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn run_load<W: Loader>(
     warehouse: &mut W,
     load: &Load,
+    lookback: bool,
     listed: Vec<StagedFile>,
     s3: Option<&Arc<S3>>,
     config: &Config,
@@ -396,7 +415,12 @@ async fn run_load<W: Loader>(
                 stage = %load.stage,
                 path = %load.list_prefix,
                 pattern = %load.pattern,
-                "no files match: upstream data is missing or late"
+                "no files match: upstream data is missing or late{}",
+                if lookback {
+                    " (a lookback day: a warning, not a failure)"
+                } else {
+                    ""
+                }
             );
         }
         Vec::new()
@@ -495,6 +519,7 @@ async fn run_load<W: Loader>(
         path: load.path.clone(),
         pattern: load.pattern.clone(),
         files_found,
+        lookback,
         reload: config.stage_import_reload,
         outcome: LoadReport::outcome_of(&outcomes, config.stage_import_max_errors_per_file),
         rows_loaded: outcomes.iter().map(|o| o.rows_loaded).sum(),

@@ -120,6 +120,9 @@ pub struct LoadReport {
     pub path: String,
     pub pattern: String,
     pub files_found: usize,
+    /// A day before the run's first named day, loaded again for late files: without files,
+    /// or with empty ones only, it is a warning and leaves the exit code alone.
+    pub lookback: bool,
     pub reload: bool,
     pub outcome: LoadOutcome,
     pub rows_loaded: u64,
@@ -201,9 +204,13 @@ impl RunReport {
     }
 }
 
-/// The worst outcome decides: a failed load, then a partial one, then a day without files.
+/// The worst outcome decides: a failed load, then a partial one, then a day without files
+/// (a named day: a lookback day without data is only a warning).
 fn exit_for(loads: &[LoadReport], allow_empty: bool) -> Exit {
     let any = |outcome| loads.iter().any(|l| l.outcome == outcome);
+    let named_day_without_data = loads
+        .iter()
+        .any(|l| !l.lookback && matches!(l.outcome, LoadOutcome::NoFiles | LoadOutcome::Empty));
     if any(LoadOutcome::Failed) {
         if loads.iter().all(|l| l.outcome == LoadOutcome::Failed) {
             Exit::Failure
@@ -212,7 +219,7 @@ fn exit_for(loads: &[LoadReport], allow_empty: bool) -> Exit {
         }
     } else if any(LoadOutcome::Partial) {
         Exit::Partial
-    } else if (any(LoadOutcome::NoFiles) || any(LoadOutcome::Empty)) && !allow_empty {
+    } else if named_day_without_data && !allow_empty {
         Exit::NoInput
     } else {
         Exit::Success
@@ -246,6 +253,7 @@ mod tests {
             path: "p".into(),
             pattern: ".*".into(),
             files_found: 0,
+            lookback: false,
             reload: false,
             outcome,
             rows_loaded: 0,
@@ -313,6 +321,16 @@ mod tests {
         assert_eq!(exit(&[Loaded, NoFiles], true), Exit::Success);
         assert_eq!(exit(&[Loaded, Empty], false), Exit::NoInput);
         assert_eq!(exit(&[Empty], true), Exit::Success);
+        // A lookback day without data is a warning; the day that ended still fails.
+        let with_lookback = |first: LoadOutcome, last: LoadOutcome| {
+            let mut early = load(first);
+            early.lookback = true;
+            RunReport::new("duckdb", vec![early, load(last)], false, 0).exit()
+        };
+        assert_eq!(with_lookback(NoFiles, Loaded), Exit::Success);
+        assert_eq!(with_lookback(Empty, Loaded), Exit::Success);
+        assert_eq!(with_lookback(Loaded, NoFiles), Exit::NoInput);
+        assert_eq!(with_lookback(Failed, Loaded), Exit::Partial);
         assert_eq!(exit(&[Partial, NoFiles], false), Exit::Partial);
         assert_eq!(exit(&[Failed, Loaded], false), Exit::Partial);
         assert_eq!(exit(&[Failed, Failed], false), Exit::Failure);
