@@ -362,21 +362,15 @@ impl LoadJob {
                 scans.push(scan);
             }
         }
-        let mut loaded: HashMap<String, u64> = HashMap::new();
-        {
-            let mut statement = transaction.prepare(&format!(
+        let loaded = rows_per_file(
+            &transaction,
+            &format!(
                 "SELECT {SOURCE_FILE_COLUMN}, count(*) FROM {} WHERE {LOADED_AT_COLUMN} = TIMESTAMP {}
                  GROUP BY 1",
                 self.table,
                 sql_literal(&loaded_at)
-            ))?;
-            for row in statement.query_map([], |row| {
-                Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
-            })? {
-                let (file, count) = row?;
-                loaded.insert(file, count as u64);
-            }
-        }
+            ),
+        )?;
         // A file loaded before with other content: its earlier rows are replaced by this load's,
         // when this load has rows of it (a rewritten file that fails to load keeps what it had).
         let rewritten: Vec<String> = files
@@ -389,19 +383,15 @@ impl LoadJob {
         let mut replaced: HashMap<String, u64> = HashMap::new();
         if !rewritten.is_empty() {
             let list = rewritten.join(", ");
-            let mut statement = transaction.prepare(&format!(
-                "SELECT {SOURCE_FILE_COLUMN}, count(*) FROM {} WHERE {SOURCE_FILE_COLUMN} IN ({list})
-                 AND {LOADED_AT_COLUMN} <> TIMESTAMP {} GROUP BY 1",
-                self.table,
-                sql_literal(&loaded_at)
-            ))?;
-            for row in statement.query_map([], |row| {
-                Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
-            })? {
-                let (file, count) = row?;
-                replaced.insert(file, count as u64);
-            }
-            drop(statement);
+            replaced = rows_per_file(
+                &transaction,
+                &format!(
+                    "SELECT {SOURCE_FILE_COLUMN}, count(*) FROM {} WHERE {SOURCE_FILE_COLUMN} IN ({list})
+                     AND {LOADED_AT_COLUMN} <> TIMESTAMP {} GROUP BY 1",
+                    self.table,
+                    sql_literal(&loaded_at)
+                ),
+            )?;
             transaction.execute(
                 &format!(
                     "DELETE FROM {} WHERE {SOURCE_FILE_COLUMN} IN ({list})
@@ -561,6 +551,15 @@ impl LoadJob {
         }
         options.join(", ")
     }
+}
+
+/// The answer of `sql`, a file and a count per row, as a map.
+fn rows_per_file(connection: &Connection, sql: &str) -> duckdb::Result<HashMap<String, u64>> {
+    let mut statement = connection.prepare(sql)?;
+    let rows = statement.query_map([], |row| {
+        Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)? as u64))
+    })?;
+    rows.collect()
 }
 
 /// How one file is read: header lines skipped, and how many of the format's columns it has.
