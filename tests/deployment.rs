@@ -518,7 +518,7 @@ fn a_pod_outside_the_restricted_profile_without_timeouts_or_a_failing_alert_is_r
     edit(
         copy.path(),
         "airflow/dags/pg_job.py",
-        r#"STATEMENT_TIMEOUT = {"PG_JOB_STATEMENT_TIMEOUT_SECS": "900"}"#,
+        r#"STATEMENT_TIMEOUT = {"PG_JOB_STATEMENT_TIMEOUT_SECS": "600"}"#,
         "STATEMENT_TIMEOUT = {}",
     );
     edit(
@@ -527,6 +527,7 @@ fn a_pod_outside_the_restricted_profile_without_timeouts_or_a_failing_alert_is_r
         "    dagrun_timeout=timedelta(hours=1),\n",
         "",
     );
+
     let out = contracts.check_running(
         &python,
         &copy.path().join("k8s"),
@@ -546,6 +547,39 @@ fn a_pod_outside_the_restricted_profile_without_timeouts_or_a_failing_alert_is_r
             "DAG permissions: with apply failed the DAG run ended success, not failed",
             "DAG pg_job task account-arr: sets no PG_JOB_STATEMENT_TIMEOUT_SECS",
             "DAG permissions: has no dagrun_timeout",
+        ],
+    );
+}
+
+/// Timeouts that nest, computed from the loaded DAGs: a retry back in pg_job (three scripts
+/// with a retry each outlast the hourly run's 55 minutes) and a longer dbt timeout (two
+/// attempts outlast transform's 3 hours) are reported, since the scheduler would skip the
+/// alert of a run it times out.
+#[test]
+fn timeouts_that_do_not_nest_in_the_runs_timeout_are_reported() {
+    let Some(python) = deploy_tool("python") else {
+        return;
+    };
+    let contracts = Contracts::from_binaries();
+    let copy = k8s_copy();
+    edit(
+        copy.path(),
+        "airflow/dags/pg_job.py",
+        r#"default_args={**DEFAULT_ARGS, "retries": 0},"#,
+        "default_args=DEFAULT_ARGS,",
+    );
+    edit(
+        copy.path(),
+        "airflow/dags/data_jobs_pod.py",
+        r#""dbt": timedelta(minutes=80),"#,
+        r#""dbt": timedelta(hours=2),"#,
+    );
+    let out = contracts.check(&python, &copy.path().join("k8s"));
+    assert_reported(
+        &out,
+        &[
+            "DAG pg_job: a run can outlast its dagrun_timeout 0:55:00: its tasks up to opportunitylineitem-snapshot, every attempt and retry delay counted, take 1:45:00, and the alert 0:05:00 after them",
+            "DAG transform: a run can outlast its dagrun_timeout 3:00:00",
         ],
     );
 }

@@ -29,7 +29,10 @@ included) and per CronJob container:
 - the Pod Security "restricted" profile for every pod, dbt's included; resources; the
   images' non-root user and read-only root filesystem for our jobs;
 - timeouts: each DAG's dagrun_timeout, each task's execution_timeout, each pod's and
-  CronJob's activeDeadlineSeconds, pg-job's statement timeout; CronJobs fail at once on exit
+  CronJob's activeDeadlineSeconds, pg-job's statement timeout; timeouts that nest: the
+  longest chain of job tasks, every attempt and retry delay counted, then the alert, fits in
+  the run's dagrun_timeout (when a run times out, the scheduler skips what has not finished,
+  the alert included); CronJobs fail at once on exit
   code 2 (podFailurePolicy) instead of retrying a configuration error;
 - the date each run loads: stage-import loads the day that ended before the run started,
   with a lookback;
@@ -390,6 +393,7 @@ class Checker:
                         f"{where_dag} task {alert.task_id}",
                         f"the alert is not downstream of {', '.join(missing_upstream)}: their failures would not alert",
                     )
+            self.check_nesting(where_dag, dag, jobs, alerts)
             for task in dag.tasks:
                 where = f"{where_dag} task {task.task_id}"
                 self.checked.append(where)
@@ -454,6 +458,30 @@ class Checker:
                         "the failed pod's events were not read (log_events_on_failure)",
                     )
         return pods
+
+    def check_nesting(self, where: str, dag: Any, jobs: list, alerts: list) -> None:
+        """The run's timeout holds every attempt of its longest chain of job tasks, and the
+        alert after them: Airflow's scheduler marks what is unfinished when a run times out
+        SKIPPED, an alert not yet run included, so a run that can outlast its timeout can
+        end without an alert."""
+        if not dag.dagrun_timeout:
+            return
+        worst: dict[str, timedelta] = {}
+        for task in dag.topological_sort():
+            if task not in jobs:
+                continue
+            before = [worst[u] for u in task.upstream_task_ids if u in worst]
+            worst[task.task_id] = max(before, default=timedelta(0)) + all_attempts(task)
+        longest = max(worst.values(), default=timedelta(0))
+        alert = max((all_attempts(a) for a in alerts), default=timedelta(0))
+        if longest + alert > dag.dagrun_timeout:
+            chain = max(worst, key=worst.get) if worst else "-"
+            self.error(
+                where,
+                f"a run can outlast its dagrun_timeout {dag.dagrun_timeout}: its tasks up to "
+                f"{chain}, every attempt and retry delay counted, take {longest}, and the alert "
+                f"{alert} after them; the scheduler would skip the alert",
+            )
 
     def check_alert(self, where: str, dag: Any, pod: Pod, run: Any, failing: str | None) -> None:
         if IMAGE.match(pod.image) is None or IMAGE.match(pod.image)["job"] != "webhook-alert":
@@ -649,6 +677,17 @@ class Checker:
                 self.error(where, f"{name}: ConfigMap {cm} is not among the manifests under k8s/")
             elif key not in self.configmaps[cm]:
                 self.error(where, f"{name}={value}: ConfigMap {cm} has no key {key}")
+
+
+def all_attempts(task: Any) -> timedelta:
+    """The longest a task can take: every attempt to its execution_timeout, and the delays
+    between them (exponential backoff to its cap, where it is on)."""
+    retries = int(task.retries or 0)
+    timeout = task.execution_timeout or timedelta(0)
+    delay = task.retry_delay or timedelta(0)
+    if getattr(task, "retry_exponential_backoff", False):
+        delay = task.max_retry_delay or timedelta(days=1)
+    return (retries + 1) * timeout + retries * delay
 
 
 def load_schema(path: Path) -> Schema:

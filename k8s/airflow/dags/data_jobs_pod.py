@@ -121,12 +121,19 @@ NEEDS_TMP = {"stage-import", "pg-job", "dbt"}
 
 # How long a task may run before Airflow fails it (and the pod's own deadline, in case the
 # worker is gone). A daily load of every file of a day, with its lookback, fits in the first.
+# They nest (tests/deploy/check_dags.py checks it): a DAG's longest chain of tasks, with every
+# attempt and retry delay, then the alert, fits in its dagrun_timeout, so that a run that
+# hangs still alerts before the scheduler times it out and skips the alert:
+#   stage_import  2 x 2.5 h + 5 min retry delay, then 5 min alert   <= 6 h
+#   transform     2 x 80 min + 5 min, then 5 min                    <= 3 h
+#   pg_job        3 scripts x 15 min (no retries: the next hour is), then 5 min  <= 55 min
+#   permissions   plan 25 min, apply 25 min, then 5 min             <= 1 h
 TIMEOUTS = {
-    "stage-import": timedelta(hours=3),
-    "pg-job": timedelta(minutes=30),
-    "permissions": timedelta(minutes=30),
+    "stage-import": timedelta(hours=2, minutes=30),
+    "pg-job": timedelta(minutes=15),
+    "permissions": timedelta(minutes=25),
     "webhook-alert": timedelta(minutes=5),
-    "dbt": timedelta(hours=2),
+    "dbt": timedelta(minutes=80),
 }
 # A cold pull of the dbt image (~1 GB) takes minutes; ours are a few MB.
 STARTUP_TIMEOUTS = {"dbt": 900}

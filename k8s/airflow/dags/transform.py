@@ -3,8 +3,8 @@
 A cron schedule, not the loads' Assets: an Asset schedule is an AND, so one failed push-proxy
 load would hold back every model for the day. The models of the sources that loaded are
 built; `dbt source freshness` runs beside the build (neither waits for the other) and fails
-on, and so alerts about, the source that is stale. stage_import's runs start at 00:00 UTC and
-finish within their 3-hour timeout. dbt's image is the one image here we do not build
+on, and so alerts about, the source that is stale. stage_import's runs start at 00:00 UTC; a
+load takes at most 2.5 hours, and a retried one up to 5 hours. dbt's image is the one image here we do not build
 (data_jobs_pod.DBT_IMAGE); it reads the SNOWFLAKE_TRANSFORM_* variables from the Secrets.
 """
 
