@@ -13,7 +13,7 @@ venv=${DATA_JOBS_VENV:-${VENV:-.venv}}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-# The speed profile: the dev build with DuckDB's C++ at -O3 (the tests' dev build has it at -O0).
+# The speed profile: the dev build with DuckDB's C++ at -O3 (the tests' dev build has it at -O1).
 # Its first build compiles DuckDB once more, in $target/speed.
 cargo build -q --profile speed --workspace --bins --tests
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
