@@ -5,7 +5,10 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use crate::support::moto::moto;
-use crate::support::stage_import::{files, first_records, parse_report, plans_catalog, statuses};
+use crate::support::stage_import::{
+    diagnostics_logs, files, first_records, gunzip, gzip, parse_report, plans_catalog, statuses,
+    walk_files,
+};
 use crate::support::{Run, bin, env_schema, job, run, variable_names};
 
 const DAYS: [&str; 3] = ["2026-11-24", "2026-11-25", "2026-11-26"];
@@ -270,36 +273,6 @@ fn a_touched_file_is_skipped_and_a_rewritten_one_replaces_its_rows() {
     assert_eq!(setup.count("licenses.licenses"), 25);
 }
 
-fn gunzip(path: &std::path::Path) -> String {
-    use std::io::Read;
-    let mut text = String::new();
-    flate2::read::MultiGzDecoder::new(std::fs::File::open(path).unwrap())
-        .read_to_string(&mut text)
-        .unwrap();
-    text
-}
-
-fn gzip(path: &std::path::Path, text: &str) {
-    use std::io::Write;
-    let mut out = flate2::write::GzEncoder::new(
-        std::fs::File::create(path).unwrap(),
-        flate2::Compression::fast(),
-    );
-    out.write_all(text.as_bytes()).unwrap();
-    out.finish().unwrap();
-}
-
-/// The day's CloudFront logs of the diagnostics source, sorted.
-fn diagnostics_logs(setup: &Setup, day: &str) -> Vec<PathBuf> {
-    walk_files(&setup.stage())
-        .into_iter()
-        .filter(|p| {
-            let name = p.file_name().unwrap().to_string_lossy().into_owned();
-            name.contains("DIAGNOSTICS.") && name.contains(day)
-        })
-        .collect()
-}
-
 /// A file is read by its own header: a CloudFront log without its `#` lines keeps its first
 /// rows; an older log with fewer #Fields loads them with the rest NULL, and a line shorter than
 /// its file's #Fields is rejected; files without a data row are EMPTY, a warning.
@@ -307,7 +280,7 @@ fn diagnostics_logs(setup: &Setup, day: &str) -> Vec<PathBuf> {
 fn a_files_own_header_decides_how_it_is_read() {
     let setup = Setup::new();
     setup.bootstrap();
-    let logs = diagnostics_logs(&setup, DAYS[2]);
+    let logs = diagnostics_logs(&setup.stage(), DAYS[2]);
     // Two logs per distribution: E1's first, then E2's. Each distribution keeps one with data.
     assert_eq!(logs.len(), 4, "{logs:?}");
     let (headless_log, older_log) = (&logs[0], &logs[2]);
@@ -406,7 +379,7 @@ fn a_files_own_header_decides_how_it_is_read() {
     );
 
     // A day whose files are all empty is a day without data: exit 4, unless allowed.
-    for log in diagnostics_logs(&setup, DAYS[0]) {
+    for log in diagnostics_logs(&setup.stage(), DAYS[0]) {
         gzip(&log, "#Version: 1.0\n");
     }
     let empty_day = setup.run(&["diagnostics", "--date", DAYS[0]]);
@@ -505,20 +478,6 @@ fn bootstrap_adds_missing_columns_and_refuses_other_ones() {
         ),
         0
     );
-}
-
-fn walk_files(dir: &std::path::Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            out.extend(walk_files(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out.sort();
-    out
 }
 
 #[test]

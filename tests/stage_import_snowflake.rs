@@ -21,7 +21,10 @@ use serde_json::Value;
 
 use crate::support::fakesnow::{FakeSnow, Rule, server};
 use crate::support::moto::moto;
-use crate::support::stage_import::{files, first_records, parse_report, plans_catalog, statuses};
+use crate::support::stage_import::{
+    diagnostics_logs, files, first_records, gunzip, gzip, parse_report, plans_catalog, statuses,
+    walk_files,
+};
 use crate::support::{Run, bin, job, run};
 
 const PASSWORD: &str = "pw-Sn0wfl4ke-do-not-log";
@@ -838,4 +841,126 @@ fn the_preflight_lists_s3_while_the_stage_reads_the_same_files() {
     );
     assert_eq!(licenses[0]["rows_loaded"], 10);
     assert_eq!(setup.count("licenses.licenses"), 10);
+}
+
+/// On Snowflake too, a file is read by its own header, fetched from S3 with a ranged GET: a
+/// CloudFront log without its `#` lines keeps its first rows (COPY skipped 2 lines of every
+/// file), an older log with fewer #Fields loads them with the rest NULL, files without a data
+/// row are EMPTY without a COPY, and a license export whose header names other columns fails
+/// with both lists where COPY used to load its values into the wrong columns.
+#[test]
+fn a_files_own_header_decides_how_copy_reads_it() {
+    let Some(snow) = server() else { return };
+    let Some(moto) = moto() else { return };
+    let setup = Setup::new(snow, "sf_header");
+    setup.bootstrap();
+    let logs = diagnostics_logs(&setup.stage(), DAYS[2]);
+    // One log per distribution: E1's, then E2's. Each gets an empty one beside it.
+    assert_eq!(logs.len(), 2, "{logs:?}");
+    let (headless_log, older_log) = (&logs[0], &logs[1]);
+    let beside = |log: &std::path::PathBuf| {
+        let name = log.file_name().unwrap().to_string_lossy().into_owned();
+        log.with_file_name(name.replace("-00.", "-01."))
+    };
+    let (empty_gzip, header_only) = (beside(&logs[0]), beside(&logs[1]));
+    let empties = [&empty_gzip, &header_only];
+    let data_lines = |text: &str| -> Vec<String> {
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(str::to_owned)
+            .collect()
+    };
+    let headless = data_lines(&gunzip(headless_log));
+    gzip(headless_log, &(headless.join("\n") + "\n"));
+    let text = gunzip(older_log);
+    let fields_line = text.lines().find(|l| l.starts_with("#Fields:")).unwrap();
+    let older_fields: Vec<&str> = fields_line["#Fields:".len()..]
+        .split_whitespace()
+        .take(24)
+        .collect();
+    let older: Vec<String> = data_lines(&text)
+        .iter()
+        .map(|l| l.split('\t').take(24).collect::<Vec<_>>().join("\t"))
+        .collect();
+    gzip(
+        older_log,
+        &format!(
+            "#Version: 1.0\n#Fields: {}\n{}\n",
+            older_fields.join(" "),
+            older.join("\n")
+        ),
+    );
+    gzip(empties[0], "");
+    gzip(empties[1], &format!("#Version: 1.0\n{fields_line}\n"));
+    let export = walk_files(&setup.stage())
+        .into_iter()
+        .find(|p| {
+            p.to_string_lossy()
+                .contains(&format!("licenses-{}", DAYS[2]))
+        })
+        .expect("the day's license export");
+    let csv = std::fs::read_to_string(&export).unwrap();
+    std::fs::write(&export, csv.replacen("seats,is_trial", "is_trial,seats", 1)).unwrap();
+
+    let bucket = format!("sf-header-test-{}", std::process::id());
+    moto.upload_dir(&bucket, "raw/", &setup.stage());
+    let mut command = setup.command(&["diagnostics", "licenses", "--date", DAYS[2]]);
+    command
+        .env("STAGE_ROOT", format!("s3://{bucket}/raw"))
+        .env("S3_ENDPOINT_URL", &moto.endpoint)
+        .env("AWS_ACCESS_KEY_ID", "test-key")
+        .env("AWS_SECRET_ACCESS_KEY", AWS_SECRET);
+    let out = setup.run_command(command);
+    // The logs load; the license export alone fails: some files failed.
+    assert_eq!(out.code, Some(3), "{}", out.stderr);
+    let report = parse_report(&out);
+    let outcome = |path: &std::path::Path| {
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        report["loads"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|l| l["files"].as_array().unwrap())
+            .find(|f| f["file"].as_str().unwrap().ends_with(&name))
+            .unwrap_or_else(|| panic!("{name} not in {report}"))
+            .clone()
+    };
+    let headless_outcome = outcome(headless_log);
+    assert_eq!(headless_outcome["status"], "LOADED", "{report}");
+    assert_eq!(headless_outcome["rows_loaded"], headless.len() as u64);
+    let older_outcome = outcome(older_log);
+    assert_eq!(older_outcome["status"], "LOADED", "{report}");
+    assert_eq!(older_outcome["rows_loaded"], older.len() as u64);
+    for empty in empties {
+        assert_eq!(outcome(empty)["status"], "EMPTY", "{report}");
+    }
+    let failed = outcome(&export);
+    assert_eq!(failed["status"], "LOAD_FAILED", "{report}");
+    let error = failed["first_error"].as_str().unwrap();
+    assert!(
+        error.contains("edition, is_trial, seats, issued_at")
+            && error.contains("edition, seats, is_trial, issued_at"),
+        "{error}"
+    );
+    assert_eq!(setup.count("licenses.licenses"), 0);
+    assert_eq!(
+        setup.count("diagnostics.log_entries"),
+        (headless.len() + older.len()) as u64
+    );
+    let older_name = older_log
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    assert_eq!(
+        setup.count(&format!(
+            "diagnostics.log_entries WHERE _source_file LIKE '%{older_name}' \
+             AND protocol_version IS NOT NULL AND client_port IS NULL"
+        )),
+        older.len() as u64
+    );
+    assert_eq!(
+        setup.count("diagnostics.log_entries WHERE client_port IS NOT NULL"),
+        headless.len() as u64
+    );
 }

@@ -77,3 +77,50 @@ pub fn first_records(csv: &str, records: usize) -> String {
     }
     panic!("the text has fewer than {records} records");
 }
+
+/// A gzip file's text.
+pub fn gunzip(path: &Path) -> String {
+    use std::io::Read;
+    let mut text = String::new();
+    flate2::read::MultiGzDecoder::new(std::fs::File::open(path).unwrap())
+        .read_to_string(&mut text)
+        .unwrap();
+    text
+}
+
+/// Writes `text` to `path`, gzipped.
+pub fn gzip(path: &Path, text: &str) {
+    use std::io::Write;
+    let mut out = flate2::write::GzEncoder::new(
+        std::fs::File::create(path).unwrap(),
+        flate2::Compression::fast(),
+    );
+    out.write_all(text.as_bytes()).unwrap();
+    out.finish().unwrap();
+}
+
+/// The day's CloudFront logs of the diagnostics source below `stage`, sorted.
+pub fn diagnostics_logs(stage: &Path, day: &str) -> Vec<PathBuf> {
+    walk_files(stage)
+        .into_iter()
+        .filter(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            name.contains("DIAGNOSTICS.") && name.contains(day)
+        })
+        .collect()
+}
+
+/// Every file below `dir`, sorted.
+pub fn walk_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk_files(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out.sort();
+    out
+}

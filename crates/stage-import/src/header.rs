@@ -7,29 +7,101 @@ use std::io::Read;
 use std::path::Path;
 
 use crate::catalog::{Compression, Format, HeaderKind};
+use crate::report::FileOutcome;
 
 /// How much of a file's (decompressed) start is read: header lines longer than this are not
 /// a header this job knows.
 const PREFIX_BYTES: usize = 64 * 1024;
+
+/// How a file with data rows is read: header lines skipped, and how many of the format's
+/// columns (the first ones) it has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ReadShape {
+    pub skip_lines: u32,
+    pub fields: usize,
+}
+
+impl ReadShape {
+    /// What the format alone says: for a file whose start could not be read, so that the
+    /// warehouse's own reader reports what is wrong with it.
+    pub fn of_format(format: &Format) -> ReadShape {
+        ReadShape {
+            skip_lines: format.skip_header,
+            fields: format.columns.len(),
+        }
+    }
+}
 
 /// What the start of a file says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Shape {
     /// No data row: 0 bytes, an empty gzip, or header lines only.
     Empty,
-    /// Data rows follow `skip_lines` header lines; the first `fields` of the format's columns
-    /// are in the file.
-    Data { skip_lines: u32, fields: usize },
+    /// Data rows follow the header.
+    Data(ReadShape),
 }
 
 /// Why a file's header does not fit its format: the file fails with this message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mismatch(pub String);
 
+/// What a file's start decides before the warehouse reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Read it with this shape.
+    Read(ReadShape),
+    /// Not read: EMPTY, or LOAD_FAILED because its header is not the format's.
+    Outcome(FileOutcome),
+}
+
+impl Decision {
+    /// The decision for `file` from what inspecting its start gave.
+    pub fn of(file: &str, inspected: Result<Option<Shape>, Mismatch>, format: &Format) -> Decision {
+        match inspected {
+            Ok(Some(Shape::Data(shape))) => Decision::Read(shape),
+            Ok(Some(Shape::Empty)) => Decision::Outcome(FileOutcome::empty(file)),
+            Ok(None) => Decision::Read(ReadShape::of_format(format)),
+            Err(Mismatch(message)) => Decision::Outcome(FileOutcome::load_failed(file, &message)),
+        }
+    }
+}
+
 /// Reads the start of `path` and compares its header with `format`. An error reading the file
 /// is `Ok(None)`: the warehouse's own reader then reports what is wrong with it.
 pub fn inspect(path: &Path, format: &Format) -> Result<Option<Shape>, Mismatch> {
-    let Ok(prefix) = read_prefix(path, format.compression) else {
+    let Ok(file) = std::fs::File::open(path) else {
+        return Ok(None);
+    };
+    let Ok(metadata) = file.metadata() else {
+        return Ok(None);
+    };
+    inspect_raw(file, metadata.len() == 0, true, format)
+}
+
+/// How many bytes of a remote file's start to fetch: compressed logs need more than
+/// [`PREFIX_BYTES`] of input for that much text.
+pub const START_BYTES: u64 = 256 * 1024;
+
+/// Like [`inspect`], for the first bytes of a file (`whole`: the file ends there), as a ranged
+/// GET gives them: a compressed stream cut short is read up to the cut.
+pub fn inspect_start(
+    start: &[u8],
+    whole: bool,
+    format: &Format,
+) -> Result<Option<Shape>, Mismatch> {
+    inspect_raw(start, start.is_empty() && whole, whole, format)
+}
+
+fn inspect_raw(
+    raw: impl Read,
+    zero_bytes: bool,
+    whole: bool,
+    format: &Format,
+) -> Result<Option<Shape>, Mismatch> {
+    if zero_bytes {
+        return Ok(Some(Shape::Empty));
+    }
+    let Ok(prefix) = read_prefix(raw, whole, format.compression) else {
         return Ok(None);
     };
     shape(&prefix.bytes, prefix.complete, format).map(Some)
@@ -41,24 +113,31 @@ struct Prefix {
     complete: bool,
 }
 
-fn read_prefix(path: &Path, compression: Compression) -> std::io::Result<Prefix> {
-    let file = std::fs::File::open(path)?;
-    if file.metadata()?.len() == 0 {
-        return Ok(Prefix {
-            bytes: Vec::new(),
-            complete: true,
-        });
-    }
-    let reader: Box<dyn Read> = match compression {
-        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(file)),
-        Compression::None => Box::new(file),
+fn read_prefix(raw: impl Read, whole: bool, compression: Compression) -> std::io::Result<Prefix> {
+    let mut reader: Box<dyn Read> = match compression {
+        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(raw)),
+        Compression::None => Box::new(raw),
     };
     let mut bytes = Vec::with_capacity(PREFIX_BYTES + 1);
-    reader
-        .take(PREFIX_BYTES as u64 + 1)
-        .read_to_end(&mut bytes)?;
-    let complete = bytes.len() <= PREFIX_BYTES;
-    bytes.truncate(PREFIX_BYTES);
+    let mut chunk = [0u8; 16 * 1024];
+    let mut complete = whole;
+    while bytes.len() <= PREFIX_BYTES {
+        match reader.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => bytes.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            // The start of a compressed file ends inside its stream.
+            Err(_) if !whole && !bytes.is_empty() => {
+                complete = false;
+                break;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    if bytes.len() > PREFIX_BYTES {
+        complete = false;
+        bytes.truncate(PREFIX_BYTES);
+    }
     Ok(Prefix { bytes, complete })
 }
 
@@ -127,7 +206,7 @@ fn shape(prefix: &[u8], complete: bool, format: &Format) -> Result<Shape, Mismat
     let has_data = lines.iter().skip(skip_lines as usize).any(|l| !blank(l))
         || (!complete && lines.len() <= skip_lines as usize);
     if has_data {
-        Ok(Shape::Data { skip_lines, fields })
+        Ok(Shape::Data(ReadShape { skip_lines, fields }))
     } else {
         Ok(Shape::Empty)
     }
@@ -186,28 +265,28 @@ mod tests {
         let full = format!("#Version: 1.0\n#Fields: {FIELDS}\n2026-11-26\t00:00:01\n");
         assert_eq!(
             shape(full.as_bytes(), true, &cloudfront),
-            Ok(Shape::Data {
+            Ok(Shape::Data(ReadShape {
                 skip_lines: 2,
                 fields: 33
-            })
+            }))
         );
         // An older log: fewer fields, the first ones.
         let older: Vec<&str> = FIELDS.split(' ').take(24).collect();
         let older = format!("#Version: 1.0\n#Fields: {}\nx\n", older.join(" "));
         assert_eq!(
             shape(older.as_bytes(), true, &cloudfront),
-            Ok(Shape::Data {
+            Ok(Shape::Data(ReadShape {
                 skip_lines: 2,
                 fields: 24
-            })
+            }))
         );
         // No `#` lines: nothing skipped.
         assert_eq!(
             shape(b"2026-11-26\t00:00:01\n", true, &cloudfront),
-            Ok(Shape::Data {
+            Ok(Shape::Data(ReadShape {
                 skip_lines: 0,
                 fields: 33
-            })
+            }))
         );
         let other = FIELDS.replace("c-ip", "client-ip");
         let error = shape(
@@ -245,18 +324,18 @@ mod tests {
         );
         assert_eq!(
             shape(format!("{header}L-1,C-1\n").as_bytes(), true, &licenses),
-            Ok(Shape::Data {
+            Ok(Shape::Data(ReadShape {
                 skip_lines: 1,
                 fields: 12
-            })
+            }))
         );
         // Cut by the prefix: data may follow.
         assert_eq!(
             shape(header.as_bytes(), false, &licenses),
-            Ok(Shape::Data {
+            Ok(Shape::Data(ReadShape {
                 skip_lines: 1,
                 fields: 12
-            })
+            }))
         );
     }
 
@@ -302,11 +381,34 @@ mod tests {
         gz.finish().unwrap();
         assert_eq!(
             inspect(&log, &cloudfront),
-            Ok(Some(Shape::Data {
+            Ok(Some(Shape::Data(ReadShape {
                 skip_lines: 2,
                 fields: 33
-            }))
+            })))
         );
+        // The first bytes of it, as a ranged GET gives them: read up to the cut.
+        let raw = std::fs::read(&log).unwrap();
+        let cut = &raw[..raw.len() / 2];
+        assert!(cut.len() > 400, "{} bytes", raw.len());
+        assert_eq!(
+            inspect_start(cut, false, &cloudfront),
+            Ok(Some(Shape::Data(ReadShape {
+                skip_lines: 2,
+                fields: 33
+            })))
+        );
+        assert_eq!(
+            inspect_start(&raw, true, &cloudfront),
+            inspect(&log, &cloudfront)
+        );
+        assert_eq!(
+            inspect_start(b"", true, &cloudfront),
+            Ok(Some(Shape::Empty))
+        );
+        // A whole file that is not gzip cannot be read; neither can a start too short for a
+        // gzip header.
+        assert_eq!(inspect_start(b"plain text", true, &cloudfront), Ok(None));
+        assert_eq!(inspect_start(&raw[..5], false, &cloudfront), Ok(None));
         let not_gzip = dir.path().join("bad.gz");
         std::fs::write(&not_gzip, b"plain text").unwrap();
         assert_eq!(inspect(&not_gzip, &cloudfront), Ok(None));

@@ -429,7 +429,14 @@ async fn run_load<W: Loader>(
         // Kept until the load is done: the embedded warehouse reads S3 files from here.
         let mut fetched: Option<tempfile::TempDir> = None;
         let from = match &load.stage_url {
-            _ if warehouse.reads_stages() => FileSource::Stage,
+            _ if warehouse.reads_stages() => FileSource::Stage(
+                read_headers(load, &files, s3, &context.cancel)
+                    .await
+                    .map_err(|message| ImportError::Stage {
+                        stage: load.stage.clone(),
+                        message,
+                    })?,
+            ),
             StageUrl::Local(root) => FileSource::Local(root.clone()),
             StageUrl::S3 { bucket, prefix } => {
                 let s3 = s3.expect("an S3 client exists when a load has an S3 stage");
@@ -561,6 +568,80 @@ async fn gone_from_stage<W: Loader>(
         );
     }
     gone
+}
+
+/// For a warehouse that reads its own stage: what each file's start says (its header checked
+/// against the format, data or not), read where the preflight listed it: a ranged GET of the
+/// first [`header::START_BYTES`] from S3, or the file on disk. A start that cannot be fetched
+/// leaves the file to the warehouse's reader, which says what is wrong with it.
+async fn read_headers(
+    load: &Load,
+    files: &[StagedFile],
+    s3: Option<&Arc<S3>>,
+    cancel: &tokio_util::sync::CancellationToken,
+) -> Result<std::collections::BTreeMap<String, header::Decision>, String> {
+    let format = Arc::new(load.format.clone());
+    let mut tasks = tokio::task::JoinSet::new();
+    match &load.stage_url {
+        StageUrl::Local(root) => {
+            let (root, format, files) = (root.clone(), Arc::clone(&format), files.to_vec());
+            tasks.spawn_blocking(move || {
+                files
+                    .iter()
+                    .map(|f| {
+                        let inspected = header::inspect(&root.join(&f.path), &format);
+                        (
+                            f.path.clone(),
+                            header::Decision::of(&f.path, inspected, &format),
+                        )
+                    })
+                    .collect::<Vec<_>>()
+            });
+        }
+        StageUrl::S3 { bucket, prefix } => {
+            let s3 = s3.expect("an S3 client exists when a load has an S3 stage");
+            let limit = Arc::new(tokio::sync::Semaphore::new(DOWNLOAD_CONCURRENCY));
+            for file in files {
+                let (s3, limit, format) = (Arc::clone(s3), Arc::clone(&limit), Arc::clone(&format));
+                let (bucket, key) = (bucket.clone(), format!("{prefix}{}", file.path));
+                let file = file.clone();
+                tasks.spawn(async move {
+                    let _permit = limit.acquire_owned().await;
+                    let inspected = if file.size == 0 {
+                        Ok(Some(header::Shape::Empty))
+                    } else {
+                        match s3.start_of(&bucket, &key, header::START_BYTES).await {
+                            Ok(start) => header::inspect_start(
+                                &start,
+                                file.size <= header::START_BYTES,
+                                &format,
+                            ),
+                            Err(err) => {
+                                tracing::debug!("{err}: COPY reads it unchecked");
+                                Ok(None)
+                            }
+                        }
+                    };
+                    vec![(
+                        file.path.clone(),
+                        header::Decision::of(&file.path, inspected, &format),
+                    )]
+                });
+            }
+        }
+    }
+    let mut decisions = std::collections::BTreeMap::new();
+    loop {
+        let next = tokio::select! {
+            next = tasks.join_next() => next,
+            () = cancel.cancelled() => return Err("interrupted".to_owned()),
+        };
+        match next {
+            None => return Ok(decisions),
+            Some(Ok(decided)) => decisions.extend(decided),
+            Some(Err(e)) => return Err(e.to_string()),
+        }
+    }
 }
 
 /// Fetches `files` from S3 into a temporary directory laid out as the stage is.

@@ -72,6 +72,16 @@ impl FileOutcome {
         }
     }
 
+    /// A file that could not be loaded: nothing of it was, for this one-line reason.
+    pub fn load_failed(file: &str, message: &str) -> FileOutcome {
+        FileOutcome {
+            status: FileStatus::LoadFailed,
+            errors_seen: 1,
+            first_error: Some(message.lines().next().unwrap_or(message).to_owned()),
+            ..FileOutcome::skipped(file)
+        }
+    }
+
     /// A file COPY's result left out, until COPY_HISTORY says what became of it.
     pub fn unknown(file: &str, why: String) -> FileOutcome {
         FileOutcome {

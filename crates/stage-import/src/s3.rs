@@ -121,6 +121,41 @@ impl S3 {
         Ok(files)
     }
 
+    /// The first `bytes` of one object (a ranged GET; at most `bytes` are kept even where a
+    /// server ignores the range).
+    pub async fn start_of(&self, bucket: &str, key: &str, bytes: u64) -> Result<Vec<u8>, S3Error> {
+        let fail = |message: String| S3Error {
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+            message,
+        };
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        let object = self
+            .client
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .range(format!("bytes=0-{}", bytes.saturating_sub(1)))
+            .send()
+            .await
+            .map_err(|e| fail(format!("cannot fetch its start: {}", describe(&e))))?;
+        let limit = usize::try_from(bytes).unwrap_or(usize::MAX);
+        let mut start = Vec::new();
+        let mut body = object.body;
+        while start.len() < limit {
+            let Some(chunk) = body
+                .try_next()
+                .await
+                .map_err(|e| fail(format!("download broke off: {e}")))?
+            else {
+                break;
+            };
+            let room = limit - start.len();
+            start.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        }
+        Ok(start)
+    }
+
     /// Streams one object into `destination`.
     pub async fn download(
         &self,

@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use super::snowflake::StageAccess;
 use super::{BOOTSTRAP_FIX, FileSource, LOADED_AT_COLUMN, Loader, SOURCE_FILE_COLUMN, duckdb_type};
 use crate::catalog::{Column, Compression, Format, HeaderKind, Load, Source};
-use crate::header::{self, Shape};
+use crate::header::{self, Decision, ReadShape};
 use crate::report::{FileOutcome, FileStatus};
 use crate::stage::StagedFile;
 
@@ -186,21 +186,13 @@ impl LoadJob {
                 outcomes.insert(file.path.clone(), FileOutcome::skipped(&file.path));
                 continue;
             }
-            let read = match header::inspect(&self.root.join(&file.path), &self.format) {
-                Ok(Some(Shape::Empty)) => {
-                    outcomes.insert(file.path.clone(), FileOutcome::empty(&file.path));
+            let inspected = header::inspect(&self.root.join(&file.path), &self.format);
+            let read = match Decision::of(&file.path, inspected, &self.format) {
+                Decision::Read(shape) => shape,
+                Decision::Outcome(outcome) => {
+                    outcomes.insert(file.path.clone(), outcome);
                     continue;
                 }
-                Err(mismatch) => {
-                    outcomes.insert(file.path.clone(), failed(&file.path, &mismatch.0));
-                    continue;
-                }
-                Ok(Some(Shape::Data { skip_lines, fields })) => ReadShape { skip_lines, fields },
-                // Unreadable: DuckDB's reader says why.
-                Ok(None) => ReadShape {
-                    skip_lines: self.format.skip_header,
-                    fields: self.format.columns.len(),
-                },
             };
             known.shapes.insert(file.path.clone(), read);
             if tag.is_some() {
@@ -560,13 +552,6 @@ fn rows_per_file(connection: &Connection, sql: &str) -> duckdb::Result<HashMap<S
         Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)? as u64))
     })?;
     rows.collect()
-}
-
-/// How one file is read: header lines skipped, and how many of the format's columns it has.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-struct ReadShape {
-    skip_lines: u32,
-    fields: usize,
 }
 
 /// What the run learnt of the files it loads, before their batch.

@@ -9,9 +9,12 @@ pub mod duckdb;
 pub mod snowflake;
 
 pub use ::warehouse::{Backend, Warehouse, WarehouseError};
+use std::collections::BTreeMap;
+
 use tokio_util::sync::CancellationToken;
 
 use crate::catalog::{Column, ColumnType, Load, Source};
+use crate::header::Decision;
 use crate::report::FileOutcome;
 use crate::stage::StagedFile;
 use snowflake::StageAccess;
@@ -21,8 +24,10 @@ use snowflake::StageAccess;
 pub enum FileSource {
     /// The files are in this local directory, at their stage paths.
     Local(std::path::PathBuf),
-    /// The warehouse reads them from its own stage (Snowflake): nothing is fetched for it.
-    Stage,
+    /// The warehouse reads them from its own stage (Snowflake): nothing is fetched for it. The
+    /// job read each file's start: what that decided, by path (a file missing here is read by
+    /// the format alone).
+    Stage(BTreeMap<String, Decision>),
 }
 
 /// What creates a missing table.

@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{BOOTSTRAP_FIX, FileSource, LOADED_AT_COLUMN, Loader, SOURCE_FILE_COLUMN};
 use crate::catalog::{Column, ColumnType, Compression, Format, Load, Source};
+use crate::header::{Decision, ReadShape};
 use crate::report::{FileOutcome, FileStatus};
 use crate::stage::{StageUrl, StagedFile};
 
@@ -189,7 +190,7 @@ impl Loader for SnowflakeWarehouse {
         &mut self,
         load: &Load,
         files: &[StagedFile],
-        _from: &FileSource,
+        from: &FileSource,
         reload: bool,
         cancel: &CancellationToken,
     ) -> Result<Vec<FileOutcome>, WarehouseError> {
@@ -197,14 +198,20 @@ impl Loader for SnowflakeWarehouse {
         let connection = self.connection()?.clone();
         let table = qualified(&load.schema, &load.table);
         let what = format!("loading into {}.{table}", self.database());
-        let mut results = Vec::new();
         if reload {
+            let Copies {
+                mut settled,
+                batches,
+            } = by_header(load, files, from);
+            let mut results = Vec::new();
             let transaction = connection.begin().await.map_err(snowflake_error(&what))?;
             let mut failure = None;
-            for batch in files.chunks(MAX_FILES_PER_COPY) {
+            for (shape, batch) in &batches {
                 let step = async {
                     transaction.query(&delete_sql(load, batch)).await?;
-                    transaction.query(&copy_sql(load, batch, true)).await
+                    transaction
+                        .query(&copy_sql(load, batch, *shape, true))
+                        .await
                 };
                 match step.await {
                     Ok(result) => results.push(result),
@@ -225,7 +232,15 @@ impl Loader for SnowflakeWarehouse {
                     return Err(snowflake_error(&what)(error));
                 }
             }
-        } else if beyond_load_metadata(load.date) {
+            let copied = copied_files(&batches);
+            let rows = results.iter().flat_map(copy_rows).collect::<Vec<_>>();
+            let mut copied_outcomes = outcomes(&copied, rows)
+                .map_err(|message| WarehouseError::Query { what, message })?;
+            confirm_skips(self, load, &mut copied_outcomes).await;
+            settled.extend(copied_outcomes.into_iter().map(|o| (o.file.clone(), o)));
+            return Ok(in_listed_order(files, settled));
+        }
+        if beyond_load_metadata(load.date) {
             // Snowflake keeps load metadata 64 days; past that, COPY skips a file whose status
             // it cannot tell, loaded or not. The table's own `_source_file` says which were
             // loaded; the others are loaded with LOAD_UNCERTAIN_FILES.
@@ -236,10 +251,15 @@ impl Loader for SnowflakeWarehouse {
                 .filter(|f| !loaded.contains(&f.path))
                 .cloned()
                 .collect();
-            for batch in unloaded.chunks(MAX_FILES_PER_COPY) {
+            let Copies {
+                mut settled,
+                batches,
+            } = by_header(load, &unloaded, from);
+            let mut results = Vec::new();
+            for (shape, batch) in &batches {
                 let sql = format!(
                     "{}\nLOAD_UNCERTAIN_FILES = TRUE",
-                    copy_sql(load, batch, false)
+                    copy_sql(load, batch, *shape, false)
                 );
                 results.push(
                     connection
@@ -249,72 +269,64 @@ impl Loader for SnowflakeWarehouse {
                 );
             }
             let rows = results.iter().flat_map(copy_rows).collect::<Vec<_>>();
-            let copied = outcomes(&unloaded, rows)
+            let copied = outcomes(&copied_files(&batches), rows)
                 .map_err(|message| WarehouseError::Query { what, message })?;
-            let mut copied = copied.into_iter();
-            return Ok(files
-                .iter()
-                .map(|f| {
-                    if loaded.contains(&f.path) {
-                        FileOutcome::skipped(&f.path)
-                    } else {
-                        copied
-                            .next()
-                            .unwrap_or_else(|| FileOutcome::skipped(&f.path))
-                    }
-                })
-                .collect());
-        } else {
-            // Snowflake loads a re-staged file whose ETag changed as a new file: in the COPY's
-            // transaction, that file's rows from its earlier load are deleted.
-            let transaction = connection.begin().await.map_err(snowflake_error(&what))?;
-            let step = async {
-                let mut results = Vec::new();
-                for batch in files.chunks(MAX_FILES_PER_COPY) {
-                    results.push(
-                        transaction
-                            .query(&copy_sql(load, batch, false))
-                            .await
-                            .map_err(snowflake_error(&what))?,
-                    );
-                }
-                let rows = results.iter().flat_map(copy_rows).collect::<Vec<_>>();
-                let mut outcomes =
-                    outcomes(files, rows).map_err(|message| WarehouseError::Query {
+            settled.extend(copied.into_iter().map(|o| (o.file.clone(), o)));
+            for file in loaded {
+                settled.insert(file.clone(), FileOutcome::skipped(&file));
+            }
+            return Ok(in_listed_order(files, settled));
+        }
+        // Snowflake loads a re-staged file whose ETag changed as a new file: in the COPY's
+        // transaction, that file's rows from its earlier load are deleted.
+        let Copies {
+            mut settled,
+            batches,
+        } = by_header(load, files, from);
+        let copied = copied_files(&batches);
+        let transaction = connection.begin().await.map_err(snowflake_error(&what))?;
+        let step = async {
+            let mut results = Vec::new();
+            for (shape, batch) in &batches {
+                results.push(
+                    transaction
+                        .query(&copy_sql(load, batch, *shape, false))
+                        .await
+                        .map_err(snowflake_error(&what))?,
+                );
+            }
+            let rows = results.iter().flat_map(copy_rows).collect::<Vec<_>>();
+            let mut outcomes =
+                outcomes(&copied, rows).map_err(|message| WarehouseError::Query {
+                    what: what.clone(),
+                    message,
+                })?;
+            replace_earlier_rows(&transaction, load, &mut outcomes)
+                .await
+                .map_err(|e| match e {
+                    Replace::Snowflake(e) => snowflake_error(&what)(e),
+                    Replace::Answer(message) => WarehouseError::Query {
                         what: what.clone(),
                         message,
-                    })?;
-                replace_earlier_rows(&transaction, load, &mut outcomes)
-                    .await
-                    .map_err(|e| match e {
-                        Replace::Snowflake(e) => snowflake_error(&what)(e),
-                        Replace::Answer(message) => WarehouseError::Query {
-                            what: what.clone(),
-                            message,
-                        },
-                    })?;
-                Ok::<_, WarehouseError>(outcomes)
-            };
-            let mut outcomes = match step.await {
-                Ok(outcomes) => {
-                    transaction.commit().await.map_err(snowflake_error(&what))?;
-                    outcomes
+                    },
+                })?;
+            Ok::<_, WarehouseError>(outcomes)
+        };
+        let mut copied_outcomes = match step.await {
+            Ok(outcomes) => {
+                transaction.commit().await.map_err(snowflake_error(&what))?;
+                outcomes
+            }
+            Err(error) => {
+                if transaction.rollback().await.is_err() {
+                    let _ = connection.close().await;
                 }
-                Err(error) => {
-                    if transaction.rollback().await.is_err() {
-                        let _ = connection.close().await;
-                    }
-                    return Err(error);
-                }
-            };
-            confirm_skips(self, load, &mut outcomes).await;
-            return Ok(outcomes);
-        }
-        let rows = results.iter().flat_map(copy_rows).collect::<Vec<_>>();
-        let mut outcomes =
-            outcomes(files, rows).map_err(|message| WarehouseError::Query { what, message })?;
-        confirm_skips(self, load, &mut outcomes).await;
-        Ok(outcomes)
+                return Err(error);
+            }
+        };
+        confirm_skips(self, load, &mut copied_outcomes).await;
+        settled.extend(copied_outcomes.into_iter().map(|o| (o.file.clone(), o)));
+        Ok(in_listed_order(files, settled))
     }
 
     fn add_column_sql(&self, schema: &str, table: &str, column: &Column) -> String {
@@ -335,6 +347,63 @@ impl Loader for SnowflakeWarehouse {
         let (_, rows) = self.query_text(&sql, cancel).await?;
         Ok(::warehouse::first_column(rows))
     }
+}
+
+/// Files one COPY reads, all the same way.
+type CopyBatch = (ReadShape, Vec<StagedFile>);
+
+/// What a load's files need: their COPYs, and the outcomes settled without one.
+struct Copies {
+    settled: BTreeMap<String, FileOutcome>,
+    batches: Vec<CopyBatch>,
+}
+
+/// The COPYs a load's `files` need, as batches of files read the same way (at most
+/// [`MAX_FILES_PER_COPY`] each), and the outcomes their headers settled without a COPY: EMPTY
+/// files, and files whose header is not the format's (LOAD_FAILED, both lists named).
+fn by_header(load: &Load, files: &[StagedFile], from: &FileSource) -> Copies {
+    let mut settled = BTreeMap::new();
+    let mut by_shape: BTreeMap<ReadShape, Vec<StagedFile>> = BTreeMap::new();
+    for file in files {
+        let decision = match from {
+            FileSource::Stage(decisions) => decisions.get(&file.path).cloned(),
+            FileSource::Local(_) => None,
+        };
+        match decision.unwrap_or_else(|| Decision::Read(ReadShape::of_format(&load.format))) {
+            Decision::Read(shape) => by_shape.entry(shape).or_default().push(file.clone()),
+            Decision::Outcome(outcome) => {
+                settled.insert(file.path.clone(), outcome);
+            }
+        }
+    }
+    let batches = by_shape
+        .into_iter()
+        .flat_map(|(shape, group)| {
+            group
+                .chunks(MAX_FILES_PER_COPY)
+                .map(|batch| (shape, batch.to_vec()))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    Copies { settled, batches }
+}
+
+fn copied_files(batches: &[CopyBatch]) -> Vec<StagedFile> {
+    batches
+        .iter()
+        .flat_map(|(_, batch)| batch.iter().cloned())
+        .collect()
+}
+
+/// Each listed file's outcome, in the preflight's order.
+fn in_listed_order(
+    files: &[StagedFile],
+    mut by_file: BTreeMap<String, FileOutcome>,
+) -> Vec<FileOutcome> {
+    files
+        .iter()
+        .filter_map(|f| by_file.remove(&f.path))
+        .collect()
 }
 
 /// Why the earlier rows of the files a COPY loaded again could not be replaced.
@@ -453,8 +522,19 @@ pub fn snowflake_type(kind: ColumnType) -> &'static str {
     }
 }
 
-/// The file format a source's stage and COPY read with.
+/// The file format a source's stage is created with (what a query of the stage reads with).
 pub fn create_file_format(schema: &str, name: &str, format: &Format) -> String {
+    format!(
+        "CREATE FILE FORMAT IF NOT EXISTS {}\n  {};",
+        qualified(schema, name),
+        format_options(format, format.skip_header)
+    )
+}
+
+/// The catalog format's options, with `skip_header` header lines: COPY names them itself, per
+/// header shape, so that a file is read by its own header and by the catalog as it is now
+/// (a named format keeps what it was created with).
+fn format_options(format: &Format, skip_header: u32) -> String {
     let quote = match format.quote_char() {
         Some(q) => quote_literal(&q.to_string()),
         None => "NONE".to_owned(),
@@ -468,12 +548,10 @@ pub fn create_file_format(schema: &str, name: &str, format: &Format) -> String {
         Compression::None => "NONE",
     };
     format!(
-        "CREATE FILE FORMAT IF NOT EXISTS {}\n  TYPE = CSV FIELD_DELIMITER = {} SKIP_HEADER = {} \
-         FIELD_OPTIONALLY_ENCLOSED_BY = {quote} NULL_IF = {null_if} COMPRESSION = {compression}\n  \
-         ERROR_ON_COLUMN_COUNT_MISMATCH = FALSE;",
-        qualified(schema, name),
+        "TYPE = CSV FIELD_DELIMITER = {} SKIP_HEADER = {skip_header} \
+         FIELD_OPTIONALLY_ENCLOSED_BY = {quote} NULL_IF = {null_if} COMPRESSION = {compression} \
+         ERROR_ON_COLUMN_COUNT_MISMATCH = FALSE",
         quote_literal(&format.delimiter),
-        format.skip_header,
     )
 }
 
@@ -561,10 +639,12 @@ pub fn create_table(schema: &str, table: &str, format: &Format) -> String {
     )
 }
 
-/// One COPY for up to [`MAX_FILES_PER_COPY`] files, named by their path below the stage (the
-/// stage's root, so that a file is named the same way in `FILES`, in `_source_file` and in the
-/// preflight's listing). `force` loads them even if loaded before (`--reload`).
-pub fn copy_sql(load: &Load, files: &[StagedFile], force: bool) -> String {
+/// One COPY for up to [`MAX_FILES_PER_COPY`] files read the same way (`shape`: header lines,
+/// and how many of the format's columns the files have; the others load NULL), named by their
+/// path below the stage (the stage's root, so that a file is named the same way in `FILES`, in
+/// `_source_file` and in the preflight's listing). `force` loads them even if loaded before
+/// (`--reload`).
+pub fn copy_sql(load: &Load, files: &[StagedFile], shape: ReadShape, force: bool) -> String {
     let columns: Vec<String> = load
         .format
         .columns
@@ -576,7 +656,13 @@ pub fn copy_sql(load: &Load, files: &[StagedFile], force: bool) -> String {
         ])
         .collect();
     let fields: Vec<String> = (1..=load.format.columns.len())
-        .map(|i| format!("${i}"))
+        .map(|i| {
+            if i <= shape.fields {
+                format!("${i}")
+            } else {
+                "NULL".to_owned()
+            }
+        })
         .chain([
             source_file(&load.stage_url),
             // The load time: the one documented for COPY transformations (CURRENT_TIMESTAMP()
@@ -587,17 +673,13 @@ pub fn copy_sql(load: &Load, files: &[StagedFile], force: bool) -> String {
     let names: Vec<String> = files.iter().map(|f| quote_literal(&f.path)).collect();
     format!(
         "COPY INTO {table} ({columns})\nFROM (SELECT {fields} FROM @{stage})\n\
-         FILES = ({names})\nFILE_FORMAT = (FORMAT_NAME = {format})\nON_ERROR = 'CONTINUE'{force}",
+         FILES = ({names})\nFILE_FORMAT = ({format})\nON_ERROR = 'CONTINUE'{force}",
         table = qualified(&load.schema, &load.table),
         columns = columns.join(", "),
         fields = fields.join(", "),
         stage = qualified(&load.schema, &load.stage),
         names = names.join(", "),
-        format = quote_literal(&format!(
-            "{}.{}",
-            quote_ident(&load.schema),
-            quote_ident(&load.format_name)
-        )),
+        format = format_options(&load.format, shape.skip_lines),
         force = if force { "\nFORCE = TRUE" } else { "" },
     )
 }
@@ -811,7 +893,8 @@ mod tests {
             file("2026-11-26/licenses-2026-11-26.csv"),
             file("2026-11-26/it's.csv"),
         ];
-        let sql = copy_sql(&load, &files, false);
+        let shape = ReadShape::of_format(&load.format);
+        let sql = copy_sql(&load, &files, shape, false);
         assert_eq!(
             sql,
             "COPY INTO licenses.licenses (license_id, customer_id, company_name, contact_email, \
@@ -821,15 +904,38 @@ mod tests {
              IFF(STARTSWITH(METADATA$FILENAME, 'landing/licenses/'), SUBSTR(METADATA$FILENAME, 18), \
              METADATA$FILENAME), METADATA$START_SCAN_TIME FROM @licenses.licenses_stage)\n\
              FILES = ('2026-11-26/licenses-2026-11-26.csv', '2026-11-26/it''s.csv')\n\
-             FILE_FORMAT = (FORMAT_NAME = 'licenses.license_csv')\n\
+             FILE_FORMAT = (TYPE = CSV FIELD_DELIMITER = ',' SKIP_HEADER = 1 \
+             FIELD_OPTIONALLY_ENCLOSED_BY = '\"' NULL_IF = () COMPRESSION = NONE \
+             ERROR_ON_COLUMN_COUNT_MISMATCH = FALSE)\n\
              ON_ERROR = 'CONTINUE'"
         );
-        assert!(copy_sql(&load, &files, true).ends_with("ON_ERROR = 'CONTINUE'\nFORCE = TRUE"));
+        assert!(
+            copy_sql(&load, &files, shape, true).ends_with("ON_ERROR = 'CONTINUE'\nFORCE = TRUE")
+        );
+
         assert_eq!(
             delete_sql(&load, &files),
             "DELETE FROM licenses.licenses WHERE _source_file IN \
              ('2026-11-26/licenses-2026-11-26.csv', '2026-11-26/it''s.csv')"
         );
+    }
+
+    #[test]
+    fn copy_reads_a_file_by_its_header_shape() {
+        // A CloudFront log without its `#` lines and with 24 of the 33 fields: nothing
+        // skipped, the other columns NULL.
+        let logs = load("diagnostics");
+        let older = ReadShape {
+            skip_lines: 0,
+            fields: 24,
+        };
+        let sql = copy_sql(&logs, &[file("E1ONE/a.gz")], older, false);
+        assert!(sql.contains("SKIP_HEADER = 0 "), "{sql}");
+        assert!(
+            sql.contains("$23, $24, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, IFF("),
+            "{sql}"
+        );
+        assert!(!sql.contains("$25"), "{sql}");
     }
 
     #[test]
@@ -854,7 +960,7 @@ mod tests {
             sql[1],
             "CREATE FILE FORMAT IF NOT EXISTS diagnostics.cloudfront_log\n  TYPE = CSV \
              FIELD_DELIMITER = '\t' SKIP_HEADER = 2 FIELD_OPTIONALLY_ENCLOSED_BY = NONE \
-             NULL_IF = ('-') COMPRESSION = GZIP\n  ERROR_ON_COLUMN_COUNT_MISMATCH = FALSE;"
+             NULL_IF = ('-') COMPRESSION = GZIP ERROR_ON_COLUMN_COUNT_MISMATCH = FALSE;"
         );
         assert_eq!(
             sql[2],
