@@ -1,7 +1,7 @@
 //! The deployment under `k8s/`, checked offline: the Airflow DAGs and the CronJobs against the
 //! jobs' real environment contracts (the built binaries' `--env-schema`) by
-//! `tests/deploy/check_dags.py`, the manifests against Kubernetes' own schemas by
-//! kubernetes-validate, and every YAML file by yamllint. The tools live in the deploy venv
+//! `tests/deploy/check_dags.py`, the manifests and the pods the provider builds in those runs
+//! against Kubernetes' own schemas by kubernetes-validate, and every YAML file by yamllint. The tools live in the deploy venv
 //! (`make venv`, `DATA_JOBS_DEPLOY_VENV`); without it the tests skip, and fail under CI=true.
 //!
 //! Every rule also runs once against a deliberately broken copy of `k8s/`, so that a check
@@ -79,12 +79,19 @@ impl Contracts {
     /// Runs the checker on a `k8s/` directory (the real one or a broken copy), every DAG run
     /// with Airflow's runtime.
     fn check(&self, python: &Path, k8s: &Path) -> Run {
-        self.check_running(python, k8s, None)
+        self.check_running(python, k8s, None, None)
     }
 
     /// The same, running only the DAGs named (a run takes seconds per task); the others get
     /// the static checks.
-    fn check_running(&self, python: &Path, k8s: &Path, run_dags: Option<&[&str]>) -> Run {
+    /// `write_pods`: a directory that receives every pod the runs submitted, one JSON file each.
+    fn check_running(
+        &self,
+        python: &Path,
+        k8s: &Path,
+        run_dags: Option<&[&str]>,
+        write_pods: Option<&Path>,
+    ) -> Run {
         let mut command = Command::new(python);
         command
             .arg(repo().join("tests/deploy/check_dags.py"))
@@ -103,6 +110,9 @@ impl Contracts {
         }
         if let Some(dags) = run_dags {
             command.arg("--run-dags").arg(dags.join(","));
+        }
+        if let Some(dir) = write_pods {
+            command.arg("--write-pods").arg(dir);
         }
         run(command)
     }
@@ -169,8 +179,12 @@ fn dags_and_cronjobs_meet_every_jobs_contract() {
     let Some(python) = deploy_tool("python") else {
         return;
     };
+    let Some(validator) = deploy_tool("kubernetes-validate") else {
+        return;
+    };
     let contracts = Contracts::from_binaries();
-    let out = contracts.check(&python, &repo().join("k8s"));
+    let pods = tempfile::tempdir().expect("temp dir");
+    let out = contracts.check_running(&python, &repo().join("k8s"), None, Some(pods.path()));
     assert_eq!(
         out.code,
         Some(0),
@@ -198,6 +212,16 @@ fn dags_and_cronjobs_meet_every_jobs_contract() {
     // Six stage-import sources, three pg-job scripts, plan and apply.
     assert!(number(" CronJob containers") >= 11, "{summary}");
     assert!(summary.ends_with(": 0 problems"), "{summary}");
+    // The pods as the provider built and submitted them (build_pod_request_obj, templates
+    // rendered), not only the manifest files: each passes Kubernetes' schema strictly.
+    let mut submitted: Vec<PathBuf> = std::fs::read_dir(pods.path())
+        .expect("pods written")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    submitted.sort();
+    assert!(submitted.len() >= 17, "{submitted:?}");
+    let passed = validate(&validator, &submitted).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(passed, submitted.len(), "every submitted pod should pass");
 }
 
 #[test]
@@ -227,7 +251,7 @@ fn a_variable_a_job_requires_missing_from_a_dag_or_cronjob_is_reported() {
         "                - {name: RELEASE_LOCATION, valueFrom: {secretKeyRef: {name: airflow, key: RELEASE_LOCATION}}}\n",
         "",
     );
-    let out = contracts.check_running(&python, &copy.path().join("k8s"), Some(&["pg_job"]));
+    let out = contracts.check_running(&python, &copy.path().join("k8s"), Some(&["pg_job"]), None);
     assert_reported(
         &out,
         &[
@@ -274,6 +298,7 @@ fn a_secret_key_no_manifest_defines_or_a_misspelt_variable_is_reported() {
         &python,
         &copy.path().join("k8s"),
         Some(&["stage_import", "permissions"]),
+        None,
     );
     assert_reported(
         &out,
@@ -310,7 +335,12 @@ fn an_image_we_do_not_build_or_of_another_version_is_reported() {
         "image: data-jobs/pg-job:0.1.0",
         "image: data-jobs/psql-job:0.1.0",
     );
-    let out = contracts.check_running(&python, &copy.path().join("k8s"), Some(&["transform"]));
+    let out = contracts.check_running(
+        &python,
+        &copy.path().join("k8s"),
+        Some(&["transform"]),
+        None,
+    );
     assert_reported(
         &out,
         &[
@@ -346,7 +376,12 @@ fn a_secret_value_written_into_a_dag_or_a_template_is_reported() {
         r#"SNOWFLAKE_LOAD_PRIVATE_KEY: "<PEM private key of that user: -----BEGIN PRIVATE KEY----- ...>""#,
         r#"SNOWFLAKE_LOAD_PRIVATE_KEY: "Tr0ub4dor&3""#,
     );
-    let out = contracts.check_running(&python, &copy.path().join("k8s"), Some(&["permissions"]));
+    let out = contracts.check_running(
+        &python,
+        &copy.path().join("k8s"),
+        Some(&["permissions"]),
+        None,
+    );
     assert_reported(
         &out,
         &[
@@ -382,7 +417,7 @@ fn a_dag_file_that_fails_or_defines_nothing_is_reported() {
          with getattr(sdk, 'D' + 'AG')('sneaky', schedule=None):\n    pass\n",
     )
     .unwrap();
-    let out = contracts.check_running(&python, &copy.path().join("k8s"), Some(&[]));
+    let out = contracts.check_running(&python, &copy.path().join("k8s"), Some(&[]), None);
     assert_reported(
         &out,
         &[
@@ -419,6 +454,13 @@ fn a_wrong_date_a_missing_alert_an_unmounted_spec_or_script_is_reported() {
         "    failure_alert([freshness, build])\n",
         "",
     );
+    // An alert that fires at the first failure never reports a second, parallel one.
+    edit(
+        copy.path(),
+        "airflow/dags/data_jobs_pod.py",
+        r#"trigger_rule="all_done","#,
+        r#"trigger_rule="one_failed","#,
+    );
     edit(
         copy.path(),
         "cronjobs/permissions.yaml",
@@ -453,6 +495,7 @@ fn a_wrong_date_a_missing_alert_an_unmounted_spec_or_script_is_reported() {
         &python,
         &copy.path().join("k8s"),
         Some(&["stage_import", "pg_job"]),
+        None,
     );
     assert_reported(
         &out,
@@ -460,6 +503,7 @@ fn a_wrong_date_a_missing_alert_an_unmounted_spec_or_script_is_reported() {
             "DAG stage_import task licenses: the run that starts at 2026-11-01T00:00:00+00:00 loads 2026-11-01, not 2026-10-31, the day that ended",
             "DAG stage_import task releases: no lookback",
             "DAG transform: has no failure alert",
+            "DAG stage_import task failure-alert: trigger_rule is one_failed, not all_done",
             "container apply: PERMISSIONS_SPEC=/etc/roles.yml is not inside any mounted volume",
             "pg-job script opportunity-snapshots has no",
             "CronJob/permissions: has no failure alert",
@@ -532,6 +576,7 @@ fn a_pod_outside_the_restricted_profile_without_timeouts_or_a_failing_alert_is_r
         &python,
         &copy.path().join("k8s"),
         Some(&["permissions", "pg_job"]),
+        None,
     );
     assert_reported(
         &out,

@@ -91,7 +91,7 @@ class Run:
 class FakeCluster:
     """The API server's side of the calls KubernetesPodOperator makes."""
 
-    def __init__(self, failing: str | None):
+    def __init__(self, failing: list[str]):
         self.failing = failing
         self.bodies: list[dict[str, Any]] = []
         self.events_listed: set[str] = set()
@@ -126,7 +126,7 @@ class FakeCluster:
 
             def _pod(self, name: str, namespace: str) -> Any:
                 body = self._body(name)
-                code = 1 if self._task(name) == cluster.failing else 0
+                code = 1 if self._task(name) in cluster.failing else 0
                 containers = body["spec"]["containers"]
                 return k8s.V1Pod(
                     metadata=k8s.V1ObjectMeta(
@@ -190,9 +190,9 @@ class FakeCluster:
         return CoreV1Api
 
 
-def test_run(dag: Any, failing: str | None) -> Run:
-    """One run of `dag` at its first scheduled time, every task once (no retries), the pod
-    of `failing` exiting 1."""
+def test_run(dag: Any, failing: list[str]) -> Run:
+    """One run of `dag` at its first scheduled time, every task once (no retries), the pods
+    of the `failing` tasks exiting 1."""
     import kubernetes
     import airflow.providers.cncf.kubernetes.hooks.kubernetes as hook_module
     from airflow.timetables.base import TimeRestriction

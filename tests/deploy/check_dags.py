@@ -36,9 +36,10 @@ included) and per CronJob container:
   code 2 (podFailurePolicy) instead of retrying a configuration error;
 - the date each run loads: stage-import loads the day that ended before the run started,
   with a lookback;
-- the failure alert: a one_failed task downstream of every job task; in the run with a
-  failed task it posts that task's id, recorded error and log link, the DAG run still ends
-  failed, and the failed pod's events were read;
+- the failure alert: an all_done task downstream of every job task; in the run with two
+  failed tasks (the last one and, where a task runs beside it, another) it posts once, with
+  each failed task's id, recorded error and log link, the DAG run still ends failed, and
+  the failed pods' events were read;
 - in_cluster and a namespace on every task; pg-job scripts that exist, path variables that
   point into a mounted volume, and the roles ConfigMap equal to examples/roles.yml.
 """
@@ -104,6 +105,8 @@ CREDENTIAL_TEXT = [
     (re.compile(r"(?i)password['\"]?\s*[=:]\s*['\"][^'\"{}<>]+['\"]"), "a password literal"),
 ]
 PLACEHOLDER = re.compile(r"^<[^<>]+>$")
+# The task each DAG ends in, that posts the run's failures.
+ALERT_TASK = "failure-alert"
 IMAGE = re.compile(r"^(?:(?P<registry>.+)/)?data-jobs/(?P<job>[a-z0-9-]+):(?P<tag>[^:@/]+)$")
 UID = 65532
 
@@ -151,9 +154,11 @@ class Checker:
         scripts: Path | None,
         roles: Path | None,
         run_dags: set[str] | None = None,
+        write_pods: Path | None = None,
     ):
         self.k8s = k8s_dir
         self.run_dags = run_dags
+        self.write_pods = write_pods
         self.schemas = schemas
         self.sources = sources
         self.scripts = scripts
@@ -379,13 +384,20 @@ class Checker:
             where_dag = f"DAG {dag.dag_id}"
             if not dag.dagrun_timeout:
                 self.error(where_dag, "has no dagrun_timeout: a hung run would block the next ones")
-            alerts = [t for t in dag.tasks if str(t.trigger_rule) == "one_failed"]
+            alerts = [t for t in dag.tasks if t.task_id == ALERT_TASK]
             jobs = [t for t in dag.tasks if t not in alerts]
             if not alerts:
                 self.error(
                     where_dag,
-                    "has no failure alert (a task with trigger_rule one_failed running webhook-alert)",
+                    f"has no failure alert (a task {ALERT_TASK} running webhook-alert, trigger_rule all_done)",
                 )
+            for alert in alerts:
+                if str(alert.trigger_rule) != "all_done":
+                    self.error(
+                        f"{where_dag} task {alert.task_id}",
+                        f"trigger_rule is {alert.trigger_rule}, not all_done: the alert must wait "
+                        "for every task, or a second failure is never reported",
+                    )
             for alert in alerts:
                 missing_upstream = sorted({t.task_id for t in jobs} - set(alert.upstream_task_ids))
                 if missing_upstream:
@@ -420,9 +432,15 @@ class Checker:
             if self.run_dags is not None and dag.dag_id not in self.run_dags:
                 continue
             # The run: Airflow's own runtime, the last job task failing so that every pod is
-            # built and the alert runs.
+            # built and the alert runs, and a second one where a task runs beside it (not
+            # upstream of it): the alert must name both.
             order = [t for t in dag.topological_sort() if t in jobs]
-            failing = order[-1].task_id if order else None
+            failing = [order[-1].task_id] if order else []
+            if order:
+                beside = [
+                    t for t in order[:-1] if t.task_id not in order[-1].get_flat_relative_ids(upstream=True)
+                ]
+                failing = sorted(failing + [t.task_id for t in beside[:1]])
             try:
                 run = airflow_runtime.test_run(dag, failing)
             except Exception as e:  # reported, as Airflow would have failed the run
@@ -436,6 +454,10 @@ class Checker:
                         self.error(where, "the run built no pod for this task")
                     continue
                 body = bodies[-1]
+                if self.write_pods is not None:
+                    # As the provider sent it to the API server, for kubernetes-validate.
+                    out = self.write_pods / f"{dag.dag_id}.{task.task_id}.json"
+                    out.write_text(json.dumps(body, indent=1, sort_keys=True))
                 spec = body["spec"]
                 if not spec.get("activeDeadlineSeconds"):
                     self.error(where, "the pod has no activeDeadlineSeconds")
@@ -446,17 +468,18 @@ class Checker:
                     self.check_dated(where, pod, run.run_after)
                     if task in alerts:
                         self.check_alert(where, dag, pod, run, failing)
-            if failing is not None:
+            if failing:
                 if run.state != "failed":
                     self.error(
                         where_dag,
-                        f"with {failing} failed the DAG run ended {run.state}, not failed",
+                        f"with {', '.join(failing)} failed the DAG run ended {run.state}, not failed",
                     )
-                if failing not in run.events_listed:
-                    self.error(
-                        f"{where_dag} task {failing}",
-                        "the failed pod's events were not read (log_events_on_failure)",
-                    )
+                for task_id in failing:
+                    if task_id not in run.events_listed:
+                        self.error(
+                            f"{where_dag} task {task_id}",
+                            "the failed pod's events were not read (log_events_on_failure)",
+                        )
         return pods
 
     def check_nesting(self, where: str, dag: Any, jobs: list, alerts: list) -> None:
@@ -483,26 +506,34 @@ class Checker:
                 f"{alert} after them; the scheduler would skip the alert",
             )
 
-    def check_alert(self, where: str, dag: Any, pod: Pod, run: Any, failing: str | None) -> None:
+    def check_alert(self, where: str, dag: Any, pod: Pod, run: Any, failing: list[str]) -> None:
         if IMAGE.match(pod.image) is None or IMAGE.match(pod.image)["job"] != "webhook-alert":
             self.error(where, f"runs {pod.image}, not the webhook-alert image")
-        if failing is None:
+        if not failing:
             return
-        log_url = f"{airflow_runtime.BASE_URL}/dags/{dag.dag_id}/runs/{run.run_id}/tasks/{failing}"
+        links = {
+            t: f"{airflow_runtime.BASE_URL}/dags/{dag.dag_id}/runs/{run.run_id}/tasks/{t}"
+            for t in failing
+        }
         expected = {
             "ALERT_DAG_ID": dag.dag_id,
-            "ALERT_TASK_ID": failing,
+            "ALERT_TASK_ID": ", ".join(failing),
             "ALERT_RUN_ID": run.run_id,
-            "ALERT_LOG_URL": log_url,
+            "ALERT_LOG_URL": links[failing[0]],
         }
         for name, value in expected.items():
             if pod.literals.get(name) != value:
                 self.error(
                     where,
-                    f"{name} is {pod.literals.get(name)!r}, not the failed task's {value!r}",
+                    f"{name} is {pod.literals.get(name)!r}, not the failed tasks' {value!r}",
                 )
-        if not pod.literals.get("ALERT_ERROR", "").startswith(f"{failing}: failed"):
-            self.error(where, "ALERT_ERROR does not carry what the failed task recorded")
+        error = pod.literals.get("ALERT_ERROR", "")
+        for task_id, link in links.items():
+            if f"{task_id}: failed" not in error or link not in error:
+                self.error(
+                    where,
+                    f"ALERT_ERROR does not carry what {task_id} recorded and its log link",
+                )
 
     def check_dated(self, where: str, pod: Pod, run_after: Any | None) -> None:
         """stage-import loads the day that ended before the run started, and looks back. A
@@ -737,6 +768,11 @@ def main() -> int:
         help="comma-separated DAG ids to run with dag.test() (default: all; a DAG not run "
         "gets the static checks only)",
     )
+    parser.add_argument(
+        "--write-pods",
+        type=Path,
+        help="a directory to write every pod the DAG runs submitted into, one JSON file each",
+    )
     args = parser.parse_args()
 
     schemas = {}
@@ -748,7 +784,9 @@ def main() -> int:
         print(f"error: {args.stage_import_sources}: no sources listed", file=sys.stderr)
         return 2
     run_dags = None if args.run_dags is None else {d for d in args.run_dags.split(",") if d}
-    checker = Checker(args.k8s, schemas, sources, args.pg_job_scripts, args.roles, run_dags)
+    checker = Checker(
+        args.k8s, schemas, sources, args.pg_job_scripts, args.roles, run_dags, args.write_pods
+    )
     checker.load_manifests()
     pods = checker.dag_pods()
     cron_pods = checker.cronjob_pods()

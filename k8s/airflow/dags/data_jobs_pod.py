@@ -259,9 +259,11 @@ def record_failure(context: Mapping[str, Any]) -> None:
 
 
 def failure_alert(tasks: Sequence[KubernetesPodOperator]) -> KubernetesPodOperator:
-    """The DAG's alert: runs webhook-alert when any of `tasks` failed, with the failed tasks'
-    ids, errors and log links. An ordinary task on a worker, so it also alerts about a task
-    whose process died without calling back.
+    """The DAG's alert: once all of `tasks` are done, runs webhook-alert if any failed, with
+    every failed task's id, error and log link in one post. `all_done`, not `one_failed`:
+    one_failed fires at the first failure and never reports a second, parallel one. An
+    ordinary task on a worker, so it also alerts about a task whose process died without
+    calling back.
     """
     alert = job_pod(
         "webhook-alert",
@@ -272,7 +274,7 @@ def failure_alert(tasks: Sequence[KubernetesPodOperator]) -> KubernetesPodOperat
             "ALERT_EXECUTION_DATE": "{{ ts }}",
         },
         operator=FailureAlertOperator,
-        trigger_rule="one_failed",
+        trigger_rule="all_done",
         retries=0,
         on_failure_callback=None,
     )
@@ -283,8 +285,8 @@ def failure_alert(tasks: Sequence[KubernetesPodOperator]) -> KubernetesPodOperat
 
 class FailureAlertOperator(KubernetesPodOperator):
     """The webhook-alert pod, with the variables of what failed upstream filled in when it
-    runs. It fails after posting: it is the run's one leaf, and a leaf's success would mark
-    the DAG run a success.
+    runs. Skipped when nothing failed; it fails after posting: it is the run's one leaf, and a
+    leaf's success would mark the DAG run a success.
     """
 
     def execute(self, context: Any) -> Any:
@@ -295,12 +297,17 @@ class FailureAlertOperator(KubernetesPodOperator):
         recorded = {t: ti.xcom_pull(task_ids=t, key=FAILURE_KEY) for t in upstream}
         errors = {t: str(e) for t, e in recorded.items() if e}
         failed = [t for t in upstream if states.get(t) == "failed" or t in errors]
+        if not failed:
+            from airflow.exceptions import AirflowSkipException
+
+            raise AirflowSkipException("no task of this run failed: nothing to alert")
         base_url = _airflow_base_url().rstrip("/")
         run_id = context["run_id"]
         links = [f"{base_url}/dags/{ti.dag_id}/runs/{run_id}/tasks/{t}" for t in failed]
+        # Each failure with its own log link; the first one's is also ALERT_LOG_URL.
         lines = [
-            f"{t}: {errors.get(t) or DIED}"
-            for t in failed
+            f"{t}: {errors.get(t) or DIED}\n  log: {link}"
+            for t, link in zip(failed, links)
         ]
         env = _env_dict(self.env_vars)
         env.update(
