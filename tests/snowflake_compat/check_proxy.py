@@ -154,8 +154,31 @@ def check_logins(admin, where: dict) -> None:
     admin.execute("ALTER USER official_pat ADD PROGRAMMATIC ACCESS TOKEN ci_token DAYS_TO_EXPIRY = 1")
     name, secret = admin.fetchone()
     assert name == "CI_TOKEN", name
+    # A person's token is generated without a network policy, but logs in only under one.
+    refused(390432, user="official_pat", authenticator="PROGRAMMATIC_ACCESS_TOKEN", token=secret)
+    admin.execute("CREATE NETWORK POLICY official_jobs ALLOWED_NETWORK_RULE_LIST = ('jobs_egress')")
+    admin.execute("ALTER USER official_pat SET NETWORK_POLICY = official_jobs")
     snowflake.connector.connect(**where, user="official_pat", authenticator="PROGRAMMATIC_ACCESS_TOKEN", token=secret).close()
     refused(390100, user="official_pat", authenticator="PROGRAMMATIC_ACCESS_TOKEN", token="wrong-token")
+
+    # A service user's token needs the policy to be generated at all, and a role restriction.
+    admin.execute("ALTER USER official_service SET TYPE = SERVICE")
+    for add, errno in (
+        ("ALTER USER official_service ADD PAT loader ROLE_RESTRICTION = 'LOADER'", 390432),
+        ("ALTER USER official_service ADD PAT loader", 1003),
+    ):
+        try:
+            admin.execute(add)
+        except snowflake.connector.errors.ProgrammingError as error:
+            assert error.errno == errno, (add, error.errno, error.msg)
+        else:
+            raise AssertionError(f"{add} must be refused")
+        admin.execute("ALTER USER official_service SET NETWORK_POLICY = official_jobs")
+    admin.execute("ALTER USER official_service ADD PAT loader ROLE_RESTRICTION = 'LOADER'")
+    _, service_secret = admin.fetchone()
+    snowflake.connector.connect(
+        **where, user="official_service", authenticator="PROGRAMMATIC_ACCESS_TOKEN", token=service_secret
+    ).close()
 
 
 if __name__ == "__main__":

@@ -141,12 +141,22 @@ PROXY_PORT = 0
 BACKEND_MODELS_USERS = False
 
 
-def backend_user_keys(user: str) -> list[str]:
-    """The user's public keys (base64 DER) as the grant emulator's model holds them."""
+def backend_user(user: str) -> dict:
+    """The user's record in the grant emulator's model (empty when it has none)."""
     status, raw = forward("GET", "/__grants/state", None, {})
     users = (json.loads(raw).get("users") or {}) if status == 200 else {}
-    record = users.get(user) or users.get(user.upper()) or {}
+    return users.get(user) or users.get(user.upper()) or {}
+
+
+def backend_user_keys(user: str) -> list[str]:
+    """The user's public keys (base64 DER) as the grant emulator's model holds them."""
+    record = backend_user(user)
     return [k for k in (record.get("rsa_public_key"), record.get("rsa_public_key_2")) if k]
+
+
+def backend_user_type(user: str) -> str | None:
+    """The user's TYPE as the grant emulator's model holds it (None: unset, a PERSON)."""
+    return backend_user(user).get("type")
 
 
 def ident(name: str) -> str:
@@ -728,6 +738,7 @@ def main() -> None:
     BACKEND_MODELS_USERS = forward("GET", "/__grants/state", None, {})[0] == 200
     if BACKEND_MODELS_USERS:
         USERS.backend_keys = backend_user_keys
+        USERS.backend_type = backend_user_type
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True

@@ -23,10 +23,29 @@ ACCESS TOKEN <token>`. Any other is refused; Snowflake does not document the cod
 the emulator answers as it does for a wrong password: 390100 "Incorrect username or password was
 specified."
 
-In front of the grant emulator, which models users, the keys are the emulator's (set with ALTER
-or CREATE USER there, read from its model at each login); in front of fakesnow, which has no
-users, this module keeps them. What it does not model: that the user exists in front of
-fakesnow, the privileges needed to set a key, network policies.
+The token's prerequisites (same page, "Prerequisites", "Network policy requirements"): "By
+default, the user must be subject to a network policy with one or more network rules to
+generate or use programmatic access tokens: For service users (where TYPE=SERVICE or
+TYPE=LEGACY_SERVICE for the user), you can only generate or use a token if the user is subject
+to a network policy. [...] For human users (where TYPE=PERSON for the user), you can generate a
+token even if the user is not subject to a network policy, but the user must be subject to a
+network policy in order to authenticate with this token." A network policy applies to the user
+through `ALTER USER <name> SET NETWORK_POLICY = <policy>` or to every user through `ALTER
+ACCOUNT SET NETWORK_POLICY = <policy>`; `CREATE NETWORK POLICY` makes one (this module keeps
+them; its network rules and addresses are not checked: every login comes from the test's own
+machine). A PAT login of a user no policy applies to is refused with 390432 "Network policy is
+required." (the code and text Snowflake's connectors report for it). Generating a token for a
+service user also needs a ROLE_RESTRICTION ("Removing the role restriction for service users";
+since the 2025-11-19 release an authentication policy with PAT_POLICY =
+(REQUIRE_ROLE_RESTRICTION_FOR_SERVICE_USERS = FALSE) lifts it, which this module does not
+model). The errors for a refused ADD are the emulator's own words: Snowflake does not document
+them. The default NETWORK_POLICY_EVALUATION = ENFORCED_REQUIRED is the only one modelled.
+
+In front of the grant emulator, which models users, the keys and user types are the
+emulator's (set with ALTER or CREATE USER there, read from its model at each login); in front
+of fakesnow, which has no users, this module keeps them (`ALTER USER … SET TYPE = …`). What it
+does not model: that the user exists in front of fakesnow, the privileges needed to set a key,
+authentication policies.
 """
 
 from __future__ import annotations
@@ -54,6 +73,21 @@ ADD_PAT = re.compile(
     r"(?:\s+DAYS_TO_EXPIRY\s*=\s*(\d+))?(?:\s+ROLE_RESTRICTION\s*=\s*'[^']*')?\s*;?\s*$",
     re.I,
 )
+ADD_PAT_ROLE = re.compile(r"\bROLE_RESTRICTION\s*=", re.I)
+SET_TYPE = re.compile(
+    rf"^\s*ALTER\s+USER\s+(?:IF\s+EXISTS\s+)?{NAME}\s+SET\s+TYPE\s*=\s*'?([A-Za-z_]+)'?\s*;?\s*$", re.I
+)
+CREATE_NETWORK_POLICY = re.compile(
+    rf"^\s*CREATE\s+(?:OR\s+REPLACE\s+)?NETWORK\s+POLICY\s+(?:IF\s+NOT\s+EXISTS\s+)?{NAME}\b(.*)$", re.I | re.S
+)
+SET_NETWORK_POLICY = re.compile(
+    rf"^\s*ALTER\s+(USER\s+(?:IF\s+EXISTS\s+)?{NAME}|ACCOUNT)\s+SET\s+NETWORK_POLICY\s*=\s*'?{NAME}'?\s*;?\s*$", re.I
+)
+UNSET_NETWORK_POLICY = re.compile(
+    rf"^\s*ALTER\s+(USER\s+(?:IF\s+EXISTS\s+)?{NAME}|ACCOUNT)\s+UNSET\s+NETWORK_POLICY\s*;?\s*$", re.I
+)
+SERVICE_TYPES = {"SERVICE", "LEGACY_SERVICE"}
+DONE = "SELECT 'Statement executed successfully.' AS \"status\""
 REMOVE_PAT = re.compile(
     rf"^\s*ALTER\s+USER\s+(?:IF\s+EXISTS\s+)?{NAME}\s+REMOVE\s+(?:PROGRAMMATIC\s+ACCESS\s+TOKEN|PAT)\s+{NAME}\s*;?\s*$", re.I
 )
@@ -85,13 +119,46 @@ class Users:
         self.tokens: dict[str, dict[str, tuple[str, float]]] = {}  # user -> {name: (secret, expiry)}
         # Set when the backend models users (the grant emulator): their keys are its to keep.
         self.backend_keys = None
+        # Likewise their TYPE (PERSON when unset).
+        self.backend_type = None
+        self.types: dict[str, str] = {}  # user -> TYPE, in front of fakesnow
+        self.network_policies: set[str] = set()
+        self.user_policies: dict[str, str] = {}  # user -> network policy
+        self.account_policy: str | None = None
 
     def statement(self, sql: str, keys_in_backend: bool = False) -> str | None:
         """Runs an ALTER USER this module answers; returns the SQL of the query whose result is
         Snowflake's answer to it, or None for any other statement (keys too, when the backend
         keeps them)."""
-        if keys_in_backend and (SET_KEY.match(sql) or UNSET_KEY.match(sql)):
+        if keys_in_backend and (SET_KEY.match(sql) or UNSET_KEY.match(sql) or SET_TYPE.match(sql)):
             return None
+        if match := SET_TYPE.match(sql):
+            with self.lock:
+                self.types[stored(match[1])] = match[2].upper()
+            return DONE
+        if match := CREATE_NETWORK_POLICY.match(sql):
+            with self.lock:
+                self.network_policies.add(stored(match[1]))
+            return f"SELECT 'Network policy {stored(match[1])} successfully created.' AS \"status\""
+        if match := SET_NETWORK_POLICY.match(sql):
+            policy = stored(match[3])
+            with self.lock:
+                if policy not in self.network_policies:
+                    raise AuthError(
+                        "002003", f"Network policy '{policy}' does not exist or not authorized.", "no such policy"
+                    )
+                if match[2]:
+                    self.user_policies[stored(match[2])] = policy
+                else:
+                    self.account_policy = policy
+            return DONE
+        if match := UNSET_NETWORK_POLICY.match(sql):
+            with self.lock:
+                if match[2]:
+                    self.user_policies.pop(stored(match[2]), None)
+                else:
+                    self.account_policy = None
+            return DONE
         if match := SET_KEY.match(sql):
             user, prop, text = stored(match[1]), match[2].upper(), re.sub(r"\s+", "", match[3])
             try:
@@ -108,6 +175,20 @@ class Users:
             return "SELECT 'Statement executed successfully.' AS \"status\""
         if match := ADD_PAT.match(sql):
             user, name = stored(match[1]), stored(match[2])
+            if self.user_type(user) in SERVICE_TYPES:
+                if not self.has_network_policy(user):
+                    raise AuthError(
+                        "390432",
+                        f"Network policy is required. User {user} is a service user: a programmatic "
+                        "access token can be generated only for a user subject to a network policy.",
+                        "service user without a network policy",
+                    )
+                if not ADD_PAT_ROLE.search(sql):
+                    raise AuthError(
+                        "001003",
+                        f"A programmatic access token for service user {user} needs a ROLE_RESTRICTION.",
+                        "service user token without a role restriction",
+                    )
             days = int(match[3]) if match[3] else PAT_DEFAULT_DAYS
             secret = secrets.token_urlsafe(48)
             with self.lock:
@@ -173,3 +254,15 @@ class Users:
         now = time.time()
         if not any(secrets.compare_digest(secret, token) and expiry > now for secret, expiry in tokens.values()):
             raise AuthError("390100", "Incorrect username or password was specified.", f"no live token of user {user} matches")
+        if not self.has_network_policy(stored(user)) and not self.has_network_policy(user):
+            raise AuthError("390432", "Network policy is required.", f"user {user} is subject to no network policy")
+
+    def user_type(self, user: str) -> str:
+        if self.backend_type is not None:
+            return str(self.backend_type(user) or "PERSON").upper()
+        with self.lock:
+            return self.types.get(user, "PERSON")
+
+    def has_network_policy(self, user: str) -> bool:
+        with self.lock:
+            return user in self.user_policies or self.account_policy is not None

@@ -79,7 +79,10 @@ pub enum Error {
     )]
     NotSnowflake { url: String, detail: String },
 
-    #[error("Snowflake refused the login of user {user}: {message} (code {code})")]
+    #[error(
+        "Snowflake refused the login of user {user}: {message} (code {code}){}",
+        login_hint(.code)
+    )]
     LoginRejected {
         user: String,
         code: String,
@@ -134,6 +137,20 @@ pub enum Error {
 
     #[error(transparent)]
     Value(#[from] ValueError),
+}
+
+/// What to do about a refused login, where Snowflake's code says which prerequisite is missing.
+fn login_hint(code: &str) -> &'static str {
+    match code {
+        // "Network policy is required.": a programmatic access token is used only by a user
+        // subject to a network policy (Snowflake's default NETWORK_POLICY_EVALUATION).
+        "390432" => {
+            ". A programmatic access token works only for a user subject to a network \
+             policy: CREATE NETWORK POLICY ... ALLOWED_NETWORK_RULE_LIST = (...), then ALTER \
+             USER <user> SET NETWORK_POLICY = <policy> (README: \"Programmatic access tokens\")"
+        }
+        _ => "",
+    }
 }
 
 fn query_suffix(query_id: &Option<String>) -> String {
@@ -210,6 +227,18 @@ mod tests {
             message: "Incorrect username or password was specified.".into(),
         };
         assert_eq!(rejected.exit(), Exit::Usage);
+        let no_policy = Error::LoginRejected {
+            user: "LOADER".into(),
+            code: "390432".into(),
+            message: "Network policy is required.".into(),
+        };
+        assert_eq!(no_policy.exit(), Exit::Usage);
+        assert!(
+            no_policy
+                .to_string()
+                .contains("ALTER USER <user> SET NETWORK_POLICY"),
+            "{no_policy}"
+        );
         let gave_up = Error::GaveUp {
             attempts: 3,
             last: Box::new(Error::Unreachable {

@@ -379,6 +379,27 @@ async fn a_programmatic_access_token_logs_in_until_it_is_removed() {
             CancellationToken::new(),
         )
     };
+    // "For human users [...] you can generate a token even if the user is not subject to a
+    // network policy, but the user must be subject to a network policy in order to
+    // authenticate with this token." (Using programmatic access tokens, Prerequisites)
+    let err = login(&secret).await.unwrap_err();
+    assert!(matches!(err, Error::LoginRejected { .. }), "{err}");
+    assert_eq!(err.kind(), ErrorKind::Config, "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains("Network policy is required.")
+            && text.contains("ALTER USER <user> SET NETWORK_POLICY"),
+        "{text}"
+    );
+    assert!(!text.contains(&secret), "{text}");
+    admin
+        .query("CREATE NETWORK POLICY jobs_only ALLOWED_NETWORK_RULE_LIST = ('jobs_egress')")
+        .await
+        .unwrap();
+    admin
+        .query("ALTER USER pat_user SET NETWORK_POLICY = jobs_only")
+        .await
+        .unwrap();
     let connection = login(&secret).await.unwrap();
     assert_eq!(
         count(&connection.query_idempotent("SELECT 1 AS n").await.unwrap()),
@@ -398,6 +419,37 @@ async fn a_programmatic_access_token_logs_in_until_it_is_removed() {
     let err = login(&secret).await.unwrap_err();
     assert!(matches!(err, Error::LoginRejected { .. }), "{err}");
     assert!(!err.to_string().contains(&secret), "{err}");
+
+    // "For service users [...] you can only generate or use a token if the user is subject to
+    // a network policy", and its token needs a ROLE_RESTRICTION.
+    admin
+        .query("ALTER USER pat_service SET TYPE = SERVICE")
+        .await
+        .unwrap();
+    let refused = admin
+        .query("ALTER USER pat_service ADD PAT loading ROLE_RESTRICTION = 'LOADER'")
+        .await
+        .unwrap_err();
+    assert!(
+        refused.to_string().contains("Network policy is required"),
+        "{refused}"
+    );
+    admin
+        .query("ALTER USER pat_service SET NETWORK_POLICY = jobs_only")
+        .await
+        .unwrap();
+    let refused = admin
+        .query("ALTER USER pat_service ADD PAT loading")
+        .await
+        .unwrap_err();
+    assert!(
+        refused.to_string().contains("ROLE_RESTRICTION"),
+        "{refused}"
+    );
+    admin
+        .query("ALTER USER pat_service ADD PAT loading ROLE_RESTRICTION = 'LOADER'")
+        .await
+        .unwrap();
     admin.close().await.unwrap();
 }
 
