@@ -6,8 +6,8 @@ use std::process::Command;
 
 use crate::support::moto::moto;
 use crate::support::stage_import::{
-    diagnostics_logs, files, first_records, gunzip, gzip, parse_report, plans_catalog, statuses,
-    walk_files,
+    diagnostics_logs, files, first_records, gzip, make_older_log, outcome_of, parse_report,
+    plans_catalog, statuses, strip_log_header, swap_license_header, walk_files, write_empty_logs,
 };
 use crate::support::{Run, bin, env_schema, job, run, variable_names};
 
@@ -285,43 +285,9 @@ fn a_files_own_header_decides_how_it_is_read() {
     assert_eq!(logs.len(), 4, "{logs:?}");
     let (headless_log, older_log) = (&logs[0], &logs[2]);
     let empties = [&logs[1], &logs[3]];
-    let data_lines = |text: &str| -> Vec<String> {
-        text.lines()
-            .filter(|l| !l.starts_with('#'))
-            .map(str::to_owned)
-            .collect()
-    };
-
-    let headless = data_lines(&gunzip(headless_log));
-    gzip(headless_log, &(headless.join("\n") + "\n"));
-
-    let text = gunzip(older_log);
-    let fields_line = text.lines().find(|l| l.starts_with("#Fields:")).unwrap();
-    let older_fields: Vec<&str> = fields_line["#Fields:".len()..]
-        .split_whitespace()
-        .take(24)
-        .collect();
-    let mut older: Vec<String> = data_lines(&text)
-        .iter()
-        .map(|l| l.split('\t').take(24).collect::<Vec<_>>().join("\t"))
-        .collect();
-    let last = older.len() - 1;
-    older[last] = older[last]
-        .split('\t')
-        .take(10)
-        .collect::<Vec<_>>()
-        .join("\t");
-    gzip(
-        older_log,
-        &format!(
-            "#Version: 1.0\n#Fields: {}\n{}\n",
-            older_fields.join(" "),
-            older.join("\n")
-        ),
-    );
-
-    gzip(empties[0], "");
-    gzip(empties[1], &format!("#Version: 1.0\n{fields_line}\n"));
+    let headless = strip_log_header(headless_log);
+    let (older, fields_line) = make_older_log(older_log, 24, true);
+    write_empty_logs(empties[0], empties[1], &fields_line);
 
     let out = setup.run(&[
         "diagnostics",
@@ -332,17 +298,7 @@ fn a_files_own_header_decides_how_it_is_read() {
     ]);
     assert_eq!(out.code, Some(0), "{}", out.stderr);
     let report = parse_report(&out);
-    let outcome = |path: &std::path::Path| {
-        let name = path.file_name().unwrap().to_string_lossy().into_owned();
-        report["loads"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .flat_map(|l| l["files"].as_array().unwrap())
-            .find(|f| f["file"].as_str().unwrap().ends_with(&name))
-            .unwrap_or_else(|| panic!("{name} not in {report}"))
-            .clone()
-    };
+    let outcome = |path: &std::path::Path| outcome_of(&report, path);
     let headless_outcome = outcome(headless_log);
     assert_eq!(headless_outcome["status"], "LOADED", "{report}");
     assert_eq!(headless_outcome["rows_loaded"], headless.len() as u64);
@@ -395,19 +351,7 @@ fn a_files_own_header_decides_how_it_is_read() {
 fn a_header_that_names_other_columns_fails_the_file_with_both_lists() {
     let setup = Setup::new();
     setup.bootstrap();
-    let export = walk_files(&setup.stage())
-        .into_iter()
-        .find(|p| {
-            p.to_string_lossy()
-                .contains(&format!("licenses-{}", DAYS[0]))
-        })
-        .expect("the day's license export");
-    let text = std::fs::read_to_string(&export).unwrap();
-    std::fs::write(
-        &export,
-        text.replacen("seats,is_trial", "is_trial,seats", 1),
-    )
-    .unwrap();
+    swap_license_header(&setup.stage(), DAYS[0]);
     let out = setup.run(&["licenses", "--date", DAYS[0]]);
     assert_eq!(out.code, Some(1), "{}", out.stderr);
     let report = parse_report(&out);

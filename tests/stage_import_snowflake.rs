@@ -20,10 +20,10 @@ use std::process::Command;
 use serde_json::Value;
 
 use crate::support::fakesnow::{FakeSnow, Rule, server};
-use crate::support::moto::moto;
+use crate::support::moto::{Moto, moto};
 use crate::support::stage_import::{
-    diagnostics_logs, files, first_records, gunzip, gzip, parse_report, plans_catalog, statuses,
-    walk_files,
+    diagnostics_logs, files, first_records, make_older_log, outcome_of, parse_report,
+    plans_catalog, statuses, strip_log_header, swap_license_header, write_empty_logs,
 };
 use crate::support::{Run, bin, job, run};
 
@@ -83,6 +83,18 @@ impl Setup {
                 "WAREHOUSE_PATH",
                 self.dir.path().join("must-not-exist.duckdb"),
             );
+        command
+    }
+
+    /// The job's command with the preflight listing `bucket/raw/` in S3 (moto), while the
+    /// stages bootstrap made read the same files on disk (fakesnow cannot reach S3).
+    fn listing_s3(&self, moto: &Moto, bucket: &str, args: &[&str]) -> Command {
+        let mut command = self.command(args);
+        command
+            .env("STAGE_ROOT", format!("s3://{bucket}/raw"))
+            .env("S3_ENDPOINT_URL", &moto.endpoint)
+            .env("AWS_ACCESS_KEY_ID", "test-key")
+            .env("AWS_SECRET_ACCESS_KEY", AWS_SECRET);
         command
     }
 
@@ -817,13 +829,7 @@ fn the_preflight_lists_s3_while_the_stage_reads_the_same_files() {
         "license_id\nlic-extra\n",
     )
     .unwrap();
-    let mut command = setup.command(&["all", "--date", DAYS[1]]);
-    command
-        .env("STAGE_ROOT", format!("s3://{bucket}/raw"))
-        .env("S3_ENDPOINT_URL", &moto.endpoint)
-        .env("AWS_ACCESS_KEY_ID", "test-key")
-        .env("AWS_SECRET_ACCESS_KEY", AWS_SECRET);
-    let out = setup.run_command(command);
+    let out = setup.run_command(setup.listing_s3(moto, &bucket, &["all", "--date", DAYS[1]]));
     assert_eq!(out.code, Some(3), "{}", out.stderr);
     assert!(
         out.stderr.contains("preflight listed the stages"),
@@ -864,67 +870,22 @@ fn a_files_own_header_decides_how_copy_reads_it() {
     };
     let (empty_gzip, header_only) = (beside(&logs[0]), beside(&logs[1]));
     let empties = [&empty_gzip, &header_only];
-    let data_lines = |text: &str| -> Vec<String> {
-        text.lines()
-            .filter(|l| !l.starts_with('#'))
-            .map(str::to_owned)
-            .collect()
-    };
-    let headless = data_lines(&gunzip(headless_log));
-    gzip(headless_log, &(headless.join("\n") + "\n"));
-    let text = gunzip(older_log);
-    let fields_line = text.lines().find(|l| l.starts_with("#Fields:")).unwrap();
-    let older_fields: Vec<&str> = fields_line["#Fields:".len()..]
-        .split_whitespace()
-        .take(24)
-        .collect();
-    let older: Vec<String> = data_lines(&text)
-        .iter()
-        .map(|l| l.split('\t').take(24).collect::<Vec<_>>().join("\t"))
-        .collect();
-    gzip(
-        older_log,
-        &format!(
-            "#Version: 1.0\n#Fields: {}\n{}\n",
-            older_fields.join(" "),
-            older.join("\n")
-        ),
-    );
-    gzip(empties[0], "");
-    gzip(empties[1], &format!("#Version: 1.0\n{fields_line}\n"));
-    let export = walk_files(&setup.stage())
-        .into_iter()
-        .find(|p| {
-            p.to_string_lossy()
-                .contains(&format!("licenses-{}", DAYS[2]))
-        })
-        .expect("the day's license export");
-    let csv = std::fs::read_to_string(&export).unwrap();
-    std::fs::write(&export, csv.replacen("seats,is_trial", "is_trial,seats", 1)).unwrap();
+    let headless = strip_log_header(headless_log);
+    let (older, fields_line) = make_older_log(older_log, 24, false);
+    write_empty_logs(empties[0], empties[1], &fields_line);
+    let export = swap_license_header(&setup.stage(), DAYS[2]);
 
     let bucket = format!("sf-header-test-{}", std::process::id());
     moto.upload_dir(&bucket, "raw/", &setup.stage());
-    let mut command = setup.command(&["diagnostics", "licenses", "--date", DAYS[2]]);
-    command
-        .env("STAGE_ROOT", format!("s3://{bucket}/raw"))
-        .env("S3_ENDPOINT_URL", &moto.endpoint)
-        .env("AWS_ACCESS_KEY_ID", "test-key")
-        .env("AWS_SECRET_ACCESS_KEY", AWS_SECRET);
-    let out = setup.run_command(command);
+    let out = setup.run_command(setup.listing_s3(
+        moto,
+        &bucket,
+        &["diagnostics", "licenses", "--date", DAYS[2]],
+    ));
     // The logs load; the license export alone fails: some files failed.
     assert_eq!(out.code, Some(3), "{}", out.stderr);
     let report = parse_report(&out);
-    let outcome = |path: &std::path::Path| {
-        let name = path.file_name().unwrap().to_string_lossy().into_owned();
-        report["loads"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .flat_map(|l| l["files"].as_array().unwrap())
-            .find(|f| f["file"].as_str().unwrap().ends_with(&name))
-            .unwrap_or_else(|| panic!("{name} not in {report}"))
-            .clone()
-    };
+    let outcome = |path: &std::path::Path| outcome_of(&report, path);
     let headless_outcome = outcome(headless_log);
     assert_eq!(headless_outcome["status"], "LOADED", "{report}");
     assert_eq!(headless_outcome["rows_loaded"], headless.len() as u64);

@@ -124,3 +124,89 @@ pub fn walk_files(dir: &Path) -> Vec<PathBuf> {
     out.sort();
     out
 }
+
+/// A CloudFront log's lines that are not `#` header lines.
+fn data_lines(text: &str) -> Vec<String> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Rewrites a CloudFront log without its `#` lines; its data lines.
+pub fn strip_log_header(log: &Path) -> Vec<String> {
+    let lines = data_lines(&gunzip(log));
+    gzip(log, &(lines.join("\n") + "\n"));
+    lines
+}
+
+/// Rewrites a CloudFront log as an older one, whose `#Fields:` names only the first `fields`;
+/// with `short_last`, its last line has only 10 fields. Its data lines, and its original
+/// `#Fields:` line.
+pub fn make_older_log(log: &Path, fields: usize, short_last: bool) -> (Vec<String>, String) {
+    let text = gunzip(log);
+    let fields_line = text
+        .lines()
+        .find(|l| l.starts_with("#Fields:"))
+        .unwrap()
+        .to_owned();
+    let older_fields: Vec<&str> = fields_line["#Fields:".len()..]
+        .split_whitespace()
+        .take(fields)
+        .collect();
+    let mut older: Vec<String> = data_lines(&text)
+        .iter()
+        .map(|l| l.split('\t').take(fields).collect::<Vec<_>>().join("\t"))
+        .collect();
+    if short_last {
+        let last = older.len() - 1;
+        older[last] = older[last]
+            .split('\t')
+            .take(10)
+            .collect::<Vec<_>>()
+            .join("\t");
+    }
+    gzip(
+        log,
+        &format!(
+            "#Version: 1.0\n#Fields: {}\n{}\n",
+            older_fields.join(" "),
+            older.join("\n")
+        ),
+    );
+    (older, fields_line)
+}
+
+/// Writes an empty gzip, and a log of header lines only.
+pub fn write_empty_logs(empty_gzip: &Path, header_only: &Path, fields_line: &str) {
+    gzip(empty_gzip, "");
+    gzip(header_only, &format!("#Version: 1.0\n{fields_line}\n"));
+}
+
+/// Swaps two names in the header of the day's license export below `stage`; its path.
+pub fn swap_license_header(stage: &Path, day: &str) -> PathBuf {
+    let export = walk_files(stage)
+        .into_iter()
+        .find(|p| p.to_string_lossy().contains(&format!("licenses-{day}")))
+        .expect("the day's license export");
+    let text = std::fs::read_to_string(&export).unwrap();
+    std::fs::write(
+        &export,
+        text.replacen("seats,is_trial", "is_trial,seats", 1),
+    )
+    .unwrap();
+    export
+}
+
+/// The report's outcome of the file named as `path` is.
+pub fn outcome_of(report: &Value, path: &Path) -> Value {
+    let name = path.file_name().unwrap().to_string_lossy().into_owned();
+    report["loads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|l| l["files"].as_array().unwrap())
+        .find(|f| f["file"].as_str().unwrap().ends_with(&name))
+        .unwrap_or_else(|| panic!("{name} not in {report}"))
+        .clone()
+}

@@ -124,24 +124,11 @@ impl S3 {
     /// The first `bytes` of one object (a ranged GET; at most `bytes` are kept even where a
     /// server ignores the range).
     pub async fn start_of(&self, bucket: &str, key: &str, bytes: u64) -> Result<Vec<u8>, S3Error> {
-        let fail = |message: String| S3Error {
-            bucket: bucket.to_owned(),
-            key: key.to_owned(),
-            message,
-        };
-        self.requests.fetch_add(1, Ordering::Relaxed);
-        let object = self
-            .client
-            .get_object()
-            .bucket(bucket)
-            .key(key)
-            .range(format!("bytes=0-{}", bytes.saturating_sub(1)))
-            .send()
-            .await
-            .map_err(|e| fail(format!("cannot fetch its start: {}", describe(&e))))?;
+        let fail = failure(bucket, key);
+        let range = format!("bytes=0-{}", bytes.saturating_sub(1));
+        let mut body = self.get(bucket, key, Some(range)).await?;
         let limit = usize::try_from(bytes).unwrap_or(usize::MAX);
         let mut start = Vec::new();
-        let mut body = object.body;
         while start.len() < limit {
             let Some(chunk) = body
                 .try_next()
@@ -156,6 +143,26 @@ impl S3 {
         Ok(start)
     }
 
+    /// One object's body, or the part of it `range` names.
+    async fn get(
+        &self,
+        bucket: &str,
+        key: &str,
+        range: Option<String>,
+    ) -> Result<aws_sdk_s3::primitives::ByteStream, S3Error> {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        let object = self
+            .client
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .set_range(range)
+            .send()
+            .await
+            .map_err(|e| failure(bucket, key)(format!("cannot fetch: {}", describe(&e))))?;
+        Ok(object.body)
+    }
+
     /// Streams one object into `destination`.
     pub async fn download(
         &self,
@@ -163,20 +170,8 @@ impl S3 {
         key: &str,
         destination: &Path,
     ) -> Result<(), S3Error> {
-        let fail = |message: String| S3Error {
-            bucket: bucket.to_owned(),
-            key: key.to_owned(),
-            message,
-        };
-        self.requests.fetch_add(1, Ordering::Relaxed);
-        let object = self
-            .client
-            .get_object()
-            .bucket(bucket)
-            .key(key)
-            .send()
-            .await
-            .map_err(|e| fail(format!("cannot fetch: {}", describe(&e))))?;
+        let fail = failure(bucket, key);
+        let mut body = self.get(bucket, key, None).await?;
         if let Some(parent) = destination.parent() {
             tokio::fs::create_dir_all(parent)
                 .await
@@ -185,7 +180,6 @@ impl S3 {
         let mut file = tokio::fs::File::create(destination)
             .await
             .map_err(|e| fail(format!("cannot write {}: {e}", destination.display())))?;
-        let mut body = object.body;
         while let Some(chunk) = body
             .try_next()
             .await
@@ -199,6 +193,15 @@ impl S3 {
             .await
             .map_err(|e| fail(format!("cannot write {}: {e}", destination.display())))?;
         Ok(())
+    }
+}
+
+/// An error about one object, with its message.
+fn failure<'a>(bucket: &'a str, key: &'a str) -> impl Fn(String) -> S3Error + 'a {
+    move |message| S3Error {
+        bucket: bucket.to_owned(),
+        key: key.to_owned(),
+        message,
     }
 }
 
