@@ -807,7 +807,7 @@ fn bitnami_values_without_tokens_with_a_clashing_name_a_port_or_old_images_are_r
             "repository: bitnamilegacy/redis",
             "repository: bitnami/redis",
         ),
-        ("tag: 3.0.6-debian-12-r0", "tag: 3.0.5-debian-12-r0"),
+        ("tag: 3.0.5-debian-12-r0", "tag: 3.0.6-debian-12-r0"),
         (
             "https://github.com/YOUR-ORG/data-jobs.git",
             "https://github.com/<org>/data-jobs.git",
@@ -833,7 +833,7 @@ fn bitnami_values_without_tokens_with_a_clashing_name_a_port_or_old_images_are_r
             "rbac.create is not true",
             "image.repository is bitnami/airflow",
             "redis.image.repository is bitnami/redis",
-            "image.tag 3.0.5-debian-12-r0 is not Airflow 3.0.6",
+            "image.tag 3.0.6-debian-12-r0 is not Airflow 3.0.5, the Airflow chart 25.1.0 ships",
             "dags.repositories[0].repository https://github.com/<org>/data-jobs.git holds a <placeholder>",
             "no dags.repositories entry has path k8s/airflow/dags",
             "defaultSidecars.syncDAGsPlugins.interval is 5, not 60 s",
@@ -882,7 +882,7 @@ fn official_chart_values_and_install_commands_that_do_not_match_are_reported() {
     ] {
         edit(root, APACHE, from, to);
     }
-    edit(root, "README.md", "--version 25.0.6", "--version 24.0.0");
+    edit(root, "README.md", "--version 25.1.0", "--version 24.0.0");
     edit(
         root,
         "README.md",
@@ -902,7 +902,7 @@ fn official_chart_values_and_install_commands_that_do_not_match_are_reported() {
             "dags.gitSync.subPath is dags, not k8s/airflow/dags",
             "postgresql.image.repository is bitnami/postgresql",
             "airflow/values-apache.yaml: DATA_JOBS_REGISTRY is not in the workers' environment",
-            "README.md: the install of the Bitnami chart pins --version 24.0.0, not 25.0.6",
+            "README.md: the install of the Bitnami chart pins --version 24.0.0, not 25.1.0",
             "README.md: the install of the official chart names no release",
         ],
     );

