@@ -461,6 +461,13 @@ fn a_wrong_date_a_missing_alert_an_unmounted_spec_or_script_is_reported() {
         r#"trigger_rule="all_done","#,
         r#"trigger_rule="one_failed","#,
     );
+    // A run that times out skips the failure-alert task: only the DAG's callback can alert.
+    edit(
+        copy.path(),
+        "airflow/dags/pg_job.py",
+        "    on_failure_callback=alert_timed_out_run,\n",
+        "",
+    );
     edit(
         copy.path(),
         "cronjobs/permissions.yaml",
@@ -504,6 +511,7 @@ fn a_wrong_date_a_missing_alert_an_unmounted_spec_or_script_is_reported() {
             "DAG stage_import task releases: no lookback",
             "DAG transform: has no failure alert",
             "DAG stage_import task failure-alert: trigger_rule is one_failed, not all_done",
+            "DAG pg_job: has no on_failure_callback alert_timed_out_run",
             "container apply: PERMISSIONS_SPEC=/etc/roles.yml is not inside any mounted volume",
             "pg-job script opportunity-snapshots has no",
             "CronJob/permissions: has no failure alert",
@@ -741,6 +749,38 @@ fn yaml_files_pass_yamllint() {
 }
 
 /// Runs `tests/deploy/check_values.py` on a `k8s/` directory.
+/// The failure alerts under Airflow's real scheduler (`airflow standalone`: LocalExecutor,
+/// SQLite), the pods faked at the Kubernetes API: a run that hits its dagrun_timeout alerts
+/// through the DAG's callback, and two loads failing side by side are named in one alert.
+/// `dag.test()` shows neither: it runs tasks one at a time and never times a run out.
+#[test]
+fn a_timed_out_run_and_two_parallel_failures_alert_under_the_real_scheduler() {
+    let Some(python) = deploy_tool("python") else {
+        return;
+    };
+    let mut command = Command::new(python);
+    command
+        .arg(repo().join("tests/deploy/scheduler_run.py"))
+        .arg("--dags")
+        .arg(repo().join("k8s/airflow/dags"));
+    let out = run(command);
+    assert_eq!(
+        out.code,
+        Some(0),
+        "{}\n{}",
+        out.stdout,
+        out.stderr
+            .chars()
+            .rev()
+            .take(3000)
+            .collect::<String>()
+            .chars()
+            .rev()
+            .collect::<String>()
+    );
+    assert!(out.stdout.contains("checked 2 runs"), "{}", out.stdout);
+}
+
 fn check_values(python: &Path, k8s: &Path) -> Run {
     let mut command = Command::new(python);
     command
@@ -800,6 +840,10 @@ fn bitnami_values_without_tokens_with_a_clashing_name_a_port_or_old_images_are_r
         ),
         ("rbac:\n  create: true", "rbac:\n  create: false"),
         (
+            "dagProcessor:\n  automountServiceAccountToken: true",
+            "dagProcessor:\n  automountServiceAccountToken: false",
+        ),
+        (
             "repository: bitnamilegacy/airflow",
             "repository: bitnami/airflow",
         ),
@@ -830,6 +874,7 @@ fn bitnami_values_without_tokens_with_a_clashing_name_a_port_or_old_images_are_r
             "the chart renders base_url https://airflow.example.com:8080, which carries port 8080",
             "worker pods get no service-account token",
             "triggerer pods get no service-account token",
+            "dagProcessor pods get no service-account token",
             "rbac.create is not true",
             "image.repository is bitnami/airflow",
             "redis.image.repository is bitnami/redis",

@@ -89,10 +89,23 @@ class Run:
 
 
 class FakeCluster:
-    """The API server's side of the calls KubernetesPodOperator makes."""
+    """The API server's side of the calls KubernetesPodOperator makes.
 
-    def __init__(self, failing: list[str]):
+    The pods of the `failing` tasks exit 1, the others 0; those of the `sleeping` tasks run for
+    that many seconds first. With `record_dir`, every pod body sent is also written there as a
+    JSON file (for a run whose tasks are other processes: `fake_cluster/sitecustomize.py`).
+    """
+
+    def __init__(
+        self,
+        failing: list[str],
+        sleeping: dict[str, float] | None = None,
+        record_dir: Path | None = None,
+    ):
         self.failing = failing
+        self.sleeping = sleeping or {}
+        self.record_dir = record_dir
+        self.created: dict[str, float] = {}
         self.bodies: list[dict[str, Any]] = []
         self.events_listed: set[str] = set()
 
@@ -126,8 +139,30 @@ class FakeCluster:
 
             def _pod(self, name: str, namespace: str) -> Any:
                 body = self._body(name)
-                code = 1 if self._task(name) in cluster.failing else 0
+                task = self._task(name)
+                code = 1 if task in cluster.failing else 0
                 containers = body["spec"]["containers"]
+                import time
+
+                if time.time() < cluster.created.get(name, 0) + cluster.sleeping.get(task, 0):
+                    return k8s.V1Pod(
+                        metadata=k8s.V1ObjectMeta(
+                            name=name, namespace=namespace, labels=body["metadata"].get("labels"),
+                            resource_version="1",
+                        ),
+                        spec=k8s.V1PodSpec(containers=[k8s.V1Container(name=c["name"]) for c in containers]),
+                        status=k8s.V1PodStatus(
+                            phase="Running",
+                            container_statuses=[
+                                k8s.V1ContainerStatus(
+                                    name=c["name"], image=c.get("image", ""), image_id="", ready=True,
+                                    restart_count=0,
+                                    state=k8s.V1ContainerState(running=k8s.V1ContainerStateRunning()),
+                                )
+                                for c in containers
+                            ],
+                        ),
+                    )
                 return k8s.V1Pod(
                     metadata=k8s.V1ObjectMeta(
                         name=name,
@@ -163,6 +198,13 @@ class FakeCluster:
                     body = self.api_client.sanitize_for_serialization(body)
                 body.setdefault("metadata", {})["namespace"] = namespace
                 cluster.bodies.append(body)
+                import json
+                import time
+
+                cluster.created[body["metadata"]["name"]] = time.time()
+                if cluster.record_dir is not None:
+                    out = cluster.record_dir / f"{body['metadata']['name']}.json"
+                    out.write_text(json.dumps(body, sort_keys=True))
                 return self._pod(body["metadata"]["name"], namespace)
 
             def read_namespaced_pod(self, name: str, namespace: str, **kwargs: Any) -> Any:

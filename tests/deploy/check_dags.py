@@ -36,7 +36,9 @@ included) and per CronJob container:
   code 2 (podFailurePolicy) instead of retrying a configuration error;
 - the date each run loads: stage-import loads the day that ended before the run started,
   with a lookback;
-- the failure alert: an all_done task downstream of every job task; in the run with two
+- the failure alert: an all_done task downstream of every job task, and the DAG's
+  on_failure_callback alert_timed_out_run for a run that times out (scheduler_run.py runs both
+  under the real scheduler); in the run with two
   failed tasks (the last one and, where a task runs beside it, another) it posts once, with
   each failed task's id, recorded error and log link, the DAG run still ends failed, and
   the failed pods' events were read;
@@ -107,6 +109,8 @@ CREDENTIAL_TEXT = [
 PLACEHOLDER = re.compile(r"^<[^<>]+>$")
 # The task each DAG ends in, that posts the run's failures.
 ALERT_TASK = "failure-alert"
+# Every DAG's on_failure_callback: the alert of a run that timed out (data_jobs_pod.py).
+TIMEOUT_CALLBACK = "alert_timed_out_run"
 IMAGE = re.compile(r"^(?:(?P<registry>.+)/)?data-jobs/(?P<job>[a-z0-9-]+):(?P<tag>[^:@/]+)$")
 UID = 65532
 
@@ -390,6 +394,14 @@ class Checker:
                 self.error(
                     where_dag,
                     f"has no failure alert (a task {ALERT_TASK} running webhook-alert, trigger_rule all_done)",
+                )
+            callbacks = dag.on_failure_callback or []
+            callbacks = callbacks if isinstance(callbacks, list) else [callbacks]
+            if not any(getattr(c, "__name__", "") == TIMEOUT_CALLBACK for c in callbacks):
+                self.error(
+                    where_dag,
+                    f"has no on_failure_callback {TIMEOUT_CALLBACK}: a run that hits its "
+                    "dagrun_timeout skips the failure-alert task and would end without an alert",
                 )
             for alert in alerts:
                 if str(alert.trigger_rule) != "all_done":

@@ -210,6 +210,7 @@ TOKEN_USERS = {
     "workers": "the KubernetesPodOperator tasks",
     "triggerer": "deferrable tasks",
     "scheduler": "the scheduler",
+    "dagProcessor": "the alert of a timed-out run (the DAGs' on_failure_callback)",
 }
 
 
@@ -230,7 +231,10 @@ def check_bitnami(file: str, v: dict, release: str | None, secrets: set[str], ve
     # Tokens: templates/worker/statefulset.yaml, triggerer/statefulset.yaml and
     # scheduler/deployment.yaml render `automountServiceAccountToken: {{ .Values.<c>.automountServiceAccountToken }}`
     # into the pod spec (values.yaml default false), which overrides the ServiceAccount's.
-    check_tokens(file, v, ("worker", "triggerer", "scheduler"), "{}.automountServiceAccountToken", False, report)
+    # dag-processor/deployment.yaml likewise, with the chart's ServiceAccount (airflow.serviceAccountName).
+    check_tokens(
+        file, v, ("worker", "triggerer", "scheduler", "dagProcessor"), "{}.automountServiceAccountToken", False, report
+    )
     if get(v, "rbac.create", False) is not True:
         report.error(file, "rbac.create is not true: the workers' ServiceAccount may not start pods")
 
@@ -351,7 +355,7 @@ def check_apache(file: str, v: dict, release: str | None, secrets: set[str], ver
     # Tokens: templates/{workers,triggerer,scheduler}/*-serviceaccount.yaml render
     # `automountServiceAccountToken: {{ .Values.<c>.serviceAccount.automountServiceAccountToken }}`
     # (values.yaml default true); pods inherit their ServiceAccount's.
-    check_tokens(file, v, ("workers", "triggerer", "scheduler"), "{}.serviceAccount.automountServiceAccountToken",
+    check_tokens(file, v, ("workers", "triggerer", "scheduler", "dagProcessor"), "{}.serviceAccount.automountServiceAccountToken",
                  True, report)
     if get(v, "allowPodLaunching", True) is not True:
         report.error(file, "allowPodLaunching is not true: the workers' ServiceAccount may not start pods")

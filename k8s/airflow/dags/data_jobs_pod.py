@@ -271,7 +271,9 @@ def failure_alert(tasks: Sequence[KubernetesPodOperator]) -> KubernetesPodOperat
         env={
             "ALERT_DAG_ID": "{{ dag.dag_id }}",
             "ALERT_RUN_ID": "{{ run_id }}",
-            "ALERT_EXECUTION_DATE": "{{ ts }}",
+            # A manual run (Airflow 3) has no logical date, and no `ts`: its time is when it was
+            # asked to run.
+            "ALERT_EXECUTION_DATE": "{{ dag_run.logical_date or dag_run.run_after }}",
         },
         operator=FailureAlertOperator,
         trigger_rule="all_done",
@@ -281,6 +283,54 @@ def failure_alert(tasks: Sequence[KubernetesPodOperator]) -> KubernetesPodOperat
     for task in tasks:
         task >> alert
     return alert
+
+
+def alert_timed_out_run(context: Mapping[str, Any]) -> None:
+    """Every DAG's on_failure_callback: alerts a run that hit its dagrun_timeout.
+
+    When a run times out, Airflow's scheduler marks every unfinished task SKIPPED, the
+    failure-alert task among them, and asks the DAG processor to run this callback (reason
+    "timed_out"). It starts the webhook-alert pod itself, without waiting for it: the DAG
+    processor has no task of its own to run it in. Any other failed run (reason
+    "task_failure") was alerted by its failure-alert task. The DAG processor needs the
+    ServiceAccount token and the pod-launching Role the workers have (k8s/README.md).
+    """
+    if context.get("reason") != "timed_out":
+        return
+    dag = context["dag"]
+    run_id = str(context["run_id"])
+    base_url = _airflow_base_url().rstrip("/")
+    link = f"{base_url}/dags/{dag.dag_id}/runs/{run_id}"
+    env = {
+        "ALERT_DAG_ID": dag.dag_id,
+        "ALERT_RUN_ID": run_id,
+        "ALERT_TASK_ID": "(the whole run)",
+        "ALERT_ERROR": (
+            f"the run did not finish within its dagrun_timeout ({dag.dagrun_timeout}): Airflow "
+            "skipped every task that had not finished, the failure alert among them"
+        ),
+        "ALERT_LOG_URL": link,
+    }
+    if base_url:
+        env["AIRFLOW_BASE_URL"] = base_url
+    alert = job_pod(
+        "webhook-alert", task_id="timeout-alert", env=env, on_failure_callback=None
+    )
+    pod = alert.build_pod_request_obj(None)
+    pod.metadata.labels = {
+        **(pod.metadata.labels or {}),
+        "dag_id": _label(dag.dag_id),
+        "run_id": _label(run_id),
+        "task_id": "timeout-alert",
+    }
+    alert.hook.core_v1_client.create_namespaced_pod(alert.namespace, pod)
+
+
+def _label(value: str) -> str:
+    """`value` as a Kubernetes label value: at most 63 of [A-Za-z0-9_.-], alphanumeric at both
+    ends."""
+    cleaned = "".join(c if c.isalnum() or c in "_.-" else "_" for c in value)[:63]
+    return cleaned.strip("_.-") or "none"
 
 
 class FailureAlertOperator(KubernetesPodOperator):

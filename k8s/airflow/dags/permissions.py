@@ -15,7 +15,7 @@ from airflow.sdk import DAG
 
 # git-sync puts this directory below the DAG folder, which is what Airflow puts on sys.path.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from data_jobs_pod import DEFAULT_ARGS, SPEC_DIR, failure_alert, job_pod  # noqa: E402
+from data_jobs_pod import DEFAULT_ARGS, SPEC_DIR, alert_timed_out_run, failure_alert, job_pod  # noqa: E402
 
 SPEC = {"PERMISSIONS_SPEC": f"{SPEC_DIR}/roles.yml"}
 
@@ -29,6 +29,8 @@ with DAG(
     max_active_runs=1,
     dagrun_timeout=timedelta(hours=1),
     default_args={**DEFAULT_ARGS, "retries": 0},
+    # A run that times out skips its failure-alert task: this callback alerts instead.
+    on_failure_callback=alert_timed_out_run,
     tags=["data-jobs", "permissions"],
 ):
     plan = job_pod("permissions", task_id="plan", arguments=["plan"], env=SPEC)

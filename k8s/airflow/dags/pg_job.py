@@ -15,7 +15,7 @@ from airflow.sdk import DAG, chain
 
 # git-sync puts this directory below the DAG folder, which is what Airflow puts on sys.path.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from data_jobs_pod import DEFAULT_ARGS, failure_alert, job_pod  # noqa: E402
+from data_jobs_pod import DEFAULT_ARGS, alert_timed_out_run, failure_alert, job_pod  # noqa: E402
 
 SCRIPTS = ["account-arr", "opportunity-snapshot", "opportunitylineitem-snapshot"]
 # A statement that runs longer is cancelled by the server, well inside the task's timeout.
@@ -34,6 +34,8 @@ with DAG(
     # No retry: three scripts with a retry each would outlast the hour; the next hour's run is
     # the retry.
     default_args={**DEFAULT_ARGS, "retries": 0},
+    # A run that times out skips its failure-alert task: this callback alerts instead.
+    on_failure_callback=alert_timed_out_run,
     tags=["data-jobs", "pg-job"],
 ):
     steps = [

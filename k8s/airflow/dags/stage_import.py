@@ -18,7 +18,14 @@ from airflow.sdk import DAG
 
 # git-sync puts this directory below the DAG folder, which is what Airflow puts on sys.path.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from data_jobs_pod import DEFAULT_ARGS, LOADS, failure_alert, job_pod, table_asset  # noqa: E402
+from data_jobs_pod import (  # noqa: E402
+    DEFAULT_ARGS,
+    LOADS,
+    alert_timed_out_run,
+    failure_alert,
+    job_pod,
+    table_asset,
+)
 
 # The day a run loads, and how many days before it are listed again for late files.
 DAY = "{{ macros.ds_add(ds, -1) }}"
@@ -34,6 +41,8 @@ with DAG(
     max_active_runs=1,
     dagrun_timeout=timedelta(hours=6),
     default_args=DEFAULT_ARGS,
+    # A run that times out skips its failure-alert task: this callback alerts instead.
+    on_failure_callback=alert_timed_out_run,
     tags=["data-jobs", "stage-import"],
 ):
     loads = [

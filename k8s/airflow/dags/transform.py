@@ -18,7 +18,7 @@ from airflow.sdk import DAG
 
 # git-sync puts this directory below the DAG folder, which is what Airflow puts on sys.path.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from data_jobs_pod import DEFAULT_ARGS, failure_alert, job_pod  # noqa: E402
+from data_jobs_pod import DEFAULT_ARGS, alert_timed_out_run, failure_alert, job_pod  # noqa: E402
 
 with DAG(
     dag_id="transform",
@@ -30,6 +30,8 @@ with DAG(
     max_active_runs=1,
     dagrun_timeout=timedelta(hours=3),
     default_args=DEFAULT_ARGS,
+    # A run that times out skips its failure-alert task: this callback alerts instead.
+    on_failure_callback=alert_timed_out_run,
     tags=["data-jobs", "dbt"],
 ):
     freshness = job_pod("dbt", task_id="dbt-source-freshness", arguments=["source", "freshness"])
