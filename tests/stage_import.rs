@@ -271,6 +271,21 @@ fn a_touched_file_is_skipped_and_a_rewritten_one_replaces_its_rows() {
     let again = setup.run(&["licenses", "--date", DAYS[2]]);
     assert_eq!(statuses(&parse_report(&again)), ["LOAD_SKIPPED"]);
     assert_eq!(setup.count("licenses.licenses"), 25);
+
+    // Rewritten to its header line only: its rows are replaced by none.
+    std::fs::write(&export, first_records(&text, 0)).unwrap();
+    let emptied = setup.run(&["licenses", "--date", DAYS[2]]);
+    assert_eq!(emptied.code, Some(0), "{}", emptied.stderr);
+    let report = parse_report(&emptied);
+    assert_eq!(statuses(&report), ["RELOADED"]);
+    let outcome = &report["loads"][0]["files"][0];
+    assert_eq!(outcome["rows_loaded"], 0, "{report}");
+    assert_eq!(outcome["rows_replaced"], 25, "{report}");
+    assert_eq!(setup.count("licenses.licenses"), 0);
+    // From then on the day has no data: EMPTY, exit 4.
+    let after = setup.run(&["licenses", "--date", DAYS[2]]);
+    assert_eq!(after.code, Some(4), "{}", after.stderr);
+    assert_eq!(statuses(&parse_report(&after)), ["EMPTY"]);
 }
 
 /// A file is read by its own header: a CloudFront log without its `#` lines keeps its first

@@ -577,6 +577,25 @@ fn a_rewritten_file_replaces_its_earlier_rows() {
     assert_eq!(again.code, Some(0), "{}", again.stderr);
     assert_eq!(statuses(&parse_report(&again)), ["LOAD_SKIPPED"]);
     assert_eq!(setup.count("licenses.licenses"), 16);
+
+    // Rewritten to its header line only: its rows are replaced by none, in the same
+    // transaction; from then on the day has no data (EMPTY, exit 4).
+    std::fs::write(&export, first_records(&text, 0)).unwrap();
+    let emptied = setup.run(&["licenses", "--date", DAY]);
+    assert_eq!(emptied.code, Some(0), "{}", emptied.stderr);
+    let report = parse_report(&emptied);
+    assert_eq!(statuses(&report), ["RELOADED"], "{report}");
+    let outcome = &report["loads"][0]["files"][0];
+    assert_eq!(outcome["rows_loaded"], 0, "{report}");
+    assert_eq!(outcome["rows_replaced"], 6, "{report}");
+    assert_eq!(
+        setup.count("licenses.licenses"),
+        10,
+        "the other day untouched"
+    );
+    let after = setup.run(&["licenses", "--date", DAY]);
+    assert_eq!(after.code, Some(4), "{}", after.stderr);
+    assert_eq!(statuses(&parse_report(&after)), ["EMPTY"]);
 }
 
 /// A re-run 30 days after the load, when COPY_HISTORY (14 days) has forgotten it but COPY's

@@ -180,6 +180,7 @@ impl LoadJob {
         let mut outcomes: BTreeMap<String, FileOutcome> = BTreeMap::new();
         let mut new_files = Vec::new();
         let mut known = Known::default();
+        let mut emptied = Vec::new();
         for file in &self.files {
             let tag = loaded_before.get(&file.path);
             if tag == Some(&file.tag) {
@@ -189,6 +190,14 @@ impl LoadJob {
             let inspected = header::inspect(&self.root.join(&file.path), &self.format);
             let read = match Decision::of(&file.path, inspected, &self.format) {
                 Decision::Read(shape) => shape,
+                // Rewritten to hold no row: its earlier rows go (below), as a rewritten file's
+                // are replaced by its new ones.
+                Decision::Outcome(outcome)
+                    if outcome.status == FileStatus::Empty && (self.reload || tag.is_some()) =>
+                {
+                    emptied.push(file.clone());
+                    continue;
+                }
                 Decision::Outcome(outcome) => {
                     outcomes.insert(file.path.clone(), outcome);
                     continue;
@@ -236,6 +245,17 @@ impl LoadJob {
                 }
             };
             for outcome in loaded {
+                outcomes.insert(outcome.file.clone(), outcome);
+            }
+        }
+        if !emptied.is_empty() {
+            let emptied = self
+                .replace_with_nothing(connection, &emptied)
+                .map_err(|failure| match failure {
+                    BatchFailure::Interrupted => WarehouseError::Interrupted,
+                    BatchFailure::Failed(e) => query_error(&format!("emptying {}", self.table))(e),
+                })?;
+            for outcome in emptied {
                 outcomes.insert(outcome.file.clone(), outcome);
             }
         }
@@ -458,6 +478,54 @@ impl LoadJob {
         self.stop_if_interrupted()?;
         transaction.commit()?;
         // Rejects are kept per connection; the next load reads only its own scan.
+        Ok(outcomes)
+    }
+
+    /// Files loaded before (or `--reload`ed) that now hold no data row: their rows go, in one
+    /// transaction. One whose rows the table held is RELOADED (`rows_replaced`); one it held
+    /// nothing of stays EMPTY, as it is on the next run (no load is recorded for a file
+    /// without rows, as on Snowflake, where the table is the only record).
+    fn replace_with_nothing(
+        &self,
+        connection: &mut Connection,
+        files: &[StagedFile],
+    ) -> Result<Vec<FileOutcome>, BatchFailure> {
+        let list = files
+            .iter()
+            .map(|f| sql_literal(&f.path))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let transaction = connection.transaction()?;
+        let held = rows_per_file(
+            &transaction,
+            &format!(
+                "SELECT {SOURCE_FILE_COLUMN}, count(*) FROM {} WHERE {SOURCE_FILE_COLUMN} IN ({list})
+                 GROUP BY 1",
+                self.table
+            ),
+        )?;
+        transaction.execute(
+            &format!(
+                "DELETE FROM {} WHERE {SOURCE_FILE_COLUMN} IN ({list})",
+                self.table
+            ),
+            [],
+        )?;
+        let mut outcomes = Vec::new();
+        for file in files {
+            let rows_replaced = held.get(&file.path).copied().unwrap_or(0);
+            if rows_replaced == 0 {
+                outcomes.push(FileOutcome::empty(&file.path));
+                continue;
+            }
+            outcomes.push(FileOutcome {
+                status: FileStatus::Reloaded,
+                rows_replaced,
+                ..FileOutcome::empty(&file.path)
+            });
+        }
+        self.stop_if_interrupted()?;
+        transaction.commit()?;
         Ok(outcomes)
     }
 

@@ -221,6 +221,19 @@ impl Loader for SnowflakeWarehouse {
                     }
                 }
             }
+            if failure.is_none()
+                && let Err(error) = replace_with_nothing(&transaction, load, &mut settled).await
+            {
+                match error {
+                    Replace::Snowflake(error) => failure = Some(error),
+                    Replace::Answer(message) => {
+                        if transaction.rollback().await.is_err() {
+                            let _ = connection.close().await;
+                        }
+                        return Err(WarehouseError::Query { what, message });
+                    }
+                }
+            }
             match failure {
                 None => transaction.commit().await.map_err(snowflake_error(&what))?,
                 Some(error) => {
@@ -301,15 +314,19 @@ impl Loader for SnowflakeWarehouse {
                     what: what.clone(),
                     message,
                 })?;
+            let replace_error = |e| match e {
+                Replace::Snowflake(e) => snowflake_error(&what)(e),
+                Replace::Answer(message) => WarehouseError::Query {
+                    what: what.clone(),
+                    message,
+                },
+            };
             replace_earlier_rows(&transaction, load, &mut outcomes)
                 .await
-                .map_err(|e| match e {
-                    Replace::Snowflake(e) => snowflake_error(&what)(e),
-                    Replace::Answer(message) => WarehouseError::Query {
-                        what: what.clone(),
-                        message,
-                    },
-                })?;
+                .map_err(replace_error)?;
+            replace_with_nothing(&transaction, load, &mut settled)
+                .await
+                .map_err(replace_error)?;
             Ok::<_, WarehouseError>(outcomes)
         };
         let mut copied_outcomes = match step.await {
@@ -454,6 +471,61 @@ async fn replace_earlier_rows(
         }
     }
     Ok(())
+}
+
+/// In the load's transaction: the files that now hold no data row (EMPTY) lose the rows the table
+/// holds of them, as a file rewritten with other rows loses its earlier ones, and become
+/// RELOADED. A file the table holds nothing of stays EMPTY.
+async fn replace_with_nothing(
+    transaction: &snowflake_conn::Transaction,
+    load: &Load,
+    settled: &mut BTreeMap<String, FileOutcome>,
+) -> Result<(), Replace> {
+    let empty: Vec<&str> = settled
+        .values()
+        .filter(|o| o.status == FileStatus::Empty)
+        .map(|o| o.file.as_str())
+        .collect();
+    let mut held: BTreeMap<String, u64> = BTreeMap::new();
+    for batch in empty.chunks(MAX_FILES_PER_COPY) {
+        let counted = transaction
+            .query(&count_rows_sql(load, batch))
+            .await
+            .map_err(Replace::Snowflake)?;
+        for row in counted.rows() {
+            let answer = |e: snowflake_conn::ValueError| Replace::Answer(e.to_string());
+            held.insert(
+                row.text("SOURCE_FILE").map_err(answer)?.to_owned(),
+                row.u64("ROW_COUNT").map_err(answer)?,
+            );
+        }
+    }
+    let gone: Vec<&str> = held.keys().map(String::as_str).collect();
+    for batch in gone.chunks(MAX_FILES_PER_COPY) {
+        transaction
+            .query(&delete_rows_sql(load, batch))
+            .await
+            .map_err(Replace::Snowflake)?;
+    }
+    for (file, rows) in held {
+        if let Some(outcome) = settled.get_mut(&file) {
+            outcome.status = FileStatus::Reloaded;
+            outcome.rows_replaced = rows;
+        }
+    }
+    Ok(())
+}
+
+/// Per file of `files`, how many rows the table holds of it.
+pub fn count_rows_sql(load: &Load, files: &[&str]) -> String {
+    let names: Vec<String> = files.iter().map(|f| quote_literal(f)).collect();
+    format!(
+        "SELECT {file} AS source_file, COUNT(*) AS row_count FROM {table} \
+         WHERE {file} IN ({names}) GROUP BY 1",
+        file = quote_ident(SOURCE_FILE_COLUMN),
+        table = qualified(&load.schema, &load.table),
+        names = names.join(", "),
+    )
 }
 
 /// Each of `files` with its newest `_loaded_at`, as a subquery named `newest`.
@@ -726,7 +798,13 @@ pub fn history_sql(load: &Load) -> String {
 
 /// Removes the rows of `files` before a `--reload` loads them again.
 pub fn delete_sql(load: &Load, files: &[StagedFile]) -> String {
-    let names: Vec<String> = files.iter().map(|f| quote_literal(&f.path)).collect();
+    let paths: Vec<&str> = files.iter().map(|f| f.path.as_str()).collect();
+    delete_rows_sql(load, &paths)
+}
+
+/// Removes every row of `files`.
+fn delete_rows_sql(load: &Load, files: &[&str]) -> String {
+    let names: Vec<String> = files.iter().map(|f| quote_literal(f)).collect();
     format!(
         "DELETE FROM {} WHERE {} IN ({})",
         qualified(&load.schema, &load.table),
