@@ -659,6 +659,35 @@ fn a_file_left_out_of_copys_result_is_unknown_unless_its_history_shows_a_load() 
         "the history was asked"
     );
 
+    // The history cannot be read: the file is UNKNOWN, and says that it could not be checked
+    // (not that no earlier load was found).
+    snow.script(
+        Rule::statement("COPY INTO licenses.licenses")
+            .vanish(&format!("licenses-{DAY}"))
+            .for_user("BLIND_TEST"),
+    );
+    snow.script(
+        Rule::statement("COPY_HISTORY")
+            .http_status(403)
+            .times(-1)
+            .for_user("BLIND_TEST"),
+    );
+    let mut blind = setup.command(&["licenses", "--date", DAY]);
+    blind.env("SNOWFLAKE_LOAD_USER", "blind_test");
+    let out = setup.run_command(blind);
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    let report = parse_report(&out);
+    assert_eq!(statuses(&report), ["UNKNOWN"]);
+    let error = files(&report, "licenses")[0]["first_error"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        error.contains("could not be checked: reading COPY_HISTORY failed")
+            && !error.contains("holds no row"),
+        "{error}"
+    );
+
     // Back on the stage: loaded; then skipped, as the history confirms.
     let again = run_as(&["licenses", "--date", DAY]);
     assert_eq!(again.code, Some(0), "{}", again.stderr);

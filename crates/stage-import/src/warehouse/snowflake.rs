@@ -69,6 +69,7 @@ async fn confirm_skips(warehouse: &SnowflakeWarehouse, load: &Load, outcomes: &m
                 "cannot read COPY_HISTORY to confirm {} skipped file(s): {err}",
                 unknown.len()
             );
+            unchecked(outcomes, &unknown, "COPY_HISTORY", &err);
             return;
         }
     };
@@ -108,6 +109,7 @@ async fn confirm_skips(warehouse: &SnowflakeWarehouse, load: &Load, outcomes: &m
                 "cannot read the table's files to confirm {} skipped file(s): {err}",
                 still_unknown.len()
             );
+            unchecked(outcomes, &still_unknown, "the table's _source_file", &err);
             return;
         }
     };
@@ -119,6 +121,24 @@ async fn confirm_skips(warehouse: &SnowflakeWarehouse, load: &Load, outcomes: &m
         if held.contains(&outcomes[i].file) {
             outcomes[i] = FileOutcome::skipped(&outcomes[i].file.clone());
         }
+    }
+}
+
+/// The UNKNOWN files at `indexes` whose earlier load could not be looked up in `source`: their
+/// message says so, instead of claiming that no earlier load was found.
+fn unchecked(
+    outcomes: &mut [FileOutcome],
+    indexes: &[usize],
+    source: &str,
+    error: &snowflake_conn::Error,
+) {
+    let first_line = error.to_string();
+    let first_line = first_line.lines().next().unwrap_or_default();
+    for &i in indexes {
+        outcomes[i].first_error = Some(format!(
+            "COPY's result does not mention it, and whether it was loaded before could not be \
+             checked: reading {source} failed ({first_line}); --reload loads it"
+        ));
     }
 }
 
