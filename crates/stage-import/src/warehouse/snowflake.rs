@@ -463,27 +463,13 @@ async fn replace_earlier_rows(
         .filter(|o| o.rows_loaded > 0)
         .map(|o| o.file.as_str())
         .collect();
-    let mut replaced: BTreeMap<String, u64> = BTreeMap::new();
-    for batch in loaded.chunks(MAX_FILES_PER_COPY) {
-        let counted = transaction
-            .query(&count_earlier_rows_sql(load, batch))
-            .await
-            .map_err(Replace::Snowflake)?;
-        for row in counted.rows() {
-            let answer = |e: snowflake_conn::ValueError| Replace::Answer(e.to_string());
-            replaced.insert(
-                row.text("SOURCE_FILE").map_err(answer)?.to_owned(),
-                row.u64("ROW_COUNT").map_err(answer)?,
-            );
-        }
-    }
-    let rewritten: Vec<&str> = replaced.keys().map(String::as_str).collect();
-    for batch in rewritten.chunks(MAX_FILES_PER_COPY) {
-        transaction
-            .query(&delete_earlier_rows_sql(load, batch))
-            .await
-            .map_err(Replace::Snowflake)?;
-    }
+    let replaced = delete_counted(
+        transaction,
+        &loaded,
+        |batch| count_earlier_rows_sql(load, batch),
+        |batch| delete_earlier_rows_sql(load, batch),
+    )
+    .await?;
     for outcome in outcomes {
         if let Some(&rows) = replaced.get(&outcome.file) {
             outcome.status = FileStatus::Reloaded;
@@ -506,27 +492,13 @@ async fn replace_with_nothing(
         .filter(|o| o.status == FileStatus::Empty)
         .map(|o| o.file.as_str())
         .collect();
-    let mut held: BTreeMap<String, u64> = BTreeMap::new();
-    for batch in empty.chunks(MAX_FILES_PER_COPY) {
-        let counted = transaction
-            .query(&count_rows_sql(load, batch))
-            .await
-            .map_err(Replace::Snowflake)?;
-        for row in counted.rows() {
-            let answer = |e: snowflake_conn::ValueError| Replace::Answer(e.to_string());
-            held.insert(
-                row.text("SOURCE_FILE").map_err(answer)?.to_owned(),
-                row.u64("ROW_COUNT").map_err(answer)?,
-            );
-        }
-    }
-    let gone: Vec<&str> = held.keys().map(String::as_str).collect();
-    for batch in gone.chunks(MAX_FILES_PER_COPY) {
-        transaction
-            .query(&delete_rows_sql(load, batch))
-            .await
-            .map_err(Replace::Snowflake)?;
-    }
+    let held = delete_counted(
+        transaction,
+        &empty,
+        |batch| count_rows_sql(load, batch),
+        |batch| delete_rows_sql(load, batch),
+    )
+    .await?;
     for (file, rows) in held {
         if let Some(outcome) = settled.get_mut(&file) {
             outcome.status = FileStatus::Reloaded;
@@ -534,6 +506,39 @@ async fn replace_with_nothing(
         }
     }
     Ok(())
+}
+
+/// Counts, per file of `files`, the rows `count` selects (`source_file`, `row_count`), then
+/// deletes them with `delete` for the files that have any: both in batches of
+/// [`MAX_FILES_PER_COPY`]. The counts of the files that had rows.
+async fn delete_counted(
+    transaction: &snowflake_conn::Transaction,
+    files: &[&str],
+    count: impl Fn(&[&str]) -> String,
+    delete: impl Fn(&[&str]) -> String,
+) -> Result<BTreeMap<String, u64>, Replace> {
+    let mut counted: BTreeMap<String, u64> = BTreeMap::new();
+    for batch in files.chunks(MAX_FILES_PER_COPY) {
+        let answer = transaction
+            .query(&count(batch))
+            .await
+            .map_err(Replace::Snowflake)?;
+        for row in answer.rows() {
+            let unreadable = |e: snowflake_conn::ValueError| Replace::Answer(e.to_string());
+            counted.insert(
+                row.text("SOURCE_FILE").map_err(unreadable)?.to_owned(),
+                row.u64("ROW_COUNT").map_err(unreadable)?,
+            );
+        }
+    }
+    let with_rows: Vec<&str> = counted.keys().map(String::as_str).collect();
+    for batch in with_rows.chunks(MAX_FILES_PER_COPY) {
+        transaction
+            .query(&delete(batch))
+            .await
+            .map_err(Replace::Snowflake)?;
+    }
+    Ok(counted)
 }
 
 /// Per file of `files`, how many rows the table holds of it.
