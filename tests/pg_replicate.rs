@@ -1,7 +1,7 @@
 //! pg-replicate against a real PostgreSQL (`support::postgres`) and the embedded DuckDB file,
 //! read back with DuckDB itself: the first run's full copy, merges that are idempotent, ties on
 //! the bookmark, a transaction that commits late, NULL keys, the type mapping, `--reload`, a
-//! failing table beside good ones, a bad catalog, SIGTERM during the read, and `kill -9` at
+//! column dropped at the source, a failing table beside good ones, a bad catalog, SIGTERM during the read, and `kill -9` at
 //! several points of a load. No test may find the password in any output.
 
 use std::path::Path;
@@ -383,6 +383,68 @@ fn postgres_types_map_to_duckdb_types_as_documented() {
 
 /// A row deleted at the source stays in the warehouse until a full copy (hard deletes are part
 /// 2): `--reload` copies the table anew and swaps it in.
+/// A column dropped at the source (Stitch copied such a table again only on a manual reset):
+/// the table is merged as before, not copied in full; the warehouse keeps the column, NULL in
+/// the rows written from then on, and the report names it.
+#[test]
+fn a_column_dropped_at_the_source_is_kept_and_the_table_merged() {
+    let Some(server) = postgres::plain() else {
+        return;
+    };
+    let db = server.seeded("dropped");
+    let dir = tempfile::tempdir().unwrap();
+    let warehouse = dir.path().join("warehouse.duckdb");
+    let url = server.url(&db, "");
+    replicate_ok(pg_replicate(&url, &warehouse));
+    let industries = duck(
+        &warehouse,
+        "SELECT sfid, industry FROM orgm.account WHERE industry IS NOT NULL ORDER BY sfid",
+    );
+    assert!(industries.len() >= 2, "{industries:?}");
+
+    let changed = &industries[0][..industries[0].find('|').unwrap()];
+    server.psql(
+        &db,
+        &format!(
+            "ALTER TABLE salesforce.account DROP COLUMN industry; \
+             UPDATE salesforce.account SET name = 'Renamed', systemmodstamp = now() + interval '1 second' \
+             WHERE sfid = '{changed}'; \
+             INSERT INTO salesforce.account (sfid, name, isdeleted, systemmodstamp, _hc_lastop) \
+             VALUES ('0011000000DropcoA', 'Dropco', false, now() + interval '1 second', 'SYNCED')"
+        ),
+    );
+    let out = run(pg_replicate(&url, &warehouse));
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("no longer has industry"),
+        "{}",
+        out.stderr
+    );
+    let report: Value = serde_json::from_str(&out.stdout).unwrap();
+    let account = entry(&report, "salesforce.account");
+    assert_eq!(account["mode"], "incremental", "{account}");
+    assert_eq!(account["columns_dropped"], serde_json::json!(["industry"]));
+    assert_eq!(account["inserted"], 1, "{account}");
+    assert_eq!(account["updated"], 1, "{account}");
+    // Kept: the untouched rows keep their value; the rows written now have none.
+    assert_eq!(
+        duck(
+            &warehouse,
+            &format!(
+                "SELECT sfid, industry FROM orgm.account WHERE sfid IN ('{changed}', \
+                 '0011000000DropcoA') ORDER BY sfid"
+            ),
+        ),
+        [format!("{changed}|"), "0011000000DropcoA|".to_owned()]
+    );
+    for kept in &industries[1..] {
+        assert!(
+            duck(&warehouse, "SELECT sfid, industry FROM orgm.account").contains(kept),
+            "{kept} lost"
+        );
+    }
+}
+
 #[test]
 fn reload_copies_a_table_in_full_and_swaps_it_in() {
     let Some(server) = postgres::plain() else {

@@ -375,6 +375,16 @@ async fn replicate_table(run: &Run<'_>, table: &Selected, reload: bool) -> Table
                 entry.bookmark_before.as_deref().unwrap_or("none"),
                 entry.bookmark_after.as_deref().unwrap_or("none"),
             );
+            if !entry.columns_dropped.is_empty() {
+                tracing::warn!(
+                    table = %entry.table,
+                    "{}: the source no longer has {}: kept in {}, NULL in the rows written from \
+                     now on",
+                    entry.table,
+                    entry.columns_dropped.join(", "),
+                    entry.target
+                );
+            }
             if entry.null_key_rows > 0 {
                 tracing::warn!(
                     table = %entry.table,
@@ -487,8 +497,43 @@ async fn replicate_table_inner(
     entry.inserted = loaded.inserted;
     entry.updated = loaded.updated;
     entry.null_key_rows = loaded.null_key_rows;
+    entry.columns_dropped = loaded.columns_dropped;
     entry.bookmark_after = loaded.bookmark;
     Ok(())
+}
+
+/// Whether the table changed since `previous` (a load's signature) only by losing columns: the
+/// keys are the same and every column now read was read before, with the same type. Such a
+/// table keeps its rows and the columns the source dropped (NULL in the rows written from
+/// then on): no full copy.
+fn only_columns_dropped(previous: &str, current: &str) -> bool {
+    fn parts(signature: &str) -> Option<(Vec<&str>, &str)> {
+        let at = signature.find(";key=")?;
+        let columns = signature[..at].strip_prefix("columns=")?;
+        // A type can hold a comma inside parentheses: numeric(18,2).
+        let mut entries = Vec::new();
+        let (mut depth, mut start) = (0i32, 0);
+        for (i, c) in columns.char_indices() {
+            match c {
+                '(' => depth += 1,
+                ')' => depth -= 1,
+                ',' if depth == 0 => {
+                    entries.push(&columns[start..i]);
+                    start = i + 1;
+                }
+                _ => {}
+            }
+        }
+        entries.push(&columns[start..]);
+        Some((entries, &signature[at..]))
+    }
+    let (Some((before, keys_before)), Some((now, keys_now))) = (parts(previous), parts(current))
+    else {
+        return false;
+    };
+    keys_before == keys_now
+        && now.len() < before.len()
+        && now.iter().all(|entry| before.contains(entry))
 }
 
 /// Checks the table against its catalog entry and decides how it is read: in full or from the
@@ -559,7 +604,9 @@ fn prepare(
         _ if reload => Some("--reload"),
         None => Some("first run"),
         Some(b) if !b.target_exists => Some("the warehouse table is missing"),
-        Some(b) if b.signature != signature => Some("the columns or keys changed"),
+        Some(b) if b.signature != signature && !only_columns_dropped(&b.signature, &signature) => {
+            Some("the columns or keys changed")
+        }
         Some(_) => None,
     };
     let since = match bookmark.and_then(|b| b.value.clone()) {
@@ -580,4 +627,28 @@ fn prepare(
         },
         since,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::only_columns_dropped;
+
+    #[test]
+    fn a_table_that_only_lost_columns_is_not_copied_again() {
+        let before = "columns=sfid varchar(18),amount numeric(18,2),stage text;key=systemmodstamp;primary_key=sfid";
+        let dropped =
+            "columns=sfid varchar(18),amount numeric(18,2);key=systemmodstamp;primary_key=sfid";
+        assert!(only_columns_dropped(before, dropped));
+        // A type changed, a column added, the keys changed, or nothing dropped: not this case.
+        let retyped =
+            "columns=sfid varchar(18),amount numeric(20,2);key=systemmodstamp;primary_key=sfid";
+        assert!(!only_columns_dropped(before, retyped));
+        let added = "columns=sfid varchar(18),amount numeric(18,2),other text;key=systemmodstamp;primary_key=sfid";
+        assert!(!only_columns_dropped(before, added));
+        let rekeyed =
+            "columns=sfid varchar(18),amount numeric(18,2);key=createddate;primary_key=sfid";
+        assert!(!only_columns_dropped(before, rekeyed));
+        assert!(!only_columns_dropped(before, before));
+        assert!(!only_columns_dropped("garbage", dropped));
+    }
 }

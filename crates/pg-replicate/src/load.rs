@@ -108,6 +108,8 @@ pub struct Loaded {
     pub updated: u64,
     pub null_key_rows: u64,
     pub bookmark: Option<String>,
+    /// Columns the table has that the source no longer does: kept, NULL in the rows written.
+    pub columns_dropped: Vec<String>,
 }
 
 /// Loads `plan.spool` in one transaction; rolls back (by dropping it) on any failure, and when
@@ -201,6 +203,7 @@ pub fn load(
     }
 
     let stamp = format!("TIMESTAMP {}", sql_literal(&plan.replicated_at));
+    let mut dropped: Vec<String> = Vec::new();
     let (inserted, updated) = if plan.full {
         transaction
             .execute_batch(&format!(
@@ -212,6 +215,23 @@ pub fn load(
         (rows_read, 0)
     } else {
         let columns = names.join(", ");
+        // The table's columns the source dropped: kept, and NULL in every row this load writes.
+        let mut statement = transaction
+            .prepare(
+                "SELECT column_name FROM information_schema.columns \
+                 WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position",
+            )
+            .map_err(query_error("reading the table's columns"))?;
+        dropped = statement
+            .query_map(params![plan.target_schema, plan.target_table], |row| {
+                row.get::<_, String>(0)
+            })
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .map_err(query_error("reading the table's columns"))?
+            .into_iter()
+            .filter(|c| c != REPLICATED_AT && !plan.columns.iter().any(|p| &p.name == c))
+            .collect();
+        drop(statement);
         transaction
             .execute_batch(&format!(
                 "CREATE OR REPLACE TEMP TABLE _changed AS \
@@ -236,6 +256,7 @@ pub fn load(
         let set: Vec<String> = names
             .iter()
             .map(|c| format!("{c} = c.{c}"))
+            .chain(dropped.iter().map(|c| format!("{} = NULL", quote(c))))
             .chain([format!("{REPLICATED_AT} = {stamp}")])
             .collect();
         let values: Vec<String> = names.iter().map(|c| format!("c.{c}")).collect();
@@ -284,6 +305,7 @@ pub fn load(
         updated: count(updated),
         null_key_rows: count(null_key_rows),
         bookmark: greatest,
+        columns_dropped: dropped,
     })
 }
 
@@ -382,6 +404,7 @@ mod tests {
                 updated: 0,
                 null_key_rows: 1,
                 bookmark: Some("2026-12-01 10:00:00".into()),
+                columns_dropped: Vec::new(),
             }
         );
         assert_eq!(

@@ -47,6 +47,8 @@ pub struct TableReport {
     pub updated: u64,
     /// Rows whose replication key is NULL: read and merged on every run.
     pub null_key_rows: u64,
+    /// Columns the warehouse table keeps that the source dropped (NULL in rows written since).
+    pub columns_dropped: Vec<String>,
     pub bookmark_before: Option<String>,
     pub bookmark_after: Option<String>,
     pub seconds: f64,
@@ -66,6 +68,7 @@ impl TableReport {
             inserted: 0,
             updated: 0,
             null_key_rows: 0,
+            columns_dropped: Vec::new(),
             bookmark_before: None,
             bookmark_after: None,
             seconds: 0.0,
