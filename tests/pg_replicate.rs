@@ -1,7 +1,8 @@
 //! pg-replicate against a real PostgreSQL (`support::postgres`) and the embedded DuckDB file,
 //! read back with DuckDB itself: the first run's full copy, merges that are idempotent, ties on
 //! the bookmark, a transaction that commits late, NULL keys, the type mapping, `--reload`, a
-//! column dropped at the source, a failing table beside good ones, a bad catalog, SIGTERM during the read, and `kill -9` at
+//! column dropped at the source, types widened and one that cannot be, a failing table beside
+//! good ones, a bad catalog, SIGTERM during the read, and `kill -9` at
 //! several points of a load. No test may find the password in any output.
 
 use std::path::Path;
@@ -443,6 +444,83 @@ fn a_column_dropped_at_the_source_is_kept_and_the_table_merged() {
             "{kept} lost"
         );
     }
+}
+
+/// A type grown at the source (a wider integer, a decimal with more digits, a longer varchar)
+/// is widened in the warehouse and the table merged, not copied; a type the warehouse column
+/// cannot take fails that table alone, naming the column and both types (exit 3), and leaves it
+/// as it was.
+#[test]
+fn a_widened_type_is_widened_and_an_incompatible_one_fails_its_table() {
+    let Some(server) = postgres::plain() else {
+        return;
+    };
+    let db = database(
+        server,
+        "retyped",
+        "CREATE TABLE salesforce.widget (sfid varchar(18) PRIMARY KEY, qty integer, \
+         price numeric(10,2), label varchar(10), systemmodstamp timestamp); \
+         INSERT INTO salesforce.widget VALUES ('w1', 7, 12.50, 'small', '2026-12-01 10:00:00'); \
+         CREATE TABLE salesforce.gadget (sfid varchar(18) PRIMARY KEY, code text, \
+         systemmodstamp timestamp); \
+         INSERT INTO salesforce.gadget VALUES ('g1', '42', '2026-12-01 10:00:00');",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let warehouse = dir.path().join("warehouse.duckdb");
+    let url = server.url(&db, "");
+    replicate_ok(pg_replicate(&url, &warehouse));
+
+    server.psql(
+        &db,
+        "ALTER TABLE salesforce.widget ALTER COLUMN qty TYPE bigint, \
+         ALTER COLUMN price TYPE numeric(14,2), ALTER COLUMN label TYPE varchar(40); \
+         INSERT INTO salesforce.widget VALUES ('w2', 5000000000, 1234567890.25, \
+         'a label longer than ten', '2026-12-02 10:00:00'); \
+         ALTER TABLE salesforce.gadget ALTER COLUMN code TYPE integer USING code::integer;",
+    );
+    let out = run(pg_replicate(&url, &warehouse));
+    assert_eq!(out.code, Some(3), "{}\n{}", out.stdout, out.stderr);
+    let report: Value = serde_json::from_str(&out.stdout).unwrap();
+    let widget = entry(&report, "salesforce.widget");
+    assert_eq!(widget["status"], "ok", "{widget}");
+    assert_eq!(widget["mode"], "incremental", "{widget}");
+    assert_eq!(
+        widget["columns_widened"],
+        serde_json::json!(["qty BIGINT", "price DECIMAL(14,2)"])
+    );
+    assert_eq!(widget["inserted"], 1, "{widget}");
+    assert_eq!(
+        duck(
+            &warehouse,
+            "SELECT column_name, data_type FROM information_schema.columns \
+             WHERE table_name = 'widget' AND column_name IN ('qty', 'price') ORDER BY 1"
+        ),
+        ["price|DECIMAL(14,2)", "qty|BIGINT"]
+    );
+    assert_eq!(
+        duck(
+            &warehouse,
+            "SELECT sfid, qty, price, label FROM orgm.widget ORDER BY 1"
+        ),
+        [
+            "w1|7|12.50|small",
+            "w2|5000000000|1234567890.25|a label longer than ten"
+        ]
+    );
+    let gadget = entry(&report, "salesforce.gadget");
+    assert_eq!(gadget["status"], "failed", "{gadget}");
+    assert_contains(
+        gadget["error"].as_str().unwrap(),
+        &[
+            "column code changed type from text to integer",
+            "VARCHAR",
+            "--reload",
+        ],
+    );
+    assert_eq!(
+        duck(&warehouse, "SELECT sfid, code FROM orgm.gadget"),
+        ["g1|42"]
+    );
 }
 
 #[test]

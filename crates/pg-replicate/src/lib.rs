@@ -348,6 +348,8 @@ struct Prepared {
     primary_key: Vec<String>,
     signature: String,
     full_copy_reason: Option<&'static str>,
+    /// Columns whose warehouse type is widened before the merge.
+    widened: Vec<(String, String)>,
 }
 
 async fn replicate_table(run: &Run<'_>, table: &Selected, reload: bool) -> TableReport {
@@ -484,6 +486,7 @@ async fn replicate_table_inner(
         signature: prepared.signature,
         spool: spool.path().to_owned(),
         full: prepared.full_copy_reason.is_some(),
+        widen: prepared.widened.clone(),
         previous: entry.bookmark_before.clone(),
         replicated_at: run.replicated_at.clone(),
     };
@@ -498,15 +501,28 @@ async fn replicate_table_inner(
     entry.updated = loaded.updated;
     entry.null_key_rows = loaded.null_key_rows;
     entry.columns_dropped = loaded.columns_dropped;
+    entry.columns_widened = prepared
+        .widened
+        .iter()
+        .map(|(column, target)| format!("{column} {target}"))
+        .collect();
     entry.bookmark_after = loaded.bookmark;
     Ok(())
 }
 
-/// Whether the table changed since `previous` (a load's signature) only by losing columns: the
-/// keys are the same and every column now read was read before, with the same type. Such a
-/// table keeps its rows and the columns the source dropped (NULL in the rows written from
-/// then on): no full copy.
-fn only_columns_dropped(previous: &str, current: &str) -> bool {
+/// How a table's columns changed since its last load (`previous`, that load's signature).
+#[derive(Debug, PartialEq, Eq)]
+enum Drift {
+    /// Columns dropped, reordered, or retyped to what the warehouse column holds already or
+    /// once widened (these `(column, warehouse type)` pairs): the table is merged, not copied.
+    Merge(Vec<(String, String)>),
+    /// New columns, other keys, or a signature that cannot be read: a full copy.
+    FullCopy(&'static str),
+    /// A type the warehouse column cannot take: the table fails, left as it was.
+    Refused(String),
+}
+
+fn drift(previous: &str, current: &str, columns: &[types::ColumnPlan]) -> Drift {
     fn parts(signature: &str) -> Option<(Vec<&str>, &str)> {
         let at = signature.find(";key=")?;
         let columns = signature[..at].strip_prefix("columns=")?;
@@ -527,13 +543,38 @@ fn only_columns_dropped(previous: &str, current: &str) -> bool {
         entries.push(&columns[start..]);
         Some((entries, &signature[at..]))
     }
-    let (Some((before, keys_before)), Some((now, keys_now))) = (parts(previous), parts(current))
+    let (Some((before, keys_before)), Some((_, keys_now))) = (parts(previous), parts(current))
     else {
-        return false;
+        return Drift::FullCopy("the columns or keys changed");
     };
-    keys_before == keys_now
-        && now.len() < before.len()
-        && now.iter().all(|entry| before.contains(entry))
+    if keys_before != keys_now {
+        return Drift::FullCopy("the keys changed");
+    }
+    let mut widened = Vec::new();
+    for column in columns {
+        let entry = format!("{} {}", column.name, column.source_type);
+        if before.contains(&entry.as_str()) {
+            continue;
+        }
+        let prefix = format!("{} ", column.name);
+        let Some(old_type) = before.iter().find_map(|e| e.strip_prefix(&prefix)) else {
+            return Drift::FullCopy("new columns");
+        };
+        let old_target = types::plan(&column.name, old_type).target_type;
+        if old_target == column.target_type {
+            continue;
+        }
+        if !types::widens(&old_target, &column.target_type) {
+            return Drift::Refused(format!(
+                "column {} changed type from {old_type} to {} at the source; the warehouse \
+                 column is {old_target} and cannot hold {} without loss: the table is left as \
+                 it was (--reload copies it in full with the new type)",
+                column.name, column.source_type, column.target_type
+            ));
+        }
+        widened.push((column.name.clone(), column.target_type.clone()));
+    }
+    Drift::Merge(widened)
 }
 
 /// Checks the table against its catalog entry and decides how it is read: in full or from the
@@ -600,13 +641,21 @@ fn prepare(
             .join(","),
         primary_key.join(",")
     );
+    let mut widened = Vec::new();
     let full_copy_reason = match bookmark {
         _ if reload => Some("--reload"),
         None => Some("first run"),
         Some(b) if !b.target_exists => Some("the warehouse table is missing"),
-        Some(b) if b.signature != signature && !only_columns_dropped(&b.signature, &signature) => {
-            Some("the columns or keys changed")
-        }
+        Some(b) if b.signature != signature => match drift(&b.signature, &signature, &columns) {
+            Drift::Merge(columns) => {
+                widened = columns;
+                None
+            }
+            Drift::FullCopy(reason) => Some(reason),
+            Drift::Refused(problem) => {
+                return Err(TableError::Refused(format!("{name}: {problem}")));
+            }
+        },
         Some(_) => None,
     };
     let since = match bookmark.and_then(|b| b.value.clone()) {
@@ -624,6 +673,7 @@ fn prepare(
             primary_key,
             signature,
             full_copy_reason,
+            widened,
         },
         since,
     ))
@@ -631,24 +681,76 @@ fn prepare(
 
 #[cfg(test)]
 mod tests {
-    use super::only_columns_dropped;
+    use super::{Drift, drift};
+    use crate::types::plan;
+
+    fn signature(columns: &[(&str, &str)]) -> (String, Vec<crate::types::ColumnPlan>) {
+        let plans: Vec<_> = columns.iter().map(|(n, t)| plan(n, t)).collect();
+        let list: Vec<String> = columns.iter().map(|(n, t)| format!("{n} {t}")).collect();
+        (
+            format!(
+                "columns={};key=systemmodstamp;primary_key=sfid",
+                list.join(",")
+            ),
+            plans,
+        )
+    }
 
     #[test]
-    fn a_table_that_only_lost_columns_is_not_copied_again() {
-        let before = "columns=sfid varchar(18),amount numeric(18,2),stage text;key=systemmodstamp;primary_key=sfid";
-        let dropped =
-            "columns=sfid varchar(18),amount numeric(18,2);key=systemmodstamp;primary_key=sfid";
-        assert!(only_columns_dropped(before, dropped));
-        // A type changed, a column added, the keys changed, or nothing dropped: not this case.
-        let retyped =
-            "columns=sfid varchar(18),amount numeric(20,2);key=systemmodstamp;primary_key=sfid";
-        assert!(!only_columns_dropped(before, retyped));
-        let added = "columns=sfid varchar(18),amount numeric(18,2),other text;key=systemmodstamp;primary_key=sfid";
-        assert!(!only_columns_dropped(before, added));
-        let rekeyed =
-            "columns=sfid varchar(18),amount numeric(18,2);key=createddate;primary_key=sfid";
-        assert!(!only_columns_dropped(before, rekeyed));
-        assert!(!only_columns_dropped(before, before));
-        assert!(!only_columns_dropped("garbage", dropped));
+    fn drift_merges_drops_and_widenings_and_refuses_what_cannot_widen() {
+        let (before, _) = signature(&[
+            ("sfid", "character varying(18)"),
+            ("qty", "integer"),
+            ("amount", "numeric(18,2)"),
+            ("stage", "text"),
+        ]);
+        let (now, columns) = signature(&[
+            ("sfid", "character varying(18)"),
+            ("qty", "integer"),
+            ("amount", "numeric(18,2)"),
+        ]);
+        assert_eq!(drift(&before, &now, &columns), Drift::Merge(vec![]));
+        let (now, columns) = signature(&[
+            ("sfid", "character varying(40)"),
+            ("qty", "bigint"),
+            ("amount", "numeric(20,2)"),
+            ("stage", "text"),
+        ]);
+        assert_eq!(
+            drift(&before, &now, &columns),
+            Drift::Merge(vec![
+                ("qty".into(), "BIGINT".into()),
+                ("amount".into(), "DECIMAL(20,2)".into())
+            ])
+        );
+        let (now, columns) = signature(&[
+            ("sfid", "character varying(18)"),
+            ("qty", "integer"),
+            ("amount", "numeric(18,2)"),
+            ("stage", "integer"),
+        ]);
+        let Drift::Refused(problem) = drift(&before, &now, &columns) else {
+            panic!("a text column turned integer must be refused");
+        };
+        assert!(
+            problem.contains("stage") && problem.contains("text") && problem.contains("INTEGER"),
+            "{problem}"
+        );
+        let (now, columns) = signature(&[
+            ("sfid", "character varying(18)"),
+            ("qty", "integer"),
+            ("amount", "numeric(18,2)"),
+            ("stage", "text"),
+            ("other", "text"),
+        ]);
+        assert_eq!(
+            drift(&before, &now, &columns),
+            Drift::FullCopy("new columns")
+        );
+        let rekeyed = now.replace("key=systemmodstamp", "key=createddate");
+        assert_eq!(
+            drift(&before, &rekeyed, &columns),
+            Drift::FullCopy("the keys changed")
+        );
     }
 }

@@ -94,6 +94,8 @@ pub struct LoadPlan {
     pub signature: String,
     pub spool: PathBuf,
     pub full: bool,
+    /// Columns whose warehouse type is widened first: `(column, type)`.
+    pub widen: Vec<(String, String)>,
     /// The bookmark the read started from; kept when this load finds no greater key.
     pub previous: Option<String>,
     /// The run's start, `YYYY-MM-DD HH:MM:SS.ffffff` UTC: every row it writes gets it.
@@ -214,6 +216,14 @@ pub fn load(
             .map_err(query_error("creating the table"))?;
         (rows_read, 0)
     } else {
+        for (column, target_type) in &plan.widen {
+            transaction
+                .execute_batch(&format!(
+                    "ALTER TABLE {target} ALTER COLUMN {} SET DATA TYPE {target_type};",
+                    quote(column)
+                ))
+                .map_err(query_error("widening a column"))?;
+        }
         let columns = names.join(", ");
         // The table's columns the source dropped: kept, and NULL in every row this load writes.
         let mut statement = transaction
@@ -356,6 +366,7 @@ mod tests {
             signature: "sig".into(),
             spool: spool.to_owned(),
             full,
+            widen: Vec::new(),
             previous: previous.map(str::to_owned),
             replicated_at: "2026-12-05 10:00:00.000000".into(),
         }

@@ -49,6 +49,8 @@ pub struct TableReport {
     pub null_key_rows: u64,
     /// Columns the warehouse table keeps that the source dropped (NULL in rows written since).
     pub columns_dropped: Vec<String>,
+    /// Columns whose warehouse type this run widened (`name TYPE`), the source's having grown.
+    pub columns_widened: Vec<String>,
     pub bookmark_before: Option<String>,
     pub bookmark_after: Option<String>,
     pub seconds: f64,
@@ -69,6 +71,7 @@ impl TableReport {
             updated: 0,
             null_key_rows: 0,
             columns_dropped: Vec::new(),
+            columns_widened: Vec::new(),
             bookmark_before: None,
             bookmark_after: None,
             seconds: 0.0,

@@ -127,6 +127,25 @@ fn scalar(source_type: &str) -> Option<String> {
     Some(t.to_owned())
 }
 
+/// Whether a warehouse column of type `from` can become `to` without losing a value it holds:
+/// a wider integer, a float to a double, a decimal with more digits before the point.
+pub fn widens(from: &str, to: &str) -> bool {
+    fn decimal(t: &str) -> Option<(u32, u32)> {
+        let (p, s) = t
+            .strip_prefix("DECIMAL(")?
+            .strip_suffix(')')?
+            .split_once(',')?;
+        Some((p.trim().parse().ok()?, s.trim().parse().ok()?))
+    }
+    match (from, to) {
+        ("SMALLINT", "INTEGER" | "BIGINT") | ("INTEGER", "BIGINT") | ("FLOAT", "DOUBLE") => true,
+        _ => match (decimal(from), decimal(to)) {
+            (Some((p1, s1)), Some((p2, s2))) => s2 >= s1 && p2 - s2 >= p1 - s1,
+            _ => false,
+        },
+    }
+}
+
 /// A key whose values are times: the lookback applies to it.
 pub fn is_time(target_type: &str) -> bool {
     matches!(target_type, "TIMESTAMP" | "TIMESTAMPTZ" | "DATE")
