@@ -1,7 +1,8 @@
 //! pg-replicate against a real PostgreSQL (`support::postgres`) and the embedded DuckDB file,
 //! read back with DuckDB itself: the first run's full copy, merges that are idempotent, ties on
 //! the bookmark, a transaction that commits late, NULL keys, the type mapping, `--reload`, a
-//! column dropped at the source, types widened and one that cannot be, a failing table beside
+//! column dropped at the source, one added and backfilled, types widened and one that cannot
+//! be, a failing table beside
 //! good ones, a bad catalog, SIGTERM during the read, and `kill -9` at
 //! several points of a load. No test may find the password in any output.
 
@@ -444,6 +445,62 @@ fn a_column_dropped_at_the_source_is_kept_and_the_table_merged() {
             "{kept} lost"
         );
     }
+}
+
+/// A column new at the source is added to the table and filled in for the rows it holds,
+/// without copying the table again: the backfill reads the key and that column alone. Here
+/// the table's bodies add up to four times the read limit, so a read of the whole table fails.
+#[test]
+fn a_new_column_is_added_and_backfilled_reading_only_the_key_and_the_column() {
+    let Some(server) = postgres::plain() else {
+        return;
+    };
+    let db = database(
+        server,
+        "backfill",
+        "CREATE TABLE salesforce.note (sfid varchar(18) PRIMARY KEY, body text, \
+         systemmodstamp timestamp); \
+         INSERT INTO salesforce.note SELECT 'n' || i, repeat('x', 10000), \
+         timestamp '2026-01-01' + i * interval '1 day' FROM generate_series(1, 20) i;",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let warehouse = dir.path().join("warehouse.duckdb");
+    let url = server.url(&db, "");
+    replicate_ok(pg_replicate(&url, &warehouse));
+
+    server.psql(
+        &db,
+        "ALTER TABLE salesforce.note ADD COLUMN rating text DEFAULT 'warm'; \
+         UPDATE salesforce.note SET rating = 'hot' WHERE sfid = 'n3';",
+    );
+    let mut command = pg_replicate(&url, &warehouse);
+    command.env("PG_REPLICATE_MAX_TABLE_BYTES", "50000");
+    let report = replicate_ok(command);
+    let note = entry(&report, "salesforce.note");
+    assert_eq!(note["mode"], "incremental", "{note}");
+    assert_eq!(note["columns_added"], serde_json::json!(["rating"]));
+    assert_eq!(note["rows_backfilled"], 20, "{note}");
+    assert_eq!(
+        duck(
+            &warehouse,
+            "SELECT rating, count(*) FROM orgm.note GROUP BY 1 ORDER BY 1"
+        ),
+        ["hot|1", "warm|19"]
+    );
+    assert_eq!(
+        duck_one(
+            &warehouse,
+            "SELECT count(*) FROM orgm.note WHERE length(body) = 10000"
+        ),
+        "20"
+    );
+    // The whole table is over the limit: only a copy of all of it would fail.
+    let mut command = pg_replicate(&url, &warehouse);
+    command
+        .env("PG_REPLICATE_MAX_TABLE_BYTES", "50000")
+        .args(["--reload", "salesforce.note"]);
+    let out = run(command);
+    assert_ne!(out.code, Some(0), "{}", out.stdout);
 }
 
 /// A type grown at the source (a wider integer, a decimal with more digits, a longer varchar)

@@ -1,8 +1,10 @@
 //! pg-replicate: key-based incremental replication of the Heroku Connect Postgres (Salesforce
 //! data) into the warehouse, as Stitch did it but without its blind spots: the bookmark commits
 //! with the rows it covers, each read goes back a lookback before the bookmark so that late
-//! commits and ties are not lost, rows with a NULL key are re-read and reported, and a table is
-//! copied in full into a new table swapped in atomically (first run, new columns, `--reload`).
+//! commits and ties are not lost, rows with a NULL key are re-read and reported, a table is
+//! copied in full into a new table swapped in atomically (first run, other keys, `--reload`),
+//! and a table whose columns changed is merged as before: new columns added and backfilled
+//! (the key and those columns read alone), dropped ones kept, grown types widened.
 //!
 //! One table at a time: read in a read-only snapshot with `COPY … TO STDOUT` into a spool file
 //! (memory stays flat), then loaded in one warehouse transaction with its bookmark.
@@ -350,6 +352,8 @@ struct Prepared {
     full_copy_reason: Option<&'static str>,
     /// Columns whose warehouse type is widened before the merge.
     widened: Vec<(String, String)>,
+    /// New columns, added to the table and backfilled before the merge.
+    added: Vec<String>,
 }
 
 async fn replicate_table(run: &Run<'_>, table: &Selected, reload: bool) -> TableReport {
@@ -442,29 +446,41 @@ async fn replicate_table_inner(
             .await?
     };
     entry.bookmark_before = bookmark.as_ref().and_then(|b| b.value.clone());
-    let spool = tempfile::Builder::new()
-        .prefix("pg-replicate-")
-        .suffix(".csv")
-        .tempfile_in(&run.work_dir)
-        .map_err(|e| {
-            TableError::Refused(format!(
-                "cannot create a spool file in {}: {e}",
-                run.work_dir.display()
-            ))
-        })?;
+    let spool_file = || {
+        tempfile::Builder::new()
+            .prefix("pg-replicate-")
+            .suffix(".csv")
+            .tempfile_in(&run.work_dir)
+            .map_err(|e| {
+                TableError::Refused(format!(
+                    "cannot create a spool file in {}: {e}",
+                    run.work_dir.display()
+                ))
+            })
+    };
+    // The rows read; and the key and new columns of every row, when columns were added.
+    let (spool, backfill_spool) = (spool_file()?, spool_file()?);
     let mut prepared = None;
     let read = source::read(
         run.session,
         &table.name,
         &run.settings,
-        spool.path(),
+        &[spool.path(), backfill_spool.path()],
         run.max_bytes,
         cancel,
         |described| {
             let (plan, since) = prepare(table, described, bookmark.as_ref(), reload, run.lookback)?;
-            let sql = source::select_sql(&table.name, &plan.columns, &since);
+            let mut reads = vec![source::select_sql(&table.name, &plan.columns, &since)];
+            if !plan.added.is_empty() {
+                // The new columns of every row: the key and those columns, nothing else.
+                reads.push(source::select_sql(
+                    &table.name,
+                    &backfill_columns(&plan),
+                    &Since::All,
+                ));
+            }
             prepared = Some(plan);
-            Ok::<_, TableError>(sql)
+            Ok::<_, TableError>(reads)
         },
     )
     .await?;
@@ -476,6 +492,11 @@ async fn replicate_table_inner(
         Mode::Incremental
     });
     entry.full_copy_reason = prepared.full_copy_reason;
+    let backfill = (!prepared.added.is_empty()).then(|| load::Backfill {
+        columns: backfill_columns(&prepared),
+        added: prepared.added.clone(),
+        spool: backfill_spool.path().to_owned(),
+    });
     let plan = load::LoadPlan {
         source_table,
         target_schema: run.target_schema.to_owned(),
@@ -487,6 +508,7 @@ async fn replicate_table_inner(
         spool: spool.path().to_owned(),
         full: prepared.full_copy_reason.is_some(),
         widen: prepared.widened.clone(),
+        backfill,
         previous: entry.bookmark_before.clone(),
         replicated_at: run.replicated_at.clone(),
     };
@@ -496,11 +518,14 @@ async fn replicate_table_inner(
         .blocking(cancel, move |c| load::load(c, &plan, &interrupted))
         .await?;
     drop(spool);
+    drop(backfill_spool);
     entry.rows_read = loaded.rows_read;
     entry.inserted = loaded.inserted;
     entry.updated = loaded.updated;
     entry.null_key_rows = loaded.null_key_rows;
     entry.columns_dropped = loaded.columns_dropped;
+    entry.columns_added = prepared.added.clone();
+    entry.rows_backfilled = loaded.rows_backfilled;
     entry.columns_widened = prepared
         .widened
         .iter()
@@ -513,10 +538,14 @@ async fn replicate_table_inner(
 /// How a table's columns changed since its last load (`previous`, that load's signature).
 #[derive(Debug, PartialEq, Eq)]
 enum Drift {
-    /// Columns dropped, reordered, or retyped to what the warehouse column holds already or
-    /// once widened (these `(column, warehouse type)` pairs): the table is merged, not copied.
-    Merge(Vec<(String, String)>),
-    /// New columns, other keys, or a signature that cannot be read: a full copy.
+    /// Columns dropped, reordered, retyped to what the warehouse column holds already or once
+    /// widened (`widened`: column and warehouse type), or new (`added`: backfilled with the
+    /// key and the column alone): the table is merged, not copied.
+    Merge {
+        widened: Vec<(String, String)>,
+        added: Vec<String>,
+    },
+    /// Other keys, or a signature that cannot be read: a full copy.
     FullCopy(&'static str),
     /// A type the warehouse column cannot take: the table fails, left as it was.
     Refused(String),
@@ -551,6 +580,7 @@ fn drift(previous: &str, current: &str, columns: &[types::ColumnPlan]) -> Drift 
         return Drift::FullCopy("the keys changed");
     }
     let mut widened = Vec::new();
+    let mut added = Vec::new();
     for column in columns {
         let entry = format!("{} {}", column.name, column.source_type);
         if before.contains(&entry.as_str()) {
@@ -558,7 +588,8 @@ fn drift(previous: &str, current: &str, columns: &[types::ColumnPlan]) -> Drift 
         }
         let prefix = format!("{} ", column.name);
         let Some(old_type) = before.iter().find_map(|e| e.strip_prefix(&prefix)) else {
-            return Drift::FullCopy("new columns");
+            added.push(column.name.clone());
+            continue;
         };
         let old_target = types::plan(&column.name, old_type).target_type;
         if old_target == column.target_type {
@@ -574,7 +605,16 @@ fn drift(previous: &str, current: &str, columns: &[types::ColumnPlan]) -> Drift 
         }
         widened.push((column.name.clone(), column.target_type.clone()));
     }
-    Drift::Merge(widened)
+    Drift::Merge { widened, added }
+}
+
+/// What a backfill reads: the primary key's columns, then the new ones.
+fn backfill_columns(plan: &Prepared) -> Vec<types::ColumnPlan> {
+    plan.primary_key
+        .iter()
+        .chain(plan.added.iter())
+        .filter_map(|name| plan.columns.iter().find(|c| &c.name == name).cloned())
+        .collect()
 }
 
 /// Checks the table against its catalog entry and decides how it is read: in full or from the
@@ -642,13 +682,18 @@ fn prepare(
         primary_key.join(",")
     );
     let mut widened = Vec::new();
+    let mut added = Vec::new();
     let full_copy_reason = match bookmark {
         _ if reload => Some("--reload"),
         None => Some("first run"),
         Some(b) if !b.target_exists => Some("the warehouse table is missing"),
         Some(b) if b.signature != signature => match drift(&b.signature, &signature, &columns) {
-            Drift::Merge(columns) => {
-                widened = columns;
+            Drift::Merge {
+                widened: grown,
+                added: new,
+            } => {
+                widened = grown;
+                added = new;
                 None
             }
             Drift::FullCopy(reason) => Some(reason),
@@ -674,6 +719,7 @@ fn prepare(
             signature,
             full_copy_reason,
             widened,
+            added,
         },
         since,
     ))
@@ -709,7 +755,13 @@ mod tests {
             ("qty", "integer"),
             ("amount", "numeric(18,2)"),
         ]);
-        assert_eq!(drift(&before, &now, &columns), Drift::Merge(vec![]));
+        assert_eq!(
+            drift(&before, &now, &columns),
+            Drift::Merge {
+                widened: vec![],
+                added: vec![]
+            }
+        );
         let (now, columns) = signature(&[
             ("sfid", "character varying(40)"),
             ("qty", "bigint"),
@@ -718,10 +770,13 @@ mod tests {
         ]);
         assert_eq!(
             drift(&before, &now, &columns),
-            Drift::Merge(vec![
-                ("qty".into(), "BIGINT".into()),
-                ("amount".into(), "DECIMAL(20,2)".into())
-            ])
+            Drift::Merge {
+                widened: vec![
+                    ("qty".into(), "BIGINT".into()),
+                    ("amount".into(), "DECIMAL(20,2)".into())
+                ],
+                added: vec![]
+            }
         );
         let (now, columns) = signature(&[
             ("sfid", "character varying(18)"),
@@ -745,7 +800,10 @@ mod tests {
         ]);
         assert_eq!(
             drift(&before, &now, &columns),
-            Drift::FullCopy("new columns")
+            Drift::Merge {
+                widened: vec![],
+                added: vec!["other".into()]
+            }
         );
         let rekeyed = now.replace("key=systemmodstamp", "key=createddate");
         assert_eq!(

@@ -96,10 +96,21 @@ pub struct LoadPlan {
     pub full: bool,
     /// Columns whose warehouse type is widened first: `(column, type)`.
     pub widen: Vec<(String, String)>,
+    /// New columns, added to the table and filled in for every row it holds, before the merge.
+    pub backfill: Option<Backfill>,
     /// The bookmark the read started from; kept when this load finds no greater key.
     pub previous: Option<String>,
     /// The run's start, `YYYY-MM-DD HH:MM:SS.ffffff` UTC: every row it writes gets it.
     pub replicated_at: String,
+}
+
+/// The new columns of a table, read for every row of the source with the primary key.
+#[derive(Debug, Clone)]
+pub struct Backfill {
+    /// The primary key's columns, then the new ones, as the spool holds them.
+    pub columns: Vec<ColumnPlan>,
+    pub added: Vec<String>,
+    pub spool: PathBuf,
 }
 
 /// What a load did.
@@ -112,6 +123,8 @@ pub struct Loaded {
     pub bookmark: Option<String>,
     /// Columns the table has that the source no longer does: kept, NULL in the rows written.
     pub columns_dropped: Vec<String>,
+    /// Rows of the table whose new columns the backfill filled in.
+    pub rows_backfilled: u64,
 }
 
 /// Loads `plan.spool` in one transaction; rolls back (by dropping it) on any failure, and when
@@ -206,6 +219,7 @@ pub fn load(
 
     let stamp = format!("TIMESTAMP {}", sql_literal(&plan.replicated_at));
     let mut dropped: Vec<String> = Vec::new();
+    let mut backfilled: i64 = 0;
     let (inserted, updated) = if plan.full {
         transaction
             .execute_batch(&format!(
@@ -216,6 +230,9 @@ pub fn load(
             .map_err(query_error("creating the table"))?;
         (rows_read, 0)
     } else {
+        if let Some(backfill) = &plan.backfill {
+            backfilled = add_and_backfill(&transaction, &target, plan, backfill)?;
+        }
         for (column, target_type) in &plan.widen {
             transaction
                 .execute_batch(&format!(
@@ -316,7 +333,68 @@ pub fn load(
         null_key_rows: count(null_key_rows),
         bookmark: greatest,
         columns_dropped: dropped,
+        rows_backfilled: count(backfilled),
     })
+}
+
+/// Adds the new columns to the table and fills them in from the backfill's spool, matching rows
+/// on the primary key; the count of rows filled in.
+fn add_and_backfill(
+    transaction: &duckdb::Transaction<'_>,
+    target: &str,
+    plan: &LoadPlan,
+    backfill: &Backfill,
+) -> Result<i64, WarehouseError> {
+    for name in &backfill.added {
+        let column = backfill
+            .columns
+            .iter()
+            .find(|c| &c.name == name)
+            .expect("a new column is among the backfill's");
+        transaction
+            .execute_batch(&format!(
+                "ALTER TABLE {target} ADD COLUMN {} {};",
+                quote(name),
+                column.target_type
+            ))
+            .map_err(query_error("adding a new column"))?;
+    }
+    transaction
+        .execute_batch(&format!(
+            "CREATE OR REPLACE TEMP TABLE _backfill AS {};",
+            batch_select(&backfill.columns, &backfill.spool)
+        ))
+        .map_err(|e| WarehouseError::Query {
+            what: format!(
+                "reading the new columns of {} from the spool",
+                plan.source_table
+            ),
+            message: e.to_string(),
+        })?;
+    let set: Vec<String> = backfill
+        .added
+        .iter()
+        .map(|c| format!("{0} = b.{0}", quote(c)))
+        .collect();
+    let matches: Vec<String> = plan
+        .primary_key
+        .iter()
+        .map(|c| format!("{target}.{0} = b.{0}", quote(c)))
+        .collect();
+    let filled = transaction
+        .execute(
+            &format!(
+                "UPDATE {target} SET {} FROM _backfill b WHERE {}",
+                set.join(", "),
+                matches.join(" AND ")
+            ),
+            [],
+        )
+        .map_err(query_error("filling in the new columns"))?;
+    transaction
+        .execute_batch("DROP TABLE _backfill;")
+        .map_err(query_error("dropping the work tables"))?;
+    Ok(filled as i64)
 }
 
 /// The spooled CSV, each field cast to its column's type. Postgres's CSV writes NULL as an
@@ -367,6 +445,7 @@ mod tests {
             spool: spool.to_owned(),
             full,
             widen: Vec::new(),
+            backfill: None,
             previous: previous.map(str::to_owned),
             replicated_at: "2026-12-05 10:00:00.000000".into(),
         }
@@ -416,6 +495,7 @@ mod tests {
                 null_key_rows: 1,
                 bookmark: Some("2026-12-01 10:00:00".into()),
                 columns_dropped: Vec::new(),
+                rows_backfilled: 0,
             }
         );
         assert_eq!(

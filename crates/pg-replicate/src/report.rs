@@ -51,6 +51,9 @@ pub struct TableReport {
     pub columns_dropped: Vec<String>,
     /// Columns whose warehouse type this run widened (`name TYPE`), the source's having grown.
     pub columns_widened: Vec<String>,
+    /// Columns new at the source, added to the table and filled in for the rows it held.
+    pub columns_added: Vec<String>,
+    pub rows_backfilled: u64,
     pub bookmark_before: Option<String>,
     pub bookmark_after: Option<String>,
     pub seconds: f64,
@@ -72,6 +75,8 @@ impl TableReport {
             null_key_rows: 0,
             columns_dropped: Vec::new(),
             columns_widened: Vec::new(),
+            columns_added: Vec::new(),
+            rows_backfilled: 0,
             bookmark_before: None,
             bookmark_after: None,
             seconds: 0.0,

@@ -176,17 +176,18 @@ pub struct Read {
     pub bytes: u64,
 }
 
-/// Reads `table` into `spool` as CSV (no header; NULL as an empty field, an empty string as
+/// Reads `table` into `spools` as CSV (no header; NULL as an empty field, an empty string as
 /// `""`), in one read-only REPEATABLE READ transaction. `plan` turns the table's description
-/// into the columns and the rows to read, or refuses it.
+/// into the queries to run (the `n`th into the `n`th spool; a backfill reads beside the rows),
+/// or refuses it.
 pub async fn read<E: From<SourceError>>(
     session: &Session,
     table: &TableName,
     settings: &pg_conn::Settings,
-    spool: &Path,
+    spools: &[&Path],
     max_bytes: u64,
     cancel: &CancellationToken,
-    plan: impl FnOnce(&Described) -> Result<String, E>,
+    plan: impl FnOnce(&Described) -> Result<Vec<String>, E>,
 ) -> Result<Read, E> {
     let client = &session.client;
     let begin = format!(
@@ -199,8 +200,12 @@ pub async fn read<E: From<SourceError>>(
         .map_err(|e| query_error(&e))?;
     let result = async {
         let described = describe(client, table).await?;
-        let sql = plan(&described)?;
-        let bytes = copy_out(session, &sql, spool, max_bytes, cancel).await?;
+        let reads = plan(&described)?;
+        assert!(reads.len() <= spools.len(), "a spool for each read");
+        let mut bytes = 0;
+        for (sql, spool) in reads.iter().zip(spools) {
+            bytes += copy_out(session, sql, spool, max_bytes, cancel).await?;
+        }
         Ok::<_, E>(Read { described, bytes })
     }
     .await;
