@@ -56,7 +56,7 @@ pub const VARS: &[EnvVar] = &[
     EnvVar::new(
         "STAGE_IMPORT_ALLOW_EMPTY",
         Kind::Bool,
-        "A day without files is a success instead of exit code 4",
+        "A day without files, or whose files hold no data row, is a success instead of exit code 4",
     )
     .flag("allow-empty")
     .default("false"),

@@ -573,7 +573,8 @@ async fn gone_from_stage<W: Loader>(
 /// For a warehouse that reads its own stage: what each file's start says (its header checked
 /// against the format, data or not), read where the preflight listed it: a ranged GET of the
 /// first [`header::START_BYTES`] from S3, or the file on disk. A start that cannot be fetched
-/// leaves the file to the warehouse's reader, which says what is wrong with it.
+/// leaves the file to the warehouse's reader, with the format's header lines, and a warning
+/// says how many were not checked (the job's S3 keys may lack s3:GetObject).
 async fn read_headers(
     load: &Load,
     files: &[StagedFile],
@@ -581,6 +582,7 @@ async fn read_headers(
     cancel: &tokio_util::sync::CancellationToken,
 ) -> Result<std::collections::BTreeMap<String, header::Decision>, String> {
     let format = Arc::new(load.format.clone());
+    let unread: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
     let mut tasks = tokio::task::JoinSet::new();
     match &load.stage_url {
         StageUrl::Local(root) => {
@@ -603,6 +605,7 @@ async fn read_headers(
             let limit = Arc::new(tokio::sync::Semaphore::new(DOWNLOAD_CONCURRENCY));
             for file in files {
                 let (s3, limit, format) = (Arc::clone(s3), Arc::clone(&limit), Arc::clone(&format));
+                let unread = Arc::clone(&unread);
                 let (bucket, key) = (bucket.clone(), format!("{prefix}{}", file.path));
                 let file = file.clone();
                 tasks.spawn(async move {
@@ -617,7 +620,7 @@ async fn read_headers(
                                 &format,
                             ),
                             Err(err) => {
-                                tracing::debug!("{err}: COPY reads it unchecked");
+                                unread.lock().expect("not poisoned").push(err.to_string());
                                 Ok(None)
                             }
                         }
@@ -637,11 +640,23 @@ async fn read_headers(
             () = cancel.cancelled() => return Err("interrupted".to_owned()),
         };
         match next {
-            None => return Ok(decisions),
+            None => break,
             Some(Ok(decided)) => decisions.extend(decided),
             Some(Err(e)) => return Err(e.to_string()),
         }
     }
+    let unread = unread.lock().expect("not poisoned");
+    if let Some(first) = unread.first() {
+        tracing::warn!(
+            stage = %load.stage,
+            files = unread.len(),
+            "cannot read the start of {} file(s), so their headers are not checked and COPY \
+             skips the format's {} header line(s) of each; the first: {first}",
+            unread.len(),
+            load.format.skip_header
+        );
+    }
+    Ok(decisions)
 }
 
 /// Fetches `files` from S3 into a temporary directory laid out as the stage is.
