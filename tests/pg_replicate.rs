@@ -2,9 +2,9 @@
 //! read back with DuckDB itself: the first run's full copy, merges that are idempotent, ties on
 //! the bookmark, a transaction that commits late, NULL keys, the type mapping, `--reload`, a
 //! column dropped at the source, one added and backfilled, types widened and one that cannot
-//! be, a failing table beside
-//! good ones, a bad catalog, SIGTERM during the read, and `kill -9` at
-//! several points of a load. No test may find the password in any output.
+//! be, hard deletes found by reconciling key buckets (marked or deleted, and only the differing
+//! buckets' keys read), a failing table beside good ones, a bad catalog, SIGTERM during the
+//! read, and `kill -9` at several points of a load. No test may find the password in any output.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -354,6 +354,8 @@ fn postgres_types_map_to_duckdb_types_as_documented() {
             "f|DOUBLE",
             "empty|VARCHAR",
             "_replicated_at|TIMESTAMP",
+            // The built-in catalog marks the hard deletes of schema salesforce's tables.
+            "_deleted_at|TIMESTAMP",
         ]
     );
     let connection = duckdb::Connection::open(&warehouse).unwrap();
@@ -887,5 +889,291 @@ fn a_load_killed_at_any_point_changes_nothing_and_the_next_run_resumes() {
     assert!(
         outcomes.iter().any(|untouched| *untouched),
         "no kill landed before the commit: {outcomes:?}"
+    );
+}
+
+/// Stitch never sees a row deleted at the source. Reconciliation compares the keys bucket by
+/// bucket and marks the rows gone (`_deleted_at`) or deletes them, per table; it runs as often
+/// as the catalog says (here: daily, the built-in, so not on the next run), every run, or when
+/// `--reconcile` asks. A marked row the source has again is unmarked by the merge, and
+/// Heroku Connect's `isdeleted` travels like any column.
+#[test]
+fn hard_deletes_are_found_by_reconciling_keys_and_marked_or_deleted_per_table() {
+    let Some(server) = postgres::plain() else {
+        return;
+    };
+    let table = |name: &str| {
+        format!(
+            "CREATE TABLE salesforce.{name} (sfid varchar(18) PRIMARY KEY, name text, \
+             isdeleted boolean NOT NULL DEFAULT false, systemmodstamp timestamp); \
+             INSERT INTO salesforce.{name} SELECT '003' || lpad(i::text, 15, '0'), 'n' || i, \
+             false, timestamp '2026-12-01' + i * interval '1 second' \
+             FROM generate_series(1, 2000) i;"
+        )
+    };
+    let db = database(
+        server,
+        "deletes",
+        &format!("{} {}", table("contact"), table("lead")),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let warehouse = dir.path().join("warehouse.duckdb");
+    let catalog = dir.path().join("catalog.yml");
+    std::fs::write(
+        &catalog,
+        "tables:\n  salesforce.lead:\n    hard_deletes: delete\n",
+    )
+    .unwrap();
+    let url = server.url(&db, "");
+    let replicate = || {
+        let mut command = pg_replicate(&url, &warehouse);
+        command.env("PG_REPLICATE_CATALOG", &catalog);
+        command
+    };
+    let first = replicate_ok(replicate());
+    assert_eq!(entry(&first, "salesforce.contact")["mode"], "full");
+    assert_eq!(
+        entry(&first, "salesforce.contact")["reconciliation"],
+        Value::Null
+    );
+    let gone = [
+        "003000000000000007",
+        "003000000000001500",
+        "003000000000001999",
+    ];
+    let gone_list = gone.map(|k| format!("'{k}'")).join(", ");
+    server.psql(
+        &db,
+        &format!(
+            "DELETE FROM salesforce.contact WHERE sfid IN ({gone_list}); \
+             DELETE FROM salesforce.lead WHERE sfid IN ({gone_list}); \
+             UPDATE salesforce.contact SET isdeleted = true, systemmodstamp = now() \
+             WHERE sfid = '003000000000000042';"
+        ),
+    );
+
+    // Daily: the full copy a moment ago counts as a reconciliation, so none is due yet.
+    let report = replicate_ok(replicate());
+    let contact = entry(&report, "salesforce.contact");
+    assert_eq!(contact["mode"], "incremental", "{contact}");
+    assert_eq!(contact["reconciliation"], Value::Null, "{contact}");
+    assert_eq!(contact["updated"], 1, "{contact}");
+    assert_eq!(
+        duck_one(&warehouse, "SELECT count(*) FROM orgm.lead"),
+        "2000"
+    );
+    assert_eq!(
+        duck_one(
+            &warehouse,
+            "SELECT isdeleted FROM orgm.contact WHERE sfid = '003000000000000042'"
+        ),
+        "true"
+    );
+
+    let mut command = replicate();
+    command.args(["--reconcile", "contact", "--reconcile", "salesforce.lead"]);
+    let report = replicate_ok(command);
+    let started_at = report["started_at"].as_str().unwrap().to_owned();
+    for (table, policy) in [
+        ("salesforce.contact", "mark"),
+        ("salesforce.lead", "delete"),
+    ] {
+        let found = &entry(&report, table)["reconciliation"];
+        assert_eq!(found["hard_deletes"], policy, "{found}");
+        assert_eq!(found["rows_deleted_at_source"], 3, "{found}");
+        assert_eq!(found["source_rows"], 1997, "{found}");
+        assert_eq!(found["warehouse_rows"], 2000, "{found}");
+        assert_eq!(found["buckets"], 63, "{found}");
+        let differing = found["buckets_differing"].as_u64().unwrap();
+        assert!((1..=3).contains(&differing), "{found}");
+        // Only the differing buckets' keys: about 32 a bucket, never the table's 2000.
+        let keys_read = found["keys_read"].as_u64().unwrap();
+        assert!(keys_read > 0 && keys_read <= 3 * 80, "{found}");
+    }
+    assert_eq!(
+        duck(
+            &warehouse,
+            "SELECT sfid FROM orgm.contact WHERE _deleted_at IS NOT NULL ORDER BY sfid"
+        ),
+        gone
+    );
+    // The mark is the start of the run that found the row gone.
+    let marked_at = duck_one(
+        &warehouse,
+        "SELECT DISTINCT strftime(_deleted_at, '%Y-%m-%dT%H:%M:%S') FROM orgm.contact \
+         WHERE _deleted_at IS NOT NULL",
+    );
+    assert!(
+        started_at.starts_with(&marked_at),
+        "{marked_at} {started_at}"
+    );
+    assert_eq!(
+        duck_one(&warehouse, "SELECT count(*) FROM orgm.contact"),
+        "2000"
+    );
+    assert_eq!(
+        duck(&warehouse, "SELECT sfid FROM orgm.lead ORDER BY sfid"),
+        pg_rows(
+            server,
+            &db,
+            "SELECT sfid FROM salesforce.lead ORDER BY sfid"
+        )
+    );
+    assert!(
+        !duck(
+            &warehouse,
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'lead'"
+        )
+        .contains(&"_deleted_at".to_owned()),
+        "hard_deletes: delete adds no _deleted_at"
+    );
+
+    // The row comes back at the source: the merge writes it and clears the mark. Nothing else
+    // differs now, so a reconciliation reads no key.
+    server.psql(
+        &db,
+        "INSERT INTO salesforce.contact VALUES ('003000000000000007', 'back', false, now())",
+    );
+    let mut command = replicate();
+    command.args(["--reconcile", "contact"]);
+    let report = replicate_ok(command);
+    let contact = entry(&report, "salesforce.contact");
+    assert_eq!(contact["updated"], 1, "{contact}");
+    assert_eq!(
+        contact["reconciliation"]["buckets_differing"], 0,
+        "{contact}"
+    );
+    assert_eq!(contact["reconciliation"]["keys_read"], 0, "{contact}");
+    assert_eq!(
+        duck(
+            &warehouse,
+            "SELECT name, _deleted_at IS NULL FROM orgm.contact WHERE sfid = '003000000000000007'"
+        ),
+        ["back|true"]
+    );
+
+    // reconcile: every_run needs no flag.
+    std::fs::write(
+        &catalog,
+        "tables:\n  salesforce.lead:\n    hard_deletes: delete\n    reconcile: every_run\n",
+    )
+    .unwrap();
+    server.psql(
+        &db,
+        "DELETE FROM salesforce.lead WHERE sfid = '003000000000000100'",
+    );
+    let report = replicate_ok(replicate());
+    assert_eq!(
+        entry(&report, "salesforce.lead")["reconciliation"]["rows_deleted_at_source"],
+        1
+    );
+    assert_eq!(
+        entry(&report, "salesforce.contact")["reconciliation"],
+        Value::Null
+    );
+    assert_eq!(
+        duck_one(&warehouse, "SELECT count(*) FROM orgm.lead"),
+        "1996"
+    );
+}
+
+/// The keys of the buckets that differ, and no others, travel: a table of 20000 rows keyed on
+/// every kind of column reconciliation accepts (the warehouse must render each exactly as
+/// Postgres does, or every bucket would differ) loses 10 rows; the summaries and at most ten
+/// buckets' keys are read. A key that renders differently is refused before anything is read.
+#[test]
+fn reconciliation_reads_only_the_keys_of_the_buckets_that_differ() {
+    let Some(server) = postgres::plain() else {
+        return;
+    };
+    let db = database(
+        server,
+        "buckets",
+        "CREATE TABLE salesforce.event (id integer, code varchar(10), day date, \
+         at timestamp, u uuid, amount numeric(10,2), big bigint, body text, \
+         systemmodstamp timestamp, PRIMARY KEY (id, code, day, at, u, amount, big)); \
+         INSERT INTO salesforce.event SELECT i, 'c' || (i % 7), date '2026-01-01' + (i % 300), \
+         timestamp '2026-01-01 00:00:00.123456' + i * interval '1.5 second', \
+         md5(i::text)::uuid, i / 100.0, i * 10000000000, repeat('b', 200), \
+         timestamp '2026-12-01' FROM generate_series(1, 20000) i; \
+         CREATE TABLE salesforce.flag (on_ boolean PRIMARY KEY, systemmodstamp timestamp);",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let warehouse = dir.path().join("warehouse.duckdb");
+    let catalog = dir.path().join("catalog.yml");
+    std::fs::write(
+        &catalog,
+        "tables:\n  salesforce.flag:\n    reconcile: off\n",
+    )
+    .unwrap();
+    let url = server.url(&db, "");
+    let mut command = pg_replicate(&url, &warehouse);
+    command.env("PG_REPLICATE_CATALOG", &catalog);
+    replicate_ok(command);
+
+    // In step: every bucket matches, so no key is read.
+    let mut command = pg_replicate(&url, &warehouse);
+    command
+        .env("PG_REPLICATE_CATALOG", &catalog)
+        .args(["event", "--reconcile", "event"]);
+    let report = replicate_ok(command);
+    let found = &entry(&report, "salesforce.event")["reconciliation"];
+    assert_eq!(found["buckets"], 625, "{found}");
+    assert_eq!(found["buckets_differing"], 0, "{found}");
+    assert_eq!(found["keys_read"], 0, "{found}");
+    let summaries_bytes = found["bytes_read"].as_u64().unwrap();
+
+    server.psql(
+        &db,
+        "DELETE FROM salesforce.event WHERE id IN (1, 999, 2500, 4000, 7777, 10000, 12345, \
+         15000, 18000, 20000)",
+    );
+    let mut command = pg_replicate(&url, &warehouse);
+    command
+        .env("PG_REPLICATE_CATALOG", &catalog)
+        .args(["event", "--reconcile", "event"]);
+    let report = replicate_ok(command);
+    let found = &entry(&report, "salesforce.event")["reconciliation"];
+    assert_eq!(found["rows_deleted_at_source"], 10, "{found}");
+    let differing = found["buckets_differing"].as_u64().unwrap();
+    assert!((1..=10).contains(&differing), "{found}");
+    let keys_read = found["keys_read"].as_u64().unwrap();
+    // About 32 keys a bucket: a few percent of the table's 20000 keys.
+    assert!(keys_read <= differing * 80, "{found}");
+    assert!(keys_read < 20000 / 20, "{found}");
+    let all_keys_bytes: u64 = pg_rows(
+        server,
+        &db,
+        "SELECT sum(length(concat_ws(',', id, code, day, at, u, amount, big)) + 1) \
+         FROM salesforce.event",
+    )[0]
+    .parse()
+    .unwrap();
+    let bytes_read = found["bytes_read"].as_u64().unwrap();
+    assert!(
+        bytes_read < summaries_bytes + all_keys_bytes / 10,
+        "{bytes_read} bytes read; all keys are {all_keys_bytes}: {found}"
+    );
+    assert_eq!(
+        duck(
+            &warehouse,
+            "SELECT id FROM orgm.event WHERE _deleted_at IS NOT NULL ORDER BY id"
+        ),
+        [
+            "1", "999", "2500", "4000", "7777", "10000", "12345", "15000", "18000", "20000"
+        ]
+    );
+
+    // A boolean key renders 't' in Postgres and 'true' in the warehouse: refused, named.
+    let mut command = pg_replicate(&url, &warehouse);
+    command
+        .env("PG_REPLICATE_CATALOG", &catalog)
+        .args(["flag", "--reconcile", "flag"]);
+    let out = run(command);
+    assert_eq!(out.code, Some(1), "{}\n{}", out.stdout, out.stderr);
+    let report: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_contains(
+        entry(&report, "salesforce.flag")["error"].as_str().unwrap(),
+        &["the primary key column on_ is boolean", "reconcile: off"],
     );
 }

@@ -4,7 +4,10 @@
 # _hc_lastop): a first run copies every table, then rows are updated and inserted (among them
 # rows tied on the bookmark's exact key and a row whose key is older than the bookmark, as a
 # transaction that commits late writes it), a second run merges them, and a third finds nothing
-# to do. Each run's report is summed up per table.
+# to do. Then Salesforce gains a field (filled in for every account, no SystemModstamp moves)
+# and two opportunity lines are deleted: the fourth run adds the column and backfills it, and
+# its reconciliation finds the deletions. Stitch sees neither. Each run's report is summed up
+# per table.
 #
 #   transform/demo-replicate.sh    # uses $CARGO_TARGET_DIR/debug/pg-replicate (make build)
 #   PG_REPLICATE=path/to/pg-replicate transform/demo-replicate.sh
@@ -13,6 +16,9 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 pg_replicate=${PG_REPLICATE:-${CARGO_TARGET_DIR:-$root/target}/debug/pg-replicate}
 [ -x "$pg_replicate" ] || { echo "demo: $pg_replicate is missing: make build" >&2; exit 2; }
+# The warehouse is read back with stage-import's query command, which opens the same DuckDB file.
+stage_import=$(dirname "$pg_replicate")/stage-import
+[ -x "$stage_import" ] || { echo "demo: $stage_import is missing: make build" >&2; exit 2; }
 
 # shellcheck source=local-postgres.sh
 . "$root/transform/local-postgres.sh"
@@ -35,6 +41,15 @@ for t in report["tables"]:
     before, after = t["bookmark_before"] or "-", t["bookmark_after"] or "-"
     print(f"{t['table']:32} {mode:12} {t['rows_read']:5} {t['inserted']:4} {t['updated']:4} "
           f"{t['null_key_rows']:8}  {before} -> {after}")
+    if t["columns_added"]:
+        print(f"{'':32} added {', '.join(t['columns_added'])}, backfilled {t['rows_backfilled']} rows")
+    found = t["reconciliation"]
+    if found:
+        print(f"{'':32} reconciled: {found['buckets_differing']} of {found['buckets']} buckets differed, "
+              f"{found['keys_read']} keys read ({found['bytes_read']} bytes), "
+              f"{found['rows_deleted_at_source']} rows deleted at the source ({found['hard_deletes']})")
+    if t["error"]:
+        print(f"{'':32} {t['error']}")
 print(f"{report['tables_failed']} tables failed, {report['seconds']} s")
 PY
 summary() { python3 "$work/summary.py"; }
@@ -70,6 +85,26 @@ echo "== pg-replicate: the second run merges what changed (the lookback re-reads
 echo
 echo "== pg-replicate: a third run finds nothing new"
 "$pg_replicate" | summary
+
+echo
+echo "== at the source: Salesforce gains a field, account.rating, filled in for every account"
+echo "   without moving any SystemModstamp; two opportunity lines are deleted"
+psql <<'SQL'
+ALTER TABLE salesforce.account ADD COLUMN rating varchar(40);
+UPDATE salesforce.account SET rating = CASE WHEN industry = 'Aerospace' THEN 'Hot' ELSE 'Warm' END;
+DELETE FROM salesforce.opportunitylineitem WHERE sfid IN ('00k1000000GlxOldA', '00k1000000IniLstA');
+SQL
+
+echo
+echo "== pg-replicate --reconcile opportunitylineitem: the column is added and backfilled, and the"
+echo "   keys reconciled (the catalog reconciles daily; the flag asks for it now)"
+"$pg_replicate" --reconcile opportunitylineitem | summary
+
+echo
+echo "== in the warehouse: the backfilled column, and the lines found deleted"
+"$stage_import" query "SELECT name, industry, rating FROM orgm.account ORDER BY name"
+"$stage_import" query "SELECT sfid, name, _deleted_at FROM orgm.opportunitylineitem
+  WHERE _deleted_at IS NOT NULL ORDER BY sfid"
 
 echo
 echo "The warehouse is $WAREHOUSE_PATH (removed on exit). Try: $pg_replicate --help"

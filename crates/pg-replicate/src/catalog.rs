@@ -4,13 +4,20 @@
 //! schemas:                 # every table of a schema
 //!   salesforce:
 //!     replication_key: systemmodstamp   # the default for its tables
+//!     reconcile: 24h                    # the default for its tables
 //!     exclude: [_hcmeta, _trigger_log]
 //! tables:                  # one table: adds it, or sets how a schema's table is replicated
 //!   salesforce.account:
 //!     replication_key: systemmodstamp   # default: the schema's, else systemmodstamp
 //!     primary_key: [sfid]               # default: the table's own primary key
 //!     skip_columns: [_hc_err]
+//!     reconcile: every_run              # off, every_run or every N hours (24h); default: the schema's, else off
+//!     hard_deletes: delete              # mark (_deleted_at) or delete; default: the schema's, else mark
 //! ```
+//!
+//! `reconcile` says how often the table's keys are compared with the warehouse's to find the
+//! rows deleted at the source (hard deletes), which no replication key shows; `hard_deletes`
+//! says what becomes of them.
 //!
 //! The built-in catalog (`catalog.yml`) comes first; the user's file adds to it, an entry with
 //! the same name replacing the built-in one. Every problem of a file is reported with its line
@@ -38,6 +45,8 @@ pub struct Catalog {
 pub struct SchemaEntry {
     pub replication_key: Option<String>,
     pub exclude: Vec<String>,
+    pub reconcile: Option<Reconcile>,
+    pub hard_deletes: Option<HardDeletes>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -45,6 +54,73 @@ pub struct TableEntry {
     pub replication_key: Option<String>,
     pub primary_key: Option<Vec<String>>,
     pub skip_columns: Vec<String>,
+    pub reconcile: Option<Reconcile>,
+    pub hard_deletes: Option<HardDeletes>,
+}
+
+/// How often a table's keys are reconciled with the warehouse's to find hard deletes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Reconcile {
+    #[default]
+    Off,
+    EveryRun,
+    /// When the last reconciliation (or full copy) is at least this many hours old.
+    EveryHours(u32),
+}
+
+impl std::fmt::Display for Reconcile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Reconcile::Off => f.write_str("off"),
+            Reconcile::EveryRun => f.write_str("every_run"),
+            Reconcile::EveryHours(hours) => write!(f, "{hours}h"),
+        }
+    }
+}
+
+/// Longest `reconcile` interval: a year.
+const MAX_RECONCILE_HOURS: u32 = 8784;
+
+impl std::str::FromStr for Reconcile {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Reconcile, String> {
+        match text {
+            "off" => Ok(Reconcile::Off),
+            "every_run" => Ok(Reconcile::EveryRun),
+            _ => text
+                .strip_suffix('h')
+                .and_then(|hours| hours.parse::<u32>().ok())
+                .filter(|hours| (1..=MAX_RECONCILE_HOURS).contains(hours))
+                .map(Reconcile::EveryHours)
+                .ok_or_else(|| {
+                    format!(
+                        "expected off, every_run or a number of hours from 1h to \
+                         {MAX_RECONCILE_HOURS}h, found {text:?}"
+                    )
+                }),
+        }
+    }
+}
+
+/// What becomes of a row that reconciliation finds deleted at the source.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HardDeletes {
+    /// Kept, with `_deleted_at` set to the start of the run that found it gone.
+    #[default]
+    Mark,
+    /// Deleted from the warehouse table.
+    Delete,
+}
+
+impl std::fmt::Display for HardDeletes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            HardDeletes::Mark => "mark",
+            HardDeletes::Delete => "delete",
+        })
+    }
 }
 
 /// A table of the source, named by its schema and its name.
@@ -68,6 +144,8 @@ pub struct Selected {
     /// `None`: the table's own primary key.
     pub primary_key: Option<Vec<String>>,
     pub skip_columns: Vec<String>,
+    pub reconcile: Reconcile,
+    pub hard_deletes: HardDeletes,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -139,11 +217,17 @@ fn read_schema<'a>(walker: &mut Walker, node: &'a MarkedYaml<'a>, what: &str) ->
     let Some(entries) = walker.mapping(node, what) else {
         return entry;
     };
-    walker.known_keys(&entries, &["replication_key", "exclude"], what);
+    walker.known_keys(
+        &entries,
+        &["replication_key", "exclude", "reconcile", "hard_deletes"],
+        what,
+    );
     for (key, _, value) in &entries {
         match key.as_str() {
             "replication_key" => entry.replication_key = column(walker, value, what, key),
             "exclude" => entry.exclude = columns(walker, value, what, key),
+            "reconcile" => entry.reconcile = reconcile(walker, value, what),
+            "hard_deletes" => entry.hard_deletes = hard_deletes(walker, value, what),
             _ => {}
         }
     }
@@ -157,11 +241,19 @@ fn read_table<'a>(walker: &mut Walker, node: &'a MarkedYaml<'a>, what: &str) -> 
     };
     walker.known_keys(
         &entries,
-        &["replication_key", "primary_key", "skip_columns"],
+        &[
+            "replication_key",
+            "primary_key",
+            "skip_columns",
+            "reconcile",
+            "hard_deletes",
+        ],
         what,
     );
     for (key, _, value) in &entries {
         match key.as_str() {
+            "reconcile" => entry.reconcile = reconcile(walker, value, what),
+            "hard_deletes" => entry.hard_deletes = hard_deletes(walker, value, what),
             "replication_key" => entry.replication_key = column(walker, value, what, key),
             "primary_key" => {
                 let names = columns(walker, value, what, key);
@@ -186,6 +278,34 @@ fn read_table<'a>(walker: &mut Walker, node: &'a MarkedYaml<'a>, what: &str) -> 
         );
     }
     entry
+}
+
+fn reconcile(walker: &mut Walker, node: &MarkedYaml, what: &str) -> Option<Reconcile> {
+    let text = walker.string(node, &format!("{what}: reconcile"))?;
+    match text.parse() {
+        Ok(every) => Some(every),
+        Err(problem) => {
+            walker.problem(node, format!("{what}: reconcile: {problem}"));
+            None
+        }
+    }
+}
+
+fn hard_deletes(walker: &mut Walker, node: &MarkedYaml, what: &str) -> Option<HardDeletes> {
+    match walker
+        .string(node, &format!("{what}: hard_deletes"))?
+        .as_str()
+    {
+        "mark" => Some(HardDeletes::Mark),
+        "delete" => Some(HardDeletes::Delete),
+        other => {
+            walker.problem(
+                node,
+                format!("{what}: hard_deletes: expected mark or delete, found {other:?}"),
+            );
+            None
+        }
+    }
 }
 
 /// One column name.
@@ -286,6 +406,14 @@ impl Catalog {
                 .unwrap_or_else(|| DEFAULT_REPLICATION_KEY.to_owned()),
             primary_key: table.and_then(|t| t.primary_key.clone()),
             skip_columns: table.map(|t| t.skip_columns.clone()).unwrap_or_default(),
+            reconcile: table
+                .and_then(|t| t.reconcile)
+                .or_else(|| schema.and_then(|s| s.reconcile))
+                .unwrap_or_default(),
+            hard_deletes: table
+                .and_then(|t| t.hard_deletes)
+                .or_else(|| schema.and_then(|s| s.hard_deletes))
+                .unwrap_or_default(),
             name,
         }
     }
@@ -300,6 +428,12 @@ impl Catalog {
                 out.push_str(&format!("    replication_key: {key}\n"));
             }
             out.push_str(&format!("    exclude: {}\n", list(&entry.exclude)));
+            if let Some(every) = entry.reconcile {
+                out.push_str(&format!("    reconcile: {every}\n"));
+            }
+            if let Some(deletes) = entry.hard_deletes {
+                out.push_str(&format!("    hard_deletes: {deletes}\n"));
+            }
         }
         out.push_str("tables:\n");
         for (table, entry) in &self.tables {
@@ -314,6 +448,12 @@ impl Catalog {
                 "    skip_columns: {}\n",
                 list(&entry.skip_columns)
             ));
+            if let Some(every) = entry.reconcile {
+                out.push_str(&format!("    reconcile: {every}\n"));
+            }
+            if let Some(deletes) = entry.hard_deletes {
+                out.push_str(&format!("    hard_deletes: {deletes}\n"));
+            }
         }
         out
     }
@@ -385,6 +525,61 @@ tables:
                 lines.iter().any(|line| line.trim().starts_with(expected)),
                 "{expected:?} not in:\n{err}"
             );
+        }
+    }
+
+    #[test]
+    fn reconciliation_is_set_per_schema_and_per_table() {
+        let catalog = parse(
+            "schemas:\n  salesforce:\n    reconcile: 24h\n    hard_deletes: delete\n\
+             tables:\n  salesforce.account:\n    reconcile: every_run\n  \
+             salesforce.contact:\n    hard_deletes: mark\n  billing.invoice: {}\n",
+            "user.yml",
+        )
+        .unwrap();
+        let listed = BTreeMap::from([("salesforce".to_owned(), vec!["lead".into()])]);
+        let settings: Vec<(String, Reconcile, HardDeletes)> = catalog
+            .select(&listed)
+            .into_iter()
+            .map(|s| (s.name.to_string(), s.reconcile, s.hard_deletes))
+            .collect();
+        assert_eq!(
+            settings,
+            [
+                ("billing.invoice".into(), Reconcile::Off, HardDeletes::Mark),
+                (
+                    "salesforce.account".into(),
+                    Reconcile::EveryRun,
+                    HardDeletes::Delete
+                ),
+                (
+                    "salesforce.contact".into(),
+                    Reconcile::EveryHours(24),
+                    HardDeletes::Mark
+                ),
+                (
+                    "salesforce.lead".into(),
+                    Reconcile::EveryHours(24),
+                    HardDeletes::Delete
+                ),
+            ]
+        );
+        let yaml = catalog.to_yaml();
+        assert_eq!(parse(&yaml, "printed").unwrap(), catalog, "{yaml}");
+
+        let err = parse(
+            "tables:\n  a.b:\n    reconcile: daily\n    hard_deletes: soft\n  a.c:\n    \
+             reconcile: 0h\n",
+            "bad.yml",
+        )
+        .unwrap_err()
+        .to_string();
+        for expected in [
+            "bad.yml:3:16: table a.b: reconcile: expected off, every_run or a number of hours",
+            "bad.yml:4:19: table a.b: hard_deletes: expected mark or delete, found \"soft\"",
+            "bad.yml:6:16: table a.c: reconcile: expected off",
+        ] {
+            assert!(err.contains(expected), "{expected:?} not in:\n{err}");
         }
     }
 

@@ -21,8 +21,10 @@ pub const VARS: &[EnvVar] = &[
         "PG_REPLICATE_CATALOG",
         Kind::Path,
         "A YAML catalog that adds to the built-in one (every table of schema salesforce but \
-         Heroku Connect's own): schemas and tables to replicate, each table's replication key, \
-         primary key and columns to skip",
+         Heroku Connect's own, hard deletes looked for daily): schemas and tables to replicate, \
+         each table's replication key, primary key and columns to skip, how often its keys are \
+         reconciled to find hard deletes (reconcile: off, every_run, 24h) and whether those \
+         rows are marked _deleted_at or deleted (hard_deletes: mark, delete)",
     )
     .flag("catalog"),
     EnvVar::new(
@@ -117,6 +119,11 @@ pub struct Args {
     /// (repeatable; it is replicated even when TABLE arguments leave it out)
     #[arg(long, value_name = "TABLE")]
     pub reload: Vec<String>,
+    /// Reconcile this table's keys with the warehouse's in this run, whatever its catalog's
+    /// reconcile says: rows deleted at the source are marked (_deleted_at) or deleted, as its
+    /// hard_deletes says (repeatable; it is replicated even when TABLE arguments leave it out)
+    #[arg(long, value_name = "TABLE")]
+    pub reconcile: Vec<String>,
     /// Print the catalog (built-in and PG_REPLICATE_CATALOG merged) as the job reads it, without
     /// connecting
     #[arg(long)]

@@ -4,7 +4,9 @@
 //! commits and ties are not lost, rows with a NULL key are re-read and reported, a table is
 //! copied in full into a new table swapped in atomically (first run, other keys, `--reload`),
 //! and a table whose columns changed is merged as before: new columns added and backfilled
-//! (the key and those columns read alone), dropped ones kept, grown types widened.
+//! (the key and those columns read alone), dropped ones kept, grown types widened. Rows deleted
+//! at the source (hard deletes, which no replication key shows) are found by reconciling the
+//! keys bucket by bucket (`reconcile`) and marked `_deleted_at` or deleted.
 //!
 //! One table at a time: read in a read-only snapshot with `COPY … TO STDOUT` into a spool file
 //! (memory stays flat), then loaded in one warehouse transaction with its bookmark.
@@ -12,6 +14,7 @@
 pub mod catalog;
 pub mod config;
 pub mod load;
+pub mod reconcile;
 pub mod report;
 pub mod source;
 pub mod types;
@@ -26,7 +29,7 @@ use job_kit::{Context, EnvVar, Exit, Job, JobError};
 use warehouse::WarehouseError;
 use warehouse::duckdb::DuckDbWarehouse;
 
-use catalog::{CatalogError, Selected, TableName};
+use catalog::{CatalogError, HardDeletes, Reconcile, Selected, TableName};
 pub use config::{Args, Config};
 use report::{Mode, Report, Status, TableReport};
 use source::{Since, SourceError};
@@ -69,6 +72,11 @@ pub enum PgReplicateError {
         "interrupted (SIGTERM/SIGINT) during {table}: nothing of it was committed, its bookmark is unchanged"
     )]
     Interrupted { table: String },
+    #[error(
+        "interrupted (SIGTERM/SIGINT) while looking for {table}'s hard deletes: its rows and bookmark \
+         committed, no deletes were applied"
+    )]
+    InterruptedReconciling { table: String },
     #[error("interrupted (SIGTERM/SIGINT) before {table} started: the tables before it committed")]
     InterruptedBefore { table: String },
     #[error("every table failed ({0}); see the report")]
@@ -189,6 +197,8 @@ struct Run<'a> {
     lookback: Duration,
     settings: pg_conn::Settings,
     replicated_at: String,
+    /// The run's start in seconds since the epoch: whether a reconciliation is due.
+    started_epoch: i64,
     context: &'a Context,
 }
 
@@ -211,8 +221,11 @@ async fn replicate(
     let mut selected = catalog.select(&listed);
     let wanted = resolve(&args.tables, &selected)?;
     let reload = resolve(&args.reload, &selected)?;
+    let reconcile = resolve(&args.reconcile, &selected)?;
     if !args.tables.is_empty() {
-        selected.retain(|s| wanted.contains(&s.name) || reload.contains(&s.name));
+        selected.retain(|s| {
+            wanted.contains(&s.name) || reload.contains(&s.name) || reconcile.contains(&s.name)
+        });
     }
     tracing::info!(
         tables = selected.len(),
@@ -241,6 +254,7 @@ async fn replicate(
             started_at.strftime("%Y-%m-%d %H:%M:%S"),
             started_at.subsec_microsecond()
         ),
+        started_epoch: started_at.as_second(),
         context,
     };
     let mut tables = Vec::new();
@@ -251,9 +265,13 @@ async fn replicate(
             not_started = Some(table.name.to_string());
             break;
         }
-        let entry = replicate_table(&run, table, reload.contains(&table.name)).await;
+        let forced = Forced {
+            reload: reload.contains(&table.name),
+            reconcile: reconcile.contains(&table.name),
+        };
+        let entry = replicate_table(&run, table, forced).await;
         if entry.status == Status::Interrupted {
-            interrupted = Some(entry.table.clone());
+            interrupted = Some((entry.table.clone(), entry.committed));
         }
         tables.push(entry);
         if interrupted.is_some() {
@@ -279,8 +297,12 @@ async fn replicate(
     {
         return Err(PgReplicateError::Output(err));
     }
-    if let Some(table) = interrupted {
-        return Err(PgReplicateError::Interrupted { table });
+    if let Some((table, reconciling)) = interrupted {
+        return Err(if reconciling {
+            PgReplicateError::InterruptedReconciling { table }
+        } else {
+            PgReplicateError::Interrupted { table }
+        });
     }
     if let Some(table) = not_started {
         return Err(PgReplicateError::InterruptedBefore { table });
@@ -354,60 +376,32 @@ struct Prepared {
     widened: Vec<(String, String)>,
     /// New columns, added to the table and backfilled before the merge.
     added: Vec<String>,
+    /// The primary key's columns.
+    key_columns: Vec<types::ColumnPlan>,
+    /// Rows found deleted at the source get `_deleted_at`.
+    marks_deletes: bool,
+    /// The keys are reconciled after the load.
+    reconcile_due: bool,
 }
 
-async fn replicate_table(run: &Run<'_>, table: &Selected, reload: bool) -> TableReport {
+/// What the command line forces for a table.
+#[derive(Debug, Clone, Copy)]
+struct Forced {
+    reload: bool,
+    reconcile: bool,
+}
+
+async fn replicate_table(run: &Run<'_>, table: &Selected, forced: Forced) -> TableReport {
     let started = Instant::now();
     let target_name = format!("{}.{}", run.target_schema, table.name.table);
     let mut entry = TableReport::new(table.name.to_string(), target_name);
     entry.replication_key = Some(table.replication_key.clone());
-    let result = replicate_table_inner(run, table, reload, &mut entry).await;
+    let result = replicate_table_inner(run, table, forced, &mut entry).await;
     entry.seconds = report::seconds(started.elapsed());
-    match result {
-        Ok(()) => {
-            entry.status = Status::Ok;
-            tracing::info!(
-                table = %entry.table,
-                rows_read = entry.rows_read,
-                inserted = entry.inserted,
-                updated = entry.updated,
-                seconds = entry.seconds,
-                "{}: {}, bookmark {} -> {}",
-                entry.table,
-                match entry.mode {
-                    Some(Mode::Full) => "copied in full",
-                    _ => "merged",
-                },
-                entry.bookmark_before.as_deref().unwrap_or("none"),
-                entry.bookmark_after.as_deref().unwrap_or("none"),
-            );
-            if !entry.columns_dropped.is_empty() {
-                tracing::warn!(
-                    table = %entry.table,
-                    "{}: the source no longer has {}: kept in {}, NULL in the rows written from \
-                     now on",
-                    entry.table,
-                    entry.columns_dropped.join(", "),
-                    entry.target
-                );
-            }
-            if entry.null_key_rows > 0 {
-                tracing::warn!(
-                    table = %entry.table,
-                    rows = entry.null_key_rows,
-                    "{}: {} rows have a NULL {}: they are read and merged again on every run",
-                    entry.table,
-                    entry.null_key_rows,
-                    table.replication_key
-                );
-            }
-        }
+    let due = match result {
+        Ok(due) => due,
         Err(err) => {
-            let interrupted = matches!(
-                err,
-                TableError::Source(SourceError::Interrupted)
-                    | TableError::Warehouse(WarehouseError::Interrupted)
-            ) || run.context.cancel.is_cancelled();
+            let interrupted = is_interruption(&err) || run.context.cancel.is_cancelled();
             let message = job_kit::secret::scrub(&err.to_string());
             entry.status = if interrupted {
                 Status::Interrupted
@@ -420,17 +414,218 @@ async fn replicate_table(run: &Run<'_>, table: &Selected, reload: bool) -> Table
             entry.updated = 0;
             entry.bookmark_after = entry.bookmark_before.clone();
             entry.error = Some(message);
+            return entry;
+        }
+    };
+    entry.status = Status::Ok;
+    entry.committed = true;
+    tracing::info!(
+        table = %entry.table,
+        rows_read = entry.rows_read,
+        inserted = entry.inserted,
+        updated = entry.updated,
+        seconds = entry.seconds,
+        "{}: {}, bookmark {} -> {}",
+        entry.table,
+        match entry.mode {
+            Some(Mode::Full) => "copied in full",
+            _ => "merged",
+        },
+        entry.bookmark_before.as_deref().unwrap_or("none"),
+        entry.bookmark_after.as_deref().unwrap_or("none"),
+    );
+    if !entry.columns_dropped.is_empty() {
+        tracing::warn!(
+            table = %entry.table,
+            "{}: the source no longer has {}: kept in {}, NULL in the rows written from \
+             now on",
+            entry.table,
+            entry.columns_dropped.join(", "),
+            entry.target
+        );
+    }
+    if entry.null_key_rows > 0 {
+        tracing::warn!(
+            table = %entry.table,
+            rows = entry.null_key_rows,
+            "{}: {} rows have a NULL {}: they are read and merged again on every run",
+            entry.table,
+            entry.null_key_rows,
+            table.replication_key
+        );
+    }
+    let Some(due) = due else {
+        return entry;
+    };
+    match reconcile_table(run, table, due, &entry.target).await {
+        Ok(found) => {
+            tracing::info!(
+                table = %entry.table,
+                rows_deleted_at_source = found.rows_deleted_at_source,
+                buckets_differing = found.buckets_differing,
+                keys_read = found.keys_read,
+                bytes_read = found.bytes_read,
+                "{}: reconciled {} keys in {} buckets ({} differed, {} keys read): {} rows \
+                 deleted at the source, {}",
+                entry.table,
+                found.source_rows,
+                found.buckets,
+                found.buckets_differing,
+                found.keys_read,
+                found.rows_deleted_at_source,
+                match found.hard_deletes {
+                    HardDeletes::Mark => "marked _deleted_at",
+                    HardDeletes::Delete => "deleted",
+                }
+            );
+            entry.reconciliation = Some(found);
+        }
+        Err(err) => {
+            let interrupted = is_interruption(&err) || run.context.cancel.is_cancelled();
+            let message = format!(
+                "the rows read were merged and committed with the bookmark; finding the hard \
+                 deletes failed, and none was applied: {}",
+                job_kit::secret::scrub(&err.to_string())
+            );
+            if !interrupted {
+                tracing::error!(table = %entry.table, "{}: {message}", entry.table);
+            }
+            entry.status = if interrupted {
+                Status::Interrupted
+            } else {
+                Status::Failed
+            };
+            entry.error = Some(message);
         }
     }
+    entry.seconds = report::seconds(started.elapsed());
     entry
 }
 
+fn is_interruption(err: &TableError) -> bool {
+    matches!(
+        err,
+        TableError::Source(SourceError::Interrupted)
+            | TableError::Warehouse(WarehouseError::Interrupted)
+    )
+}
+
+/// A reconciliation this run makes, after the table's load.
+#[derive(Debug)]
+struct Due {
+    key: Vec<types::ColumnPlan>,
+    hard_deletes: HardDeletes,
+}
+
+/// Finds the rows the warehouse table has and the source no longer does, and marks or deletes
+/// them (`reconcile` has the method).
+async fn reconcile_table(
+    run: &Run<'_>,
+    table: &Selected,
+    due: Due,
+    target_name: &str,
+) -> Result<report::Reconciliation, TableError> {
+    let started = Instant::now();
+    let cancel = &run.context.cancel;
+    let target = reconcile::Target {
+        name: format!(
+            "{}.{}",
+            types::quote(run.target_schema),
+            types::quote(&table.name.table)
+        ),
+        schema: run.target_schema.to_owned(),
+        table: table.name.table.clone(),
+        key: due.key,
+    };
+    let (marked, warehouse_rows) = {
+        let target = target.clone();
+        run.warehouse
+            .blocking(cancel, move |c| reconcile::live_rows(c, &target))
+            .await?
+    };
+    let buckets = reconcile::buckets_for(warehouse_rows);
+    let (summary_spool, keys_spool) = (spool_file(run)?, spool_file(run)?);
+    let (compared, listed, bytes_read) = source::in_snapshot(run.session, &run.settings, async {
+        let mut bytes = source::copy_out(
+            run.session,
+            &reconcile::source_summary_sql(&table.name, &target.key, buckets),
+            summary_spool.path(),
+            run.max_bytes,
+            cancel,
+        )
+        .await?;
+        let compared = {
+            let (target, spool) = (target.clone(), summary_spool.path().to_owned());
+            run.warehouse
+                .blocking(cancel, move |c| {
+                    reconcile::compare(c, &target, marked, buckets, &spool)
+                })
+                .await?
+        };
+        let listed = reconcile::worth_listing(&compared.differing, buckets)
+            .then(|| compared.differing.clone());
+        if !compared.differing.is_empty() {
+            bytes += source::copy_out(
+                run.session,
+                &reconcile::source_keys_sql(&table.name, &target.key, buckets, listed.as_deref()),
+                keys_spool.path(),
+                run.max_bytes,
+                cancel,
+            )
+            .await?;
+        }
+        Ok::<_, TableError>((compared, listed, bytes))
+    })
+    .await?;
+    let plan = reconcile::Apply {
+        target,
+        buckets,
+        differing: listed,
+        keys_spool: keys_spool.path().to_owned(),
+        hard_deletes: due.hard_deletes,
+        source_table: table.name.to_string(),
+        reconciled_at: run.replicated_at.clone(),
+    };
+    let interrupted = run.warehouse.interrupted();
+    let applied = run
+        .warehouse
+        .blocking(cancel, move |c| reconcile::apply(c, &plan, &interrupted))
+        .await?;
+    tracing::debug!(table = %target_name, "reconciled");
+    Ok(report::Reconciliation {
+        hard_deletes: due.hard_deletes,
+        buckets,
+        buckets_differing: compared.differing.len() as u64,
+        source_rows: compared.source_rows,
+        warehouse_rows,
+        keys_read: applied.keys_read,
+        bytes_read,
+        rows_deleted_at_source: applied.rows_gone,
+        seconds: report::seconds(started.elapsed()),
+    })
+}
+
+/// A file to spool a read into, in the work directory; removed when dropped.
+fn spool_file(run: &Run<'_>) -> Result<tempfile::NamedTempFile, TableError> {
+    tempfile::Builder::new()
+        .prefix("pg-replicate-")
+        .suffix(".csv")
+        .tempfile_in(&run.work_dir)
+        .map_err(|e| {
+            TableError::Refused(format!(
+                "cannot create a spool file in {}: {e}",
+                run.work_dir.display()
+            ))
+        })
+}
+
+/// The table's read and load; the reconciliation due after it, if one is.
 async fn replicate_table_inner(
     run: &Run<'_>,
     table: &Selected,
-    reload: bool,
+    forced: Forced,
     entry: &mut TableReport,
-) -> Result<(), TableError> {
+) -> Result<Option<Due>, TableError> {
     let cancel = &run.context.cancel;
     let source_table = table.name.to_string();
     let bookmark = {
@@ -446,20 +641,8 @@ async fn replicate_table_inner(
             .await?
     };
     entry.bookmark_before = bookmark.as_ref().and_then(|b| b.value.clone());
-    let spool_file = || {
-        tempfile::Builder::new()
-            .prefix("pg-replicate-")
-            .suffix(".csv")
-            .tempfile_in(&run.work_dir)
-            .map_err(|e| {
-                TableError::Refused(format!(
-                    "cannot create a spool file in {}: {e}",
-                    run.work_dir.display()
-                ))
-            })
-    };
     // The rows read; and the key and new columns of every row, when columns were added.
-    let (spool, backfill_spool) = (spool_file()?, spool_file()?);
+    let (spool, backfill_spool) = (spool_file(run)?, spool_file(run)?);
     let mut prepared = None;
     let read = source::read(
         run.session,
@@ -469,7 +652,14 @@ async fn replicate_table_inner(
         run.max_bytes,
         cancel,
         |described| {
-            let (plan, since) = prepare(table, described, bookmark.as_ref(), reload, run.lookback)?;
+            let (plan, since) = prepare(
+                table,
+                described,
+                bookmark.as_ref(),
+                forced,
+                run.lookback,
+                run.started_epoch,
+            )?;
             let mut reads = vec![source::select_sql(&table.name, &plan.columns, &since)];
             if !plan.added.is_empty() {
                 // The new columns of every row: the key and those columns, nothing else.
@@ -507,6 +697,7 @@ async fn replicate_table_inner(
         signature: prepared.signature,
         spool: spool.path().to_owned(),
         full: prepared.full_copy_reason.is_some(),
+        marks_deletes: prepared.marks_deletes,
         widen: prepared.widened.clone(),
         backfill,
         previous: entry.bookmark_before.clone(),
@@ -532,7 +723,10 @@ async fn replicate_table_inner(
         .map(|(column, target)| format!("{column} {target}"))
         .collect();
     entry.bookmark_after = loaded.bookmark;
-    Ok(())
+    Ok(prepared.reconcile_due.then_some(Due {
+        key: prepared.key_columns,
+        hard_deletes: table.hard_deletes,
+    }))
 }
 
 /// How a table's columns changed since its last load (`previous`, that load's signature).
@@ -623,8 +817,9 @@ fn prepare(
     table: &Selected,
     described: &source::Described,
     bookmark: Option<&load::Bookmark>,
-    reload: bool,
+    forced: Forced,
     lookback: Duration,
+    now_epoch: i64,
 ) -> Result<(Prepared, Since), TableError> {
     let name = &table.name;
     let has = |column: &str| described.columns.iter().any(|(c, _)| c == column);
@@ -683,8 +878,16 @@ fn prepare(
     );
     let mut widened = Vec::new();
     let mut added = Vec::new();
+    let key_columns: Vec<types::ColumnPlan> = primary_key
+        .iter()
+        .filter_map(|k| columns.iter().find(|c| &c.name == k).cloned())
+        .collect();
+    let reconciles = forced.reconcile || table.reconcile != Reconcile::Off;
+    if reconciles && let Some(problem) = reconcile::key_problem(&key_columns) {
+        return Err(TableError::Refused(format!("{name}: {problem}")));
+    }
     let full_copy_reason = match bookmark {
-        _ if reload => Some("--reload"),
+        _ if forced.reload => Some("--reload"),
         None => Some("first run"),
         Some(b) if !b.target_exists => Some("the warehouse table is missing"),
         Some(b) if b.signature != signature => match drift(&b.signature, &signature, &columns) {
@@ -703,6 +906,14 @@ fn prepare(
         },
         Some(_) => None,
     };
+    // A full copy holds exactly the source's rows: nothing to reconcile.
+    let reconcile_due = full_copy_reason.is_none()
+        && (forced.reconcile
+            || reconcile_is_due(
+                table.reconcile,
+                bookmark.and_then(|b| b.reconciled_at),
+                now_epoch,
+            ));
     let since = match bookmark.and_then(|b| b.value.clone()) {
         Some(value) if full_copy_reason.is_none() => Since::Bookmark {
             key: key.clone(),
@@ -720,15 +931,63 @@ fn prepare(
             full_copy_reason,
             widened,
             added,
+            key_columns,
+            marks_deletes: reconciles && table.hard_deletes == HardDeletes::Mark,
+            reconcile_due,
         },
         since,
     ))
 }
 
+/// Whether a table reconciled last at `last` (seconds since the epoch) is reconciled at `now`.
+/// A run that starts a little before the interval is over (a scheduler's jitter) counts: a
+/// tenth of the interval, at most ten minutes.
+fn reconcile_is_due(every: Reconcile, last: Option<i64>, now: i64) -> bool {
+    match (every, last) {
+        (Reconcile::Off, _) => false,
+        (Reconcile::EveryRun, _) | (Reconcile::EveryHours(_), None) => true,
+        (Reconcile::EveryHours(hours), Some(last)) => {
+            let interval = i64::from(hours) * 3600;
+            now - last >= interval - (interval / 10).min(600)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{Drift, drift};
+    use super::{Drift, drift, reconcile_is_due};
+    use crate::catalog::Reconcile;
     use crate::types::plan;
+
+    #[test]
+    fn a_reconciliation_is_due_once_its_interval_is_over_give_or_take_a_schedulers_jitter() {
+        let hour = 3600;
+        let now = 1_800_000_000;
+        assert!(!reconcile_is_due(Reconcile::Off, None, now));
+        assert!(reconcile_is_due(Reconcile::EveryRun, Some(now), now));
+        assert!(reconcile_is_due(Reconcile::EveryHours(24), None, now));
+        assert!(!reconcile_is_due(
+            Reconcile::EveryHours(24),
+            Some(now - 23 * hour),
+            now
+        ));
+        // The hourly run that starts a few seconds short of a day.
+        assert!(reconcile_is_due(
+            Reconcile::EveryHours(24),
+            Some(now - 24 * hour + 5),
+            now
+        ));
+        assert!(!reconcile_is_due(
+            Reconcile::EveryHours(1),
+            Some(now - 50 * 60),
+            now
+        ));
+        assert!(reconcile_is_due(
+            Reconcile::EveryHours(1),
+            Some(now - 55 * 60),
+            now
+        ));
+    }
 
     fn signature(columns: &[(&str, &str)]) -> (String, Vec<crate::types::ColumnPlan>) {
         let plans: Vec<_> = columns.iter().map(|(n, t)| plan(n, t)).collect();

@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use duckdb::{Connection, OptionalExt, params};
 use warehouse::{WarehouseError, literal_glob, sql_literal};
 
+use crate::reconcile::DELETED_AT;
 use crate::types::{ColumnPlan, Load, quote};
 
 /// What the job keeps in the warehouse besides the tables.
@@ -27,7 +28,8 @@ CREATE TABLE IF NOT EXISTS _pg_replicate.bookmarks (
     bookmark VARCHAR,
     columns_signature VARCHAR NOT NULL,
     replicated_at TIMESTAMP NOT NULL
-);";
+);
+ALTER TABLE _pg_replicate.bookmarks ADD COLUMN IF NOT EXISTS reconciled_at TIMESTAMP;";
 
 /// The metadata column every replicated table gets: when the run that last wrote the row started.
 pub const REPLICATED_AT: &str = "_replicated_at";
@@ -41,9 +43,12 @@ pub struct Bookmark {
     /// copied in full again.
     pub signature: String,
     pub target_exists: bool,
+    /// When the table's keys were last reconciled with the source's (or the table copied in
+    /// full), in seconds since the epoch.
+    pub reconciled_at: Option<i64>,
 }
 
-fn query_error(what: &str) -> impl Fn(duckdb::Error) -> WarehouseError + '_ {
+pub(crate) fn query_error(what: &str) -> impl Fn(duckdb::Error) -> WarehouseError + '_ {
     move |e| WarehouseError::Query {
         what: what.to_owned(),
         message: e.to_string(),
@@ -57,12 +62,12 @@ pub fn read_bookmark(
     target_table: &str,
 ) -> Result<Option<Bookmark>, WarehouseError> {
     let fail = query_error("reading the bookmark");
-    let found: Option<(Option<String>, String)> = connection
+    let found: Option<(Option<String>, String, Option<i64>)> = connection
         .query_row(
-            "SELECT bookmark, columns_signature FROM _pg_replicate.bookmarks \
-             WHERE source_table = ?",
+            "SELECT bookmark, columns_signature, CAST(epoch(reconciled_at) AS BIGINT) \
+             FROM _pg_replicate.bookmarks WHERE source_table = ?",
             params![source_table],
-            |row| Ok((row.get(0)?, row.get(1)?)),
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
         )
         .optional()
         .map_err(&fail)?;
@@ -74,10 +79,11 @@ pub fn read_bookmark(
             |row| row.get(0),
         )
         .map_err(&fail)?;
-    Ok(found.map(|(value, signature)| Bookmark {
+    Ok(found.map(|(value, signature, reconciled_at)| Bookmark {
         value,
         signature,
         target_exists,
+        reconciled_at,
     }))
 }
 
@@ -94,6 +100,8 @@ pub struct LoadPlan {
     pub signature: String,
     pub spool: PathBuf,
     pub full: bool,
+    /// A full copy gets the column `_deleted_at` (NULL), the table's hard deletes being marked.
+    pub marks_deletes: bool,
     /// Columns whose warehouse type is widened first: `(column, type)`.
     pub widen: Vec<(String, String)>,
     /// New columns, added to the table and filled in for every row it holds, before the merge.
@@ -221,10 +229,16 @@ pub fn load(
     let mut dropped: Vec<String> = Vec::new();
     let mut backfilled: i64 = 0;
     let (inserted, updated) = if plan.full {
+        let deleted_at = if plan.marks_deletes {
+            format!(", CAST(NULL AS TIMESTAMP) AS {DELETED_AT}")
+        } else {
+            String::new()
+        };
         transaction
             .execute_batch(&format!(
                 "CREATE SCHEMA IF NOT EXISTS {schema}; \
-                 CREATE OR REPLACE TABLE {target} AS SELECT *, {stamp} AS {REPLICATED_AT} FROM _batch;",
+                 CREATE OR REPLACE TABLE {target} AS \
+                 SELECT *, {stamp} AS {REPLICATED_AT}{deleted_at} FROM _batch;",
                 schema = quote(&plan.target_schema),
             ))
             .map_err(query_error("creating the table"))?;
@@ -249,20 +263,30 @@ pub fn load(
                  WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position",
             )
             .map_err(query_error("reading the table's columns"))?;
-        dropped = statement
+        let existing: Vec<String> = statement
             .query_map(params![plan.target_schema, plan.target_table], |row| {
                 row.get::<_, String>(0)
             })
             .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
-            .map_err(query_error("reading the table's columns"))?
-            .into_iter()
-            .filter(|c| c != REPLICATED_AT && !plan.columns.iter().any(|p| &p.name == c))
-            .collect();
+            .map_err(query_error("reading the table's columns"))?;
         drop(statement);
+        // A row marked deleted that the source has again is written, and unmarked.
+        let marked = existing.iter().any(|c| c == DELETED_AT);
+        dropped = existing
+            .into_iter()
+            .filter(|c| {
+                c != REPLICATED_AT && c != DELETED_AT && !plan.columns.iter().any(|p| &p.name == c)
+            })
+            .collect();
+        let live = if marked {
+            format!(" WHERE {DELETED_AT} IS NULL")
+        } else {
+            String::new()
+        };
         transaction
             .execute_batch(&format!(
                 "CREATE OR REPLACE TEMP TABLE _changed AS \
-                 SELECT {columns} FROM _batch EXCEPT SELECT {columns} FROM {target};"
+                 SELECT {columns} FROM _batch EXCEPT SELECT {columns} FROM {target}{live};"
             ))
             .map_err(query_error("comparing the rows read with the table"))?;
         let matches = pk
@@ -284,6 +308,7 @@ pub fn load(
             .iter()
             .map(|c| format!("{c} = c.{c}"))
             .chain(dropped.iter().map(|c| format!("{} = NULL", quote(c))))
+            .chain(marked.then(|| format!("{DELETED_AT} = NULL")))
             .chain([format!("{REPLICATED_AT} = {stamp}")])
             .collect();
         let values: Vec<String> = names.iter().map(|c| format!("c.{c}")).collect();
@@ -299,6 +324,21 @@ pub fn load(
         (inserted, changed - inserted)
     };
 
+    // A full copy holds exactly the source's rows: it counts as a reconciliation.
+    let reconciled_at: Option<String> = if plan.full {
+        Some(plan.replicated_at.clone())
+    } else {
+        transaction
+            .query_row(
+                "SELECT CAST(reconciled_at AS VARCHAR) FROM _pg_replicate.bookmarks \
+                 WHERE source_table = ?",
+                params![plan.source_table],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(query_error("reading the bookmark"))?
+            .flatten()
+    };
     transaction
         .execute(
             "DELETE FROM _pg_replicate.bookmarks WHERE source_table = ?",
@@ -307,13 +347,18 @@ pub fn load(
         .map_err(query_error("saving the bookmark"))?;
     transaction
         .execute(
-            &format!("INSERT INTO _pg_replicate.bookmarks VALUES (?, ?, ?, ?, ?, {stamp})"),
+            &format!(
+                "INSERT INTO _pg_replicate.bookmarks (source_table, target_table, \
+                 replication_key, bookmark, columns_signature, replicated_at, reconciled_at) \
+                 VALUES (?, ?, ?, ?, ?, {stamp}, CAST(? AS TIMESTAMP))"
+            ),
             params![
                 plan.source_table,
                 format!("{}.{}", plan.target_schema, plan.target_table),
                 plan.replication_key,
                 greatest,
                 plan.signature,
+                reconciled_at,
             ],
         )
         .map_err(query_error("saving the bookmark"))?;
@@ -399,7 +444,7 @@ fn add_and_backfill(
 
 /// The spooled CSV, each field cast to its column's type. Postgres's CSV writes NULL as an
 /// empty field and an empty string as `""`: `allow_quoted_nulls = false` keeps them apart.
-fn batch_select(columns: &[ColumnPlan], spool: &Path) -> String {
+pub(crate) fn batch_select(columns: &[ColumnPlan], spool: &Path) -> String {
     let fields: Vec<String> = (0..columns.len())
         .map(|i| format!("'f{i}': 'VARCHAR'"))
         .collect();
@@ -444,6 +489,7 @@ mod tests {
             signature: "sig".into(),
             spool: spool.to_owned(),
             full,
+            marks_deletes: false,
             widen: Vec::new(),
             backfill: None,
             previous: previous.map(str::to_owned),

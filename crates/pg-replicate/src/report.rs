@@ -3,6 +3,8 @@
 
 use serde::Serialize;
 
+use crate::catalog::HardDeletes;
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub job: &'static str,
@@ -54,10 +56,15 @@ pub struct TableReport {
     /// Columns new at the source, added to the table and filled in for the rows it held.
     pub columns_added: Vec<String>,
     pub rows_backfilled: u64,
+    /// The search for hard deletes, when this run made one.
+    pub reconciliation: Option<Reconciliation>,
     pub bookmark_before: Option<String>,
     pub bookmark_after: Option<String>,
     pub seconds: f64,
     pub error: Option<String>,
+    /// The rows and bookmark committed, whatever came after (a reconciliation that failed).
+    #[serde(skip)]
+    pub committed: bool,
 }
 
 impl TableReport {
@@ -77,12 +84,34 @@ impl TableReport {
             columns_widened: Vec::new(),
             columns_added: Vec::new(),
             rows_backfilled: 0,
+            reconciliation: None,
             bookmark_before: None,
             bookmark_after: None,
             seconds: 0.0,
             error: None,
+            committed: false,
         }
     }
+}
+
+/// What a reconciliation of the table's keys with the source's found, and what it cost.
+#[derive(Debug, Clone, Serialize)]
+pub struct Reconciliation {
+    /// What became of the rows found deleted at the source.
+    pub hard_deletes: HardDeletes,
+    /// The buckets both sides summed their keys into, and those whose sums differed.
+    pub buckets: u64,
+    pub buckets_differing: u64,
+    /// Rows the source has, and rows the warehouse table had that were not marked deleted.
+    pub source_rows: u64,
+    pub warehouse_rows: u64,
+    /// Keys read from the source: those of the differing buckets only.
+    pub keys_read: u64,
+    /// Bytes read from the source, the bucket summaries and the keys.
+    pub bytes_read: u64,
+    /// Rows the warehouse had that the source no longer has: marked or deleted.
+    pub rows_deleted_at_source: u64,
+    pub seconds: f64,
 }
 
 /// Seconds rounded to milliseconds.

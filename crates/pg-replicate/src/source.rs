@@ -177,9 +177,9 @@ pub struct Read {
 }
 
 /// Reads `table` into `spools` as CSV (no header; NULL as an empty field, an empty string as
-/// `""`), in one read-only REPEATABLE READ transaction. `plan` turns the table's description
-/// into the queries to run (the `n`th into the `n`th spool; a backfill reads beside the rows),
-/// or refuses it.
+/// `""`), in one snapshot (`in_snapshot`). `plan` turns the table's description into the
+/// queries to run (the `n`th into the `n`th spool; a backfill reads beside the rows), or
+/// refuses it.
 pub async fn read<E: From<SourceError>>(
     session: &Session,
     table: &TableName,
@@ -189,6 +189,26 @@ pub async fn read<E: From<SourceError>>(
     cancel: &CancellationToken,
     plan: impl FnOnce(&Described) -> Result<Vec<String>, E>,
 ) -> Result<Read, E> {
+    in_snapshot(session, settings, async {
+        let described = describe(&session.client, table).await?;
+        let reads = plan(&described)?;
+        assert!(reads.len() <= spools.len(), "a spool for each read");
+        let mut bytes = 0;
+        for (sql, spool) in reads.iter().zip(spools) {
+            bytes += copy_out(session, sql, spool, max_bytes, cancel).await?;
+        }
+        Ok::<_, E>(Read { described, bytes })
+    })
+    .await
+}
+
+/// Runs `work` in one read-only REPEATABLE READ transaction, so that every query it makes sees
+/// one snapshot of the source, with the session's fixed settings; rolls back when it fails.
+pub async fn in_snapshot<T, E: From<SourceError>>(
+    session: &Session,
+    settings: &pg_conn::Settings,
+    work: impl Future<Output = Result<T, E>>,
+) -> Result<T, E> {
     let client = &session.client;
     let begin = format!(
         "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; {SESSION_SETUP} {}",
@@ -198,25 +218,14 @@ pub async fn read<E: From<SourceError>>(
         .batch_execute(&begin)
         .await
         .map_err(|e| query_error(&e))?;
-    let result = async {
-        let described = describe(client, table).await?;
-        let reads = plan(&described)?;
-        assert!(reads.len() <= spools.len(), "a spool for each read");
-        let mut bytes = 0;
-        for (sql, spool) in reads.iter().zip(spools) {
-            bytes += copy_out(session, sql, spool, max_bytes, cancel).await?;
-        }
-        Ok::<_, E>(Read { described, bytes })
-    }
-    .await;
-    match result {
-        Ok(read) => {
+    match work.await {
+        Ok(done) => {
             // Read-only: the COMMIT only ends the snapshot.
             client
                 .batch_execute("COMMIT")
                 .await
                 .map_err(|e| query_error(&e))?;
-            Ok(read)
+            Ok(done)
         }
         Err(err) => {
             session.rollback().await;
@@ -228,7 +237,8 @@ pub async fn read<E: From<SourceError>>(
 /// How long a cancelled COPY may take to end before the job stops waiting for it.
 const CANCEL_WAIT: Duration = Duration::from_secs(10);
 
-async fn copy_out(
+/// Streams the rows of `select` into `spool` as CSV; the bytes written. Fails past `max_bytes`.
+pub async fn copy_out(
     session: &Session,
     select: &str,
     spool: &Path,
