@@ -245,9 +245,9 @@ pub struct Config {
 
 impl Config {
     /// S3 settings, when the credentials are there.
-    pub fn s3(&self) -> Result<crate::s3::Settings, String> {
+    pub fn s3(&self) -> Result<s3_files::Settings, String> {
         match (&self.aws_access_key_id, &self.aws_secret_access_key) {
-            (Some(key), Some(secret)) => Ok(crate::s3::Settings {
+            (Some(key), Some(secret)) => Ok(s3_files::Settings {
                 region: self.aws_region.clone(),
                 endpoint: self.s3_endpoint_url.clone(),
                 access_key_id: key.clone(),

@@ -11,7 +11,6 @@ pub mod config;
 pub mod dates;
 pub mod header;
 pub mod report;
-pub mod s3;
 pub mod stage;
 pub mod template;
 pub mod warehouse;
@@ -26,7 +25,7 @@ use job_kit::{Context, EnvVar, Exit, Job, JobError};
 use catalog::{Catalog, CatalogError, Load};
 pub use config::Config;
 use report::{FileOutcome, FileStatus, LoadReport, RunReport};
-use s3::S3;
+use s3_files::S3;
 use stage::{StageUrl, StagedFile};
 use warehouse::{Backend, FileSource, Loader, Warehouse, WarehouseError};
 
@@ -352,7 +351,19 @@ async fn preflight(
         );
         tasks.spawn(async move {
             let _permit = limit.acquire_owned().await;
-            let listed = s3.list(&bucket, &prefix, &list_prefix).await;
+            let listed = s3
+                .list(&bucket, &prefix, &list_prefix)
+                .await
+                .map(|objects| {
+                    objects
+                        .into_iter()
+                        .map(|o| StagedFile {
+                            path: o.path,
+                            size: o.size,
+                            tag: o.tag,
+                        })
+                        .collect::<Vec<_>>()
+                });
             (key, stage, listed)
         });
     }

@@ -84,6 +84,11 @@ impl DuckDbWarehouse {
         let connection = Arc::clone(&self.connection);
         let mut task = tokio::task::spawn_blocking(move || {
             let mut connection = connection.lock().unwrap_or_else(|e| e.into_inner());
+            // An interrupt that lands on a transaction's rollback leaves the transaction open and
+            // aborted, and every later statement on the connection refused: closed first.
+            if !connection.is_autocommit() {
+                let _ = connection.execute_batch("ROLLBACK");
+            }
             work(&mut connection)
         });
         tokio::select! {

@@ -1,5 +1,6 @@
-//! S3, through `aws-sdk-s3`: listing a stage's files for the preflight and, for the embedded
-//! warehouse, fetching them. The SDK's HTTP client runs on rustls with ring, the TLS stack every
+//! S3, through `aws-sdk-s3`: listing a prefix's objects (stage-import's preflight), reading an
+//! object's start or all of it (its header checks, the embedded warehouse's loads). The SDK's
+//! HTTP client runs on rustls with ring, the TLS stack every
 //! job uses; the SDK retries transient failures itself (standard mode), so nothing here wraps
 //! it in the kit's retry loop a second time.
 
@@ -15,7 +16,15 @@ use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
 use job_kit::Secret;
 use tokio::io::AsyncWriteExt;
 
-use crate::stage::StagedFile;
+/// An object below a prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Object {
+    /// The key below the prefix `list` was given.
+    pub path: String,
+    pub size: u64,
+    /// S3's ETag, unquoted.
+    pub tag: String,
+}
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -84,7 +93,7 @@ impl S3 {
         bucket: &str,
         stage_prefix: &str,
         prefix: &str,
-    ) -> Result<Vec<StagedFile>, S3Error> {
+    ) -> Result<Vec<Object>, S3Error> {
         let full_prefix = format!("{stage_prefix}{}", prefix.trim_start_matches('/'));
         let mut pages = self
             .client
@@ -106,7 +115,7 @@ impl S3 {
                 if key.ends_with('/') {
                     continue;
                 }
-                files.push(StagedFile {
+                files.push(Object {
                     path: key.strip_prefix(stage_prefix).unwrap_or(key).to_owned(),
                     size: object.size().unwrap_or(0).max(0) as u64,
                     tag: object
