@@ -10,9 +10,9 @@
 //! configuration, login failures, bootstrap, and loading: every built-in source over a backfill
 //! with malformed lines (per-file report, exit 3), an unreadable file, a second run that loads
 //! nothing twice, `--reload` replacing a day, SIGTERM during a reload (nothing committed, 130),
-//! a user catalog, and the preflight listing S3 (moto) while the stage reads the same files on
-//! disk. The files are `sample-data`'s, as in `stage_import.rs`, whose DuckDB runs give the same
-//! reports.
+//! a user catalog, and S3 end to end: the preflight lists the bucket (moto) and COPY reads the
+//! stage's objects from it. The files are `sample-data`'s, as in `stage_import.rs`, whose DuckDB
+//! runs give the same reports.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -86,8 +86,9 @@ impl Setup {
         command
     }
 
-    /// The job's command with the preflight listing `bucket/raw/` in S3 (moto), while the
-    /// stages bootstrap made read the same files on disk (fakesnow cannot reach S3).
+    /// The job's command with `STAGE_ROOT` at `bucket/raw/` in S3 (moto): its preflight and
+    /// header checks read the bucket; COPY reads whatever the stages bootstrap made point at (the
+    /// same files on disk, unless bootstrap ran with this command too).
     fn listing_s3(&self, moto: &Moto, bucket: &str, args: &[&str]) -> Command {
         let mut command = self.command(args);
         command
@@ -858,17 +859,20 @@ fn a_user_catalog_adds_a_source() {
     );
 }
 
+/// S3 end to end, as in production: bootstrap points the stages at the bucket (with the AWS keys
+/// as their CREDENTIALS), the preflight lists it, and COPY reads the objects from it (the
+/// emulator fetches them from moto). A file only on disk is not seen.
 #[test]
-fn the_preflight_lists_s3_while_the_stage_reads_the_same_files() {
+fn an_s3_stage_is_listed_and_copied_from_s3() {
     let Some(snow) = server() else { return };
     let Some(moto) = moto() else { return };
+    snow.use_s3(&moto.endpoint);
     let setup = Setup::new(snow, "sf_s3");
-    // Bootstrap points Snowflake's stages at the files on disk (fakesnow cannot reach S3);
-    // the load's listing comes from the same files in S3, as in production.
-    setup.bootstrap();
     let bucket = format!("sf-stage-test-{}", std::process::id());
     moto.upload_dir(&bucket, "raw/", &setup.stage());
-    // On disk only: a listing of the disk would find it.
+    let out = setup.run_command(setup.listing_s3(moto, &bucket, &["bootstrap"]));
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    // On disk only: a listing of the disk, or a COPY from it, would find it.
     std::fs::write(
         setup.stage().join(format!(
             "licenses/{}/licenses-extra-{}.csv",
@@ -894,6 +898,16 @@ fn the_preflight_lists_s3_while_the_stage_reads_the_same_files() {
         "listed from S3, not the disk: {licenses:#?}"
     );
     assert_eq!(licenses[0]["rows_loaded"], 10);
+    assert_eq!(setup.count("licenses.licenses"), 10);
+    // The stages hold s3:// URLs only: the rows came from the bucket's one object of the day.
+    assert_eq!(
+        setup.query("SELECT DISTINCT _source_file FROM licenses.licenses"),
+        [[format!("{}/licenses-{}.csv", DAYS[1], DAYS[1])]]
+    );
+
+    // A second run loads nothing twice: the objects' load metadata holds.
+    let out = setup.run_command(setup.listing_s3(moto, &bucket, &["licenses", "--date", DAYS[1]]));
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
     assert_eq!(setup.count("licenses.licenses"), 10);
 }
 

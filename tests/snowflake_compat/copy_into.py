@@ -6,8 +6,12 @@ ON_ERROR = 'CONTINUE' and knows no METADATA$FILENAME, so the proxy answers every
 
 - the stage and file format come from the CREATE STAGE / CREATE FILE FORMAT statements that
   passed through the proxy (after fakesnow accepted them), per database and schema;
-- files are read from the stage's `file://` location only (an `s3://` stage is an error that
-  says so: the tests list S3 in the preflight and point the stage at the same files on disk);
+- files are read from the stage's `file://` location, or from an `s3://` one in the local S3
+  server the tests set with `POST /__compat/s3` (moto): the objects below the stage's URL are
+  listed and fetched with boto3, with the stage's CREDENTIALS, as Snowflake reads a bucket; an
+  object's load-metadata identity is its size and LastModified (Snowflake's docs: "the ETag and
+  last modified"); an `s3://` stage without that server, or without CREDENTIALS or
+  STORAGE_INTEGRATION, is an error that says so;
   FILES = (...) names files below the stage (and sub-path), PATTERN = '...' must match a
   file's whole path below the stage, gzip by COMPRESSION (AUTO: a `.gz` name);
 - CSV is parsed with the file format's FIELD_DELIMITER, RECORD_DELIMITER (newline),
@@ -85,6 +89,9 @@ LOADED: dict[tuple[str, str, str], dict[str, tuple]] = {}
 # (database, schema, table) -> COPY_HISTORY rows, committed loads only
 HISTORY: dict[tuple[str, str, str], list[dict]] = {}
 LOCK = threading.Lock()
+# The S3-compatible endpoint s3:// stages are read from (POST /__compat/s3), and where their
+# objects are kept once fetched.
+S3 = {"endpoint": None, "cache": None}
 
 
 class SqlError(Exception):
@@ -300,7 +307,10 @@ def remember_create(sql: str, context: tuple[str, str]) -> None:
                 fmt = {"name": qualify(split_name(inline["FORMAT_NAME"]), context)} if "FORMAT_NAME" in inline else {"inline": inline}
             elif fmt is not None:
                 fmt = {"name": qualify(fmt if isinstance(fmt, list) else [fmt], context)}
-            store[key] = {"url": options.get("URL", ""), "format": fmt, "credentials": options.get("CREDENTIALS")}
+            store[key] = {
+                "url": options.get("URL", ""), "format": fmt, "credentials": options.get("CREDENTIALS"),
+                "integration": options.get("STORAGE_INTEGRATION"),
+            }
         else:
             store[key] = options
 
@@ -333,6 +343,8 @@ def alter_stage(sql: str, context: tuple[str, str]) -> str:
             raise SqlError("0A000", "0A000", f"the emulator does not know ALTER STAGE SET {sorted(unknown)}")
         if "CREDENTIALS" in options:
             stage["credentials"] = options["CREDENTIALS"]
+        if "STORAGE_INTEGRATION" in options:
+            stage["integration"] = options["STORAGE_INTEGRATION"]
     return "SELECT 'Statement executed successfully.' AS \"status\""
 
 
@@ -632,14 +644,26 @@ def named_format(parts: list[str], context: tuple[str, str]) -> dict:
     return fmt
 
 
+def configure_s3(endpoint: str) -> None:
+    """Reads s3:// stages from this S3-compatible endpoint (the tests' moto)."""
+    import tempfile
+
+    with LOCK:
+        S3["endpoint"] = endpoint
+        if S3["cache"] is None:
+            S3["cache"] = tempfile.mkdtemp(prefix="copy-emulator-s3-")
+
+
 def stage_files(stage: dict, sub: str) -> tuple[str, list[tuple[str, str, str]]]:
     """The stage's location and its files: (path below the stage, full URL, local path)."""
     url = stage["url"]
     parts = urlsplit(url)
+    if parts.scheme == "s3":
+        return s3_stage_files(stage, parts)
     if parts.scheme != "file":
         raise SqlError(
             "091003", "22000",
-            f"Failure using stage area. Cause: [the emulator reads file:// stages only, not {parts.scheme}://]",
+            f"Failure using stage area. Cause: [the emulator reads file:// and s3:// stages only, not {parts.scheme}://]",
         )
     root = unquote(parts.path).rstrip("/")
     base = os.path.join(root, sub) if sub else root
@@ -653,6 +677,58 @@ def stage_files(stage: dict, sub: str) -> tuple[str, list[tuple[str, str, str]]]
             found.append((relative, "file://" + root + "/" + relative, local))
     found.sort()
     return base, found
+
+
+def s3_stage_files(stage: dict, parts) -> tuple[str, list[tuple[str, str, str]]]:
+    """An s3:// stage's objects, fetched into the cache: each cached file's size and mtime are
+    the object's, so that load metadata sees a rewritten object as a new file."""
+    import boto3
+    import botocore.exceptions
+
+    with LOCK:
+        endpoint, cache = S3["endpoint"], S3["cache"]
+    if endpoint is None:
+        raise SqlError(
+            "091003", "22000",
+            "Failure using stage area. Cause: [the emulator has no S3 server: POST /__compat/s3 first]",
+        )
+    credentials = stage.get("credentials")
+    credentials = dict(credentials) if isinstance(credentials, list) else {}
+    if not credentials and not stage.get("integration"):
+        raise SqlError(
+            "091003", "22000",
+            "Failure using stage area. Cause: [Access Denied (Status Code: 403; Error Code: AccessDenied)]",
+        )
+    bucket, prefix = parts.netloc, unquote(parts.path).lstrip("/")
+    client = boto3.client(
+        "s3", endpoint_url=endpoint, region_name="us-east-1",
+        aws_access_key_id=credentials.get("AWS_KEY_ID", "integration"),
+        aws_secret_access_key=credentials.get("AWS_SECRET_KEY", "integration"),
+        aws_session_token=credentials.get("AWS_TOKEN"),
+    )
+    found = []
+    try:
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            for obj in page.get("Contents", []):
+                key = obj["Key"]
+                if key.endswith("/"):
+                    continue
+                relative = key[len(prefix):].lstrip("/")
+                stamp = int(obj["LastModified"].timestamp() * 1_000_000_000)
+                local = os.path.join(cache, bucket, key + f".{obj['ETag'].strip(chr(34))}")
+                if not os.path.exists(local):
+                    os.makedirs(os.path.dirname(local), exist_ok=True)
+                    client.download_file(bucket, key, local)
+                    os.utime(local, ns=(stamp, stamp))
+                found.append((relative, f"s3://{bucket}/{key}", local))
+    except botocore.exceptions.ClientError as e:
+        raise SqlError("091003", "22000", f"Failure using stage area. Cause: [{e}]") from None
+    found.sort()
+    return url_base(parts), found
+
+
+def url_base(parts) -> str:
+    return f"{parts.scheme}://{parts.netloc}{parts.path}"
 
 
 def metadata_filename(full_url: str) -> str:

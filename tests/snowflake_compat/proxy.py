@@ -46,6 +46,8 @@ Test control, JSON over HTTP:
   POST /__compat/rules      {"on": "statement" | "login", "match": "<substring>", "times": n,
                              "action": "<name>", ...}  see Rule in crates/test-servers
   POST /__compat/databases  {"name": "<name>"}  creates a database with a PUBLIC schema
+  POST /__compat/s3         {"endpoint": "<url>"}  the S3-compatible server s3:// stages are read
+                            from (COPY INTO)
   POST /__compat/age_loads  {"database": "<name>", "days": n}  that database's loads as if made
                             n days earlier (COPY_HISTORY keeps 14 days, load metadata 64)
   GET  /__compat/events?match=<substring>  what the proxy saw (statements, polls, aborts, logins)
@@ -346,6 +348,9 @@ class Handler(BaseHTTPRequestHandler):
             return self.send_json({"ok": True})
         if url.path == "/__compat/databases":
             return self.create_database(json.loads(body)["name"])
+        if url.path == "/__compat/s3":
+            copy_into.configure_s3(json.loads(body)["endpoint"])
+            return self.send_json({"ok": True})
         if url.path == "/__compat/age_loads":
             request = json.loads(body)
             aged = copy_into.age_loads(request["database"], int(request["days"]))

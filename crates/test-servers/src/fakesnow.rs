@@ -162,6 +162,17 @@ impl FakeSnow {
         reply["aged"].as_u64().unwrap_or(0)
     }
 
+    /// Reads `s3://` stages from this S3-compatible server (the tests' moto), as Snowflake reads
+    /// a bucket: COPY INTO lists and fetches the stage's objects there.
+    pub fn use_s3(&self, endpoint: &str) {
+        let reply = self.control(
+            "POST",
+            "/__compat/s3",
+            Some(serde_json::json!({ "endpoint": endpoint })),
+        );
+        assert_eq!(reply["ok"], true, "cannot set the S3 endpoint: {reply}");
+    }
+
     /// Makes the proxy misbehave as the rule says.
     pub fn script(&self, rule: Rule) {
         self.control("POST", "/__compat/rules", Some(rule.0));
