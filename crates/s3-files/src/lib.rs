@@ -13,7 +13,7 @@ use aws_sdk_s3::config::{
 };
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
-use job_kit::Secret;
+use job_kit::{EnvVar, Kind, Secret};
 use tokio::io::AsyncWriteExt;
 
 /// An object below a prefix.
@@ -25,6 +25,34 @@ pub struct Object {
     /// S3's ETag, unquoted.
     pub tag: String,
 }
+
+/// The S3 variables, the same in every job that reads or writes S3 (its config struct has the
+/// fields of the same names).
+pub const VARS: [EnvVar; 5] = [
+    EnvVar::new(
+        "AWS_ACCESS_KEY_ID",
+        Kind::Text,
+        "AWS access key for S3 (the stages' files)",
+    ),
+    EnvVar::new(
+        "AWS_SECRET_ACCESS_KEY",
+        Kind::Text,
+        "AWS secret key for S3 (the stages' files)",
+    )
+    .secret(),
+    EnvVar::new(
+        "AWS_SESSION_TOKEN",
+        Kind::Text,
+        "AWS session token, with temporary keys",
+    )
+    .secret(),
+    EnvVar::new("AWS_REGION", Kind::Text, "Region of the S3 buckets").default("us-east-1"),
+    EnvVar::new(
+        "S3_ENDPOINT_URL",
+        Kind::HttpUrl,
+        "An S3-compatible endpoint instead of AWS (addressed path-style)",
+    ),
+];
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -47,6 +75,25 @@ pub struct S3Error {
     pub bucket: String,
     pub key: String,
     pub message: String,
+}
+
+impl Settings {
+    /// The settings from [`VARS`]' values; `None` without a key and its secret.
+    pub fn from_values(
+        region: &str,
+        endpoint: Option<&String>,
+        access_key_id: Option<&String>,
+        secret_access_key: Option<&Secret<String>>,
+        session_token: Option<&Secret<String>>,
+    ) -> Option<Settings> {
+        Some(Settings {
+            region: region.to_owned(),
+            endpoint: endpoint.cloned(),
+            access_key_id: access_key_id?.clone(),
+            secret_access_key: secret_access_key?.clone(),
+            session_token: session_token.cloned(),
+        })
+    }
 }
 
 impl S3 {

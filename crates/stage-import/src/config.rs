@@ -3,16 +3,7 @@
 
 use job_kit::{EnvVar, Kind};
 use serde::Deserialize;
-use snowflake_conn::CredentialVars;
-
-/// The login variables, for `snowflake_conn::credential::resolve`.
-pub const CREDENTIAL_VARS: CredentialVars = CredentialVars {
-    private_key: "SNOWFLAKE_LOAD_PRIVATE_KEY",
-    private_key_path: "SNOWFLAKE_LOAD_PRIVATE_KEY_PATH",
-    passphrase: "SNOWFLAKE_LOAD_PRIVATE_KEY_PASSPHRASE",
-    token: "SNOWFLAKE_LOAD_TOKEN",
-    password: "SNOWFLAKE_LOAD_PASSWORD",
-};
+use warehouse::snowflake::{LOAD_VARS, LoadLogin};
 
 pub const VARS: &[EnvVar] = &[
     EnvVar::new(
@@ -101,104 +92,24 @@ pub const VARS: &[EnvVar] = &[
         Kind::Text,
         "AWS account of the push-proxy load balancer logs",
     ),
-    EnvVar::new(
-        "AWS_ACCESS_KEY_ID",
-        Kind::Text,
-        "AWS access key for S3 stages",
-    ),
-    EnvVar::new(
-        "AWS_SECRET_ACCESS_KEY",
-        Kind::Text,
-        "AWS secret key for S3 stages",
-    )
-    .secret(),
-    EnvVar::new(
-        "AWS_SESSION_TOKEN",
-        Kind::Text,
-        "AWS session token, with temporary keys",
-    )
-    .secret(),
-    EnvVar::new("AWS_REGION", Kind::Text, "Region of the S3 buckets").default("us-east-1"),
-    EnvVar::new(
-        "S3_ENDPOINT_URL",
-        Kind::HttpUrl,
-        "An S3-compatible endpoint instead of AWS (addressed path-style)",
-    ),
-    EnvVar::new(
-        "SNOWFLAKE_ACCOUNT",
-        Kind::Text,
-        "Snowflake account identifier (xy12345.us-east-1 or myorg-myaccount); set: load into \
-         Snowflake, unset: into the embedded warehouse (not in the image, which has none)",
-    ),
-    EnvVar::new(
-        "SNOWFLAKE_LOAD_USER",
-        Kind::Text,
-        "User the loads run as (with SNOWFLAKE_ACCOUNT)",
-    ),
-    EnvVar::new(
-        "SNOWFLAKE_LOAD_PRIVATE_KEY",
-        Kind::Text,
-        CredentialVars::HELP_PRIVATE_KEY,
-    )
-    .secret(),
-    EnvVar::new(
-        "SNOWFLAKE_LOAD_PRIVATE_KEY_PATH",
-        Kind::Path,
-        CredentialVars::HELP_PRIVATE_KEY_PATH,
-    ),
-    EnvVar::new(
-        "SNOWFLAKE_LOAD_PRIVATE_KEY_PASSPHRASE",
-        Kind::Text,
-        CredentialVars::HELP_PASSPHRASE,
-    )
-    .secret(),
-    EnvVar::new(
-        "SNOWFLAKE_LOAD_TOKEN",
-        Kind::Text,
-        CredentialVars::HELP_TOKEN,
-    )
-    .secret(),
-    EnvVar::new(
-        "SNOWFLAKE_LOAD_PASSWORD",
-        Kind::Text,
-        CredentialVars::HELP_PASSWORD,
-    )
-    .secret(),
-    EnvVar::new(
-        "SNOWFLAKE_LOAD_ROLE",
-        Kind::Text,
-        "Role the loads and the bootstrap run as",
-    )
-    .default("LOADER"),
-    EnvVar::new(
-        "SNOWFLAKE_LOAD_DATABASE",
-        Kind::Text,
-        "Database the sources' schemas, stages, formats and tables live in",
-    )
-    .default("RAW"),
-    EnvVar::new(
-        "SNOWFLAKE_LOAD_WAREHOUSE",
-        Kind::Text,
-        "Warehouse that runs COPY INTO (with SNOWFLAKE_ACCOUNT)",
-    ),
-    EnvVar::new(
-        "SNOWFLAKE_URL",
-        Kind::CredentialUrl,
-        "Base URL instead of https://<account>.snowflakecomputing.com: scheme://host[:port] \
-         (PrivateLink, tests)",
-    ),
-    EnvVar::new(
-        "SNOWFLAKE_STORAGE_INTEGRATION",
-        Kind::Text,
-        "Storage integration of the S3 stages bootstrap creates; unset: the stages carry \
-         AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY as CREDENTIALS",
-    ),
-    EnvVar::new(
-        "SNOWFLAKE_QUERY_TIMEOUT",
-        Kind::Seconds,
-        "Longest a Snowflake statement (one COPY INTO) may run before it is aborted",
-    )
-    .default("3600"),
+    s3_files::VARS[0],
+    s3_files::VARS[1],
+    s3_files::VARS[2],
+    s3_files::VARS[3],
+    s3_files::VARS[4],
+    LOAD_VARS[0],
+    LOAD_VARS[1],
+    LOAD_VARS[2],
+    LOAD_VARS[3],
+    LOAD_VARS[4],
+    LOAD_VARS[5],
+    LOAD_VARS[6],
+    LOAD_VARS[7],
+    LOAD_VARS[8],
+    LOAD_VARS[9],
+    LOAD_VARS[10],
+    LOAD_VARS[11],
+    LOAD_VARS[12],
     warehouse::WAREHOUSE_PATH_VAR,
     warehouse::DUCKDB_MEMORY_LIMIT_VAR,
     warehouse::DUCKDB_THREADS_VAR,
@@ -246,83 +157,38 @@ pub struct Config {
 impl Config {
     /// S3 settings, when the credentials are there.
     pub fn s3(&self) -> Result<s3_files::Settings, String> {
-        match (&self.aws_access_key_id, &self.aws_secret_access_key) {
-            (Some(key), Some(secret)) => Ok(s3_files::Settings {
-                region: self.aws_region.clone(),
-                endpoint: self.s3_endpoint_url.clone(),
-                access_key_id: key.clone(),
-                secret_access_key: secret.clone(),
-                session_token: self.aws_session_token.clone(),
-            }),
-            _ => Err("S3 stages need AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY".to_owned()),
-        }
+        s3_files::Settings::from_values(
+            &self.aws_region,
+            self.s3_endpoint_url.as_ref(),
+            self.aws_access_key_id.as_ref(),
+            self.aws_secret_access_key.as_ref(),
+            self.aws_session_token.as_ref(),
+        )
+        .ok_or_else(|| "S3 stages need AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY".to_owned())
     }
 
     /// The Snowflake settings when `SNOWFLAKE_ACCOUNT` is set (`None`: the embedded warehouse).
     /// Every missing variable is named in one message.
-    pub fn snowflake(&self) -> Result<Option<crate::warehouse::snowflake::Settings>, String> {
-        use crate::warehouse::snowflake::{Settings, StageAccess};
-        let Some(account) = &self.snowflake_account else {
-            return Ok(None);
-        };
-        let values = snowflake_conn::credential::CredentialValues {
+    pub fn snowflake(&self) -> Result<Option<warehouse::snowflake::LoadSettings>, String> {
+        LoadLogin {
+            account: self.snowflake_account.as_ref(),
+            user: self.snowflake_load_user.as_ref(),
             private_key: self.snowflake_load_private_key.as_ref(),
             private_key_path: self.snowflake_load_private_key_path.as_deref(),
             passphrase: self.snowflake_load_private_key_passphrase.as_ref(),
             token: self.snowflake_load_token.as_ref(),
             password: self.snowflake_load_password.as_ref(),
-        };
-        let mut missing: Vec<String> = [
-            ("SNOWFLAKE_LOAD_USER", self.snowflake_load_user.is_none()),
-            (
-                "SNOWFLAKE_LOAD_WAREHOUSE",
-                self.snowflake_load_warehouse.is_none(),
-            ),
-        ]
-        .into_iter()
-        .filter(|(_, missing)| *missing)
-        .map(|(name, _)| name.to_owned())
-        .collect();
-        if values.is_empty() {
-            missing.push(CREDENTIAL_VARS.one_of());
+            role: &self.snowflake_load_role,
+            database: &self.snowflake_load_database,
+            warehouse: self.snowflake_load_warehouse.as_ref(),
+            url: self.snowflake_url.as_ref(),
+            storage_integration: self.snowflake_storage_integration.as_ref(),
+            query_timeout_secs: self.snowflake_query_timeout,
+            aws_access_key_id: self.aws_access_key_id.as_ref(),
+            aws_secret_access_key: self.aws_secret_access_key.as_ref(),
+            aws_session_token: self.aws_session_token.as_ref(),
         }
-        let (Some(user), Some(warehouse), true) = (
-            &self.snowflake_load_user,
-            &self.snowflake_load_warehouse,
-            missing.is_empty(),
-        ) else {
-            return Err(format!(
-                "SNOWFLAKE_ACCOUNT is set, so the loads go to Snowflake, but {} {} not set",
-                missing.join(", "),
-                if missing.len() == 1 { "is" } else { "are" }
-            ));
-        };
-        let credential = snowflake_conn::credential::resolve(&CREDENTIAL_VARS, values)
-            .map_err(|problem| problem.to_string())?;
-        let mut options =
-            snowflake_conn::ConnectOptions::new(account.clone(), user.clone(), credential);
-        options.role = Some(self.snowflake_load_role.clone());
-        options.warehouse = Some(warehouse.clone());
-        options.database = Some(self.snowflake_load_database.clone());
-        options.base_url = self.snowflake_url.clone();
-        options.query_timeout = std::time::Duration::from_secs_f64(self.snowflake_query_timeout);
-        let stage_access = match (
-            &self.snowflake_storage_integration,
-            &self.aws_access_key_id,
-            &self.aws_secret_access_key,
-        ) {
-            (Some(integration), _, _) => StageAccess::Integration(integration.clone()),
-            (None, Some(key_id), Some(secret)) => StageAccess::Keys {
-                key_id: key_id.clone(),
-                secret: secret.clone(),
-                token: self.aws_session_token.clone(),
-            },
-            _ => StageAccess::Missing,
-        };
-        Ok(Some(Settings {
-            options,
-            stage_access,
-        }))
+        .settings()
     }
 
     /// Values for `{env:NAME}` placeholders: the config's own (so that flags count), then the

@@ -12,8 +12,7 @@ use std::collections::BTreeMap;
 
 use ::warehouse::snowflake::{SnowflakeWarehouse, snowflake_error};
 use ::warehouse::{Warehouse, WarehouseError};
-use job_kit::Secret;
-use snowflake_conn::{ConnectOptions, QueryResult, quote_ident, quote_literal};
+use snowflake_conn::{QueryResult, quote_ident, quote_literal};
 use tokio_util::sync::CancellationToken;
 
 use super::{BOOTSTRAP_FIX, FileSource, LOADED_AT_COLUMN, Loader, SOURCE_FILE_COLUMN};
@@ -25,27 +24,7 @@ use crate::stage::{StageUrl, StagedFile};
 /// Snowflake takes at most this many names in one COPY's `FILES = (...)`.
 pub const MAX_FILES_PER_COPY: usize = 1000;
 
-/// How the stages bootstrap creates reach S3.
-#[derive(Debug, Clone)]
-pub enum StageAccess {
-    /// `STORAGE_INTEGRATION = <name>`: no key in Snowflake (what an account admin prefers).
-    Integration(String),
-    /// `CREDENTIALS = (AWS_KEY_ID = ... AWS_SECRET_KEY = ... [AWS_TOKEN = ...])`.
-    Keys {
-        key_id: String,
-        secret: Secret<String>,
-        token: Option<Secret<String>>,
-    },
-    /// Neither is configured: S3 stages cannot be created (local `file://` stages can).
-    Missing,
-}
-
-/// Everything the backend needs, checked by the config before anything connects.
-#[derive(Debug, Clone)]
-pub struct Settings {
-    pub options: ConnectOptions,
-    pub stage_access: StageAccess,
-}
+pub use ::warehouse::snowflake::{LoadSettings as Settings, StageAccess};
 
 /// Files COPY's result left out were skipped by its load metadata, or vanished, or have a
 /// load status Snowflake could not tell. Only proof of an earlier load makes one LOAD_SKIPPED:
@@ -667,28 +646,9 @@ pub fn set_stage_credentials(
         (StageUrl::S3 { .. }, StageAccess::Keys { .. }) => Some(format!(
             "ALTER STAGE {} SET{};",
             qualified(schema, name),
-            credentials_clause(access)
+            access.credentials_clause()
         )),
         _ => None,
-    }
-}
-
-fn credentials_clause(access: &StageAccess) -> String {
-    match access {
-        StageAccess::Keys {
-            key_id,
-            secret,
-            token,
-        } => format!(
-            "\n  CREDENTIALS = (AWS_KEY_ID = {} AWS_SECRET_KEY = {}{})",
-            quote_literal(key_id),
-            quote_literal(secret.expose()),
-            token
-                .as_ref()
-                .map(|t| format!(" AWS_TOKEN = {}", quote_literal(t.expose())))
-                .unwrap_or_default()
-        ),
-        _ => String::new(),
     }
 }
 
@@ -699,12 +659,9 @@ pub fn create_stage(
     format_name: &str,
     access: &StageAccess,
 ) -> String {
-    let access = match (url, access) {
-        (StageUrl::Local(_), _) | (_, StageAccess::Missing) => String::new(),
-        (StageUrl::S3 { .. }, StageAccess::Integration(integration)) => {
-            format!("\n  STORAGE_INTEGRATION = {}", quote_ident(integration))
-        }
-        (StageUrl::S3 { .. }, StageAccess::Keys { .. }) => credentials_clause(access),
+    let access = match url {
+        StageUrl::Local(_) => String::new(),
+        StageUrl::S3 { .. } => access.clause(),
     };
     format!(
         "CREATE STAGE IF NOT EXISTS {}\n  URL = {}{access}\n  FILE_FORMAT = {};",
@@ -952,6 +909,8 @@ pub fn outcomes(
 mod tests {
     use super::*;
     use crate::catalog::Catalog;
+    use job_kit::Secret;
+    use snowflake_conn::ConnectOptions;
 
     fn load(source: &str) -> Load {
         let env = |name: &str| match name {
