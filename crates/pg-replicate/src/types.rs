@@ -127,6 +127,46 @@ fn scalar(source_type: &str) -> Option<String> {
     Some(t.to_owned())
 }
 
+impl ColumnPlan {
+    /// The Snowflake type of the column, and how a transforming `COPY INTO … FROM (SELECT …)`
+    /// turns its CSV field (`field`, 1-based) into a value: Snowflake casts text to the
+    /// column's type itself, except JSON (`PARSE_JSON`) and hex bytes (`TO_BINARY`).
+    pub fn snowflake(&self, field: usize) -> (String, String) {
+        let field_ref = format!("${field}");
+        let json = || format!("PARSE_JSON({field_ref})");
+        let source = self.source_type.as_str();
+        match self.select {
+            // Arrays as JSON: Snowflake's ARRAY holds either kind.
+            Select::JsonArray => ("ARRAY".to_owned(), json()),
+            Select::Hex => (
+                "BINARY".to_owned(),
+                format!("TO_BINARY({field_ref}, 'HEX')"),
+            ),
+            Select::Text if matches!(source, "json" | "jsonb") => ("VARIANT".to_owned(), json()),
+            Select::Text => {
+                let target = self.target_type.as_str();
+                let snowflake = match target {
+                    // Snowflake's integers are all NUMBER(38,0).
+                    "SMALLINT" | "INTEGER" | "BIGINT" => "NUMBER(38,0)".to_owned(),
+                    "FLOAT" | "DOUBLE" => "FLOAT".to_owned(),
+                    "TIMESTAMP" => "TIMESTAMP_NTZ".to_owned(),
+                    "TIMESTAMPTZ" => "TIMESTAMP_TZ".to_owned(),
+                    "UUID" => "VARCHAR(36)".to_owned(),
+                    "BOOLEAN" | "DATE" | "TIME" | "VARCHAR" => target.to_owned(),
+                    _ => match target
+                        .strip_prefix("DECIMAL(")
+                        .and_then(|rest| rest.strip_suffix(')'))
+                    {
+                        Some(precision_scale) => format!("NUMBER({precision_scale})"),
+                        None => "VARCHAR".to_owned(),
+                    },
+                };
+                (snowflake, field_ref)
+            }
+        }
+    }
+}
+
 /// Whether a warehouse column of type `from` can become `to` without losing a value it holds:
 /// a wider integer, a float to a double, a decimal with more digits before the point.
 pub fn widens(from: &str, to: &str) -> bool {
@@ -195,5 +235,38 @@ mod tests {
         }
         assert_eq!(plan("c", "bytea").load, Load::Unhex);
         assert!(is_time("TIMESTAMP") && !is_time("BIGINT"));
+    }
+
+    /// The README's table, Snowflake's column.
+    #[test]
+    fn maps_the_types_to_snowflake_as_documented() {
+        let cases = [
+            ("character varying(18)", "VARCHAR", "$3"),
+            ("text", "VARCHAR", "$3"),
+            ("smallint", "NUMBER(38,0)", "$3"),
+            ("bigint", "NUMBER(38,0)", "$3"),
+            ("numeric(18,2)", "NUMBER(18,2)", "$3"),
+            ("numeric", "FLOAT", "$3"),
+            ("double precision", "FLOAT", "$3"),
+            ("boolean", "BOOLEAN", "$3"),
+            ("date", "DATE", "$3"),
+            ("time without time zone", "TIME", "$3"),
+            ("timestamp without time zone", "TIMESTAMP_NTZ", "$3"),
+            ("timestamp with time zone", "TIMESTAMP_TZ", "$3"),
+            ("uuid", "VARCHAR(36)", "$3"),
+            ("json", "VARIANT", "PARSE_JSON($3)"),
+            ("jsonb", "VARIANT", "PARSE_JSON($3)"),
+            ("integer[]", "ARRAY", "PARSE_JSON($3)"),
+            ("text[]", "ARRAY", "PARSE_JSON($3)"),
+            ("bytea", "BINARY", "TO_BINARY($3, 'HEX')"),
+            ("interval", "VARCHAR", "$3"),
+        ];
+        for (source, snowflake_type, load) in cases {
+            assert_eq!(
+                plan("c", source).snowflake(3),
+                (snowflake_type.to_owned(), load.to_owned()),
+                "{source}"
+            );
+        }
     }
 }
