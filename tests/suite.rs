@@ -6,6 +6,7 @@ mod images;
 mod permissions;
 mod pg_job;
 mod pg_replicate;
+mod pg_replicate_snowflake;
 mod stage_import;
 mod stage_import_snowflake;
 mod support;

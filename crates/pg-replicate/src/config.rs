@@ -3,6 +3,7 @@
 
 use job_kit::{EnvVar, Kind, Secret};
 use serde::Deserialize;
+use warehouse::snowflake::{LOAD_VARS, LoadLogin, LoadSettings};
 
 pub const URL_VAR: &str = "HEROKU_POSTGRESQL_URL";
 pub const URL_ALIAS: &str = "DATABASE_URL";
@@ -86,6 +87,31 @@ pub const VARS: &[EnvVar] = &[
          up or full are retried; a wrong password is not)",
     )
     .default("5"),
+    EnvVar::new(
+        "PG_REPLICATE_STAGE_URL",
+        Kind::Text,
+        "s3://bucket/prefix where the extracts are written for Snowflake's COPY INTO (with \
+         SNOWFLAKE_ACCOUNT): gzipped CSV parts below <prefix>/<schema>.<table>/<run>/; a \
+         lifecycle rule on the prefix expires them",
+    ),
+    LOAD_VARS[0],
+    LOAD_VARS[1],
+    LOAD_VARS[2],
+    LOAD_VARS[3],
+    LOAD_VARS[4],
+    LOAD_VARS[5],
+    LOAD_VARS[6],
+    LOAD_VARS[7],
+    LOAD_VARS[8],
+    LOAD_VARS[9],
+    LOAD_VARS[10],
+    LOAD_VARS[11],
+    LOAD_VARS[12],
+    s3_files::VARS[0],
+    s3_files::VARS[1],
+    s3_files::VARS[2],
+    s3_files::VARS[3],
+    s3_files::VARS[4],
     warehouse::WAREHOUSE_PATH_VAR,
     warehouse::DUCKDB_MEMORY_LIMIT_VAR,
     warehouse::DUCKDB_THREADS_VAR,
@@ -103,9 +129,80 @@ pub struct Config {
     pub pg_replicate_connection_check_secs: f64,
     pub pg_replicate_connect_timeout_secs: f64,
     pub pg_replicate_connect_attempts: u32,
+    pub pg_replicate_stage_url: Option<String>,
+    pub snowflake_account: Option<String>,
+    pub snowflake_load_user: Option<String>,
+    pub snowflake_load_private_key: Option<Secret<String>>,
+    pub snowflake_load_private_key_path: Option<std::path::PathBuf>,
+    pub snowflake_load_private_key_passphrase: Option<Secret<String>>,
+    pub snowflake_load_token: Option<Secret<String>>,
+    pub snowflake_load_password: Option<Secret<String>>,
+    pub snowflake_load_role: String,
+    pub snowflake_load_database: String,
+    pub snowflake_load_warehouse: Option<String>,
+    pub snowflake_url: Option<url::Url>,
+    pub snowflake_storage_integration: Option<String>,
+    pub snowflake_query_timeout: f64,
+    pub aws_access_key_id: Option<String>,
+    pub aws_secret_access_key: Option<Secret<String>>,
+    pub aws_session_token: Option<Secret<String>>,
+    pub aws_region: String,
+    pub s3_endpoint_url: Option<String>,
     pub warehouse_path: std::path::PathBuf,
     pub duckdb_memory_limit: String,
     pub duckdb_threads: Option<u32>,
+}
+
+impl Config {
+    /// Snowflake's settings when `SNOWFLAKE_ACCOUNT` is set (`None`: the embedded warehouse),
+    /// with the S3 stage the extracts go through; every missing variable named at once.
+    pub fn snowflake(&self) -> Result<Option<(LoadSettings, s3_files::Settings, String)>, String> {
+        let login = LoadLogin {
+            account: self.snowflake_account.as_ref(),
+            user: self.snowflake_load_user.as_ref(),
+            private_key: self.snowflake_load_private_key.as_ref(),
+            private_key_path: self.snowflake_load_private_key_path.as_deref(),
+            passphrase: self.snowflake_load_private_key_passphrase.as_ref(),
+            token: self.snowflake_load_token.as_ref(),
+            password: self.snowflake_load_password.as_ref(),
+            role: &self.snowflake_load_role,
+            database: &self.snowflake_load_database,
+            warehouse: self.snowflake_load_warehouse.as_ref(),
+            url: self.snowflake_url.as_ref(),
+            storage_integration: self.snowflake_storage_integration.as_ref(),
+            query_timeout_secs: self.snowflake_query_timeout,
+            aws_access_key_id: self.aws_access_key_id.as_ref(),
+            aws_secret_access_key: self.aws_secret_access_key.as_ref(),
+            aws_session_token: self.aws_session_token.as_ref(),
+        };
+        let Some(settings) = login.settings()? else {
+            return Ok(None);
+        };
+        let mut missing = Vec::new();
+        if self.pg_replicate_stage_url.is_none() {
+            missing.push("PG_REPLICATE_STAGE_URL");
+        }
+        let s3 = s3_files::Settings::from_values(
+            &self.aws_region,
+            self.s3_endpoint_url.as_ref(),
+            self.aws_access_key_id.as_ref(),
+            self.aws_secret_access_key.as_ref(),
+            self.aws_session_token.as_ref(),
+        );
+        if s3.is_none() {
+            missing.push("AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY");
+        }
+        let (Some(stage_url), Some(s3)) = (&self.pg_replicate_stage_url, s3) else {
+            return Err(format!(
+                "SNOWFLAKE_ACCOUNT is set, so the tables go to Snowflake through an S3 stage, \
+                 but {} not set",
+                missing.join(" and ")
+            ));
+        };
+        crate::snowflake::parse_stage_url(stage_url)
+            .map_err(|problem| format!("PG_REPLICATE_STAGE_URL {problem}"))?;
+        Ok(Some((settings, s3, stage_url.clone())))
+    }
 }
 
 /// The command line besides the flags that mirror the variables.

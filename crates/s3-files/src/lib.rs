@@ -1,5 +1,6 @@
 //! S3, through `aws-sdk-s3`: listing a prefix's objects (stage-import's preflight), reading an
-//! object's start or all of it (its header checks, the embedded warehouse's loads). The SDK's
+//! object's start or all of it (its header checks, the embedded warehouse's loads), writing a
+//! file as an object (pg-replicate's extracts for Snowflake). The SDK's
 //! HTTP client runs on rustls with ring, the TLS stack every
 //! job uses; the SDK retries transient failures itself (standard mode), so nothing here wraps
 //! it in the kit's retry loop a second time.
@@ -217,6 +218,25 @@ impl S3 {
             .await
             .map_err(|e| failure(bucket, key)(format!("cannot fetch: {}", describe(&e))))?;
         Ok(object.body)
+    }
+
+    /// Writes the file at `source` as one object (streamed from disk; S3 takes up to 5 GB in
+    /// one PUT).
+    pub async fn put_file(&self, bucket: &str, key: &str, source: &Path) -> Result<(), S3Error> {
+        let fail = failure(bucket, key);
+        let body = aws_sdk_s3::primitives::ByteStream::from_path(source)
+            .await
+            .map_err(|e| fail(format!("cannot read {}: {e}", source.display())))?;
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        self.client
+            .put_object()
+            .bucket(bucket)
+            .key(key)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| fail(format!("cannot write: {}", describe(&e))))?;
+        Ok(())
     }
 
     /// Streams one object into `destination`.

@@ -244,7 +244,7 @@ pub struct SnowflakeWarehouse {
     /// `None` until [`SnowflakeWarehouse::connect`]: writing SQL needs no login.
     connection: Option<Connection>,
     /// Tables seen to exist in this run: checked once, not before every day of a backfill.
-    tables_seen: HashSet<(String, String)>,
+    tables_seen: std::sync::Mutex<HashSet<(String, String)>>,
 }
 
 impl SnowflakeWarehouse {
@@ -254,7 +254,7 @@ impl SnowflakeWarehouse {
             account: options.account.clone(),
             database: options.database.clone().unwrap_or_default(),
             connection: None,
-            tables_seen: HashSet::new(),
+            tables_seen: std::sync::Mutex::new(HashSet::new()),
         }
     }
 
@@ -289,13 +289,14 @@ impl SnowflakeWarehouse {
 
     /// Whether `schema.table` exists in the session's database (asked once per run for a
     /// table that does).
-    pub async fn table_exists(
-        &mut self,
-        schema: &str,
-        table: &str,
-    ) -> Result<bool, WarehouseError> {
+    pub async fn table_exists(&self, schema: &str, table: &str) -> Result<bool, WarehouseError> {
         let key = (schema.to_owned(), table.to_owned());
-        if self.tables_seen.contains(&key) {
+        if self
+            .tables_seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&key)
+        {
             return Ok(true);
         }
         let what = format!(
@@ -325,7 +326,10 @@ impl SnowflakeWarehouse {
             })?
             .unwrap_or(0);
         if count > 0 {
-            self.tables_seen.insert(key);
+            self.tables_seen
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(key);
         }
         Ok(count > 0)
     }
