@@ -1,7 +1,8 @@
 //! pg-replicate into Snowflake, through the real binary: a real PostgreSQL shaped like Heroku
 //! Connect's, the extracts written to S3 (moto) and loaded by `COPY INTO` from the stage the job
 //! creates (the COPY emulator reads the bucket), into fakesnow behind its compatibility proxy.
-//! The first run copies every table, the second merges what changed, the third writes nothing;
+//! The first run copies every table, the second merges what changed, the third writes nothing,
+//! a dropped column is kept and a new one added and backfilled, `--reload` copies in full;
 //! a run killed (`kill -9`) while its COPY runs leaves the tables and bookmarks as they were,
 //! and the next run resumes.
 
@@ -253,30 +254,30 @@ fn replicates_into_snowflake_through_the_s3_stage_then_merges_changes() {
         ["Acme Corporation|NULL", "Umbrella|Customer"]
     );
 
-    // A new column is not yet backfilled in place on Snowflake: the table fails and says how
-    // to copy it instead; the other tables commit.
+    // A new column is added and filled in for every row, without a full copy.
     server.psql(
         &db,
-        "ALTER TABLE salesforce.account ADD COLUMN rating text DEFAULT 'warm'",
+        "ALTER TABLE salesforce.account ADD COLUMN rating text DEFAULT 'warm'; \
+         UPDATE salesforce.account SET rating = 'hot' WHERE sfid = '0011000000HooliAA'",
     );
-    let out = run(setup.command(&url));
-    assert_eq!(out.code, Some(3), "{}\n{}", out.stdout, out.stderr);
-    let report: Value = serde_json::from_str(&out.stdout).unwrap();
-    let account = entry(&report, "salesforce.account");
-    assert!(
-        account["error"]
-            .as_str()
-            .unwrap()
-            .contains("new columns (rating)"),
-        "{account}"
+    let fifth = setup.replicate_ok(setup.command(&url));
+    let account = entry(&fifth, "salesforce.account");
+    assert_eq!(account["mode"], "incremental", "{account}");
+    assert_eq!(account["columns_added"], serde_json::json!(["rating"]));
+    assert_eq!(account["rows_backfilled"], 6, "{account}");
+    assert_eq!(
+        setup.rows("SELECT RATING, COUNT(*) FROM ORGM.ACCOUNT GROUP BY 1 ORDER BY 1"),
+        ["hot|1", "warm|5"]
     );
+
+    // --reload copies it in full, with the columns the source has now.
     let mut reload = setup.command(&url);
     reload.args(["--reload", "account"]);
     let reloaded = setup.replicate_ok(reload);
     assert_eq!(entry(&reloaded, "salesforce.account")["mode"], "full");
     assert_eq!(
         setup.rows("SELECT COUNT(*), COUNT_IF(RATING = 'warm') FROM ORGM.ACCOUNT"),
-        ["6|6"]
+        ["6|5"]
     );
 }
 

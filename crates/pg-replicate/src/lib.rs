@@ -774,21 +774,23 @@ async fn replicate_table_inner(
                 .await?
         }
         Target::Snowflake(target) => {
-            if plan.backfill.is_some() {
-                return Err(TableError::Refused(format!(
-                    "{}: the source has new columns ({}): on Snowflake they are not yet \
-                     added and backfilled in place; --reload copies the table in full with them",
-                    plan.source_table,
-                    prepared.added.join(", ")
-                )));
-            }
             let dir = format!(
                 "{}/{}",
                 plan.source_table,
                 run.replicated_at.replace([' ', ':'], "-")
             );
             let files = target.upload(&plan.spool, &run.work_dir, &dir).await?;
-            target.load(&plan, &dir, &files, bookmark.as_ref()).await?
+            let backfill_files = match &plan.backfill {
+                Some(backfill) => {
+                    target
+                        .upload(&backfill.spool, &run.work_dir, &format!("{dir}-backfill"))
+                        .await?
+                }
+                None => Vec::new(),
+            };
+            target
+                .load(&plan, &dir, &files, &backfill_files, bookmark.as_ref())
+                .await?
         }
     };
     drop(spool);

@@ -7,13 +7,16 @@
 //!   (readers see the old rows until the commit); a table with other columns is created anew
 //!   first (`CREATE OR REPLACE`, which Snowflake commits at once: until the load commits,
 //!   readers see it empty);
-//! - an incremental load: `COPY INTO` a work table (`_PG_REPLICATE.BATCH_<table>`), then the rows that differ
-//!   (`IS DISTINCT FROM`, column by column) updated and the new ones inserted on the primary
-//!   key; columns the source dropped are set to NULL in the rows written;
+//! - an incremental load: `COPY INTO` a work table (`_PG_REPLICATE.BATCH_<table>`), then the
+//!   rows that differ (`IS DISTINCT FROM`, column by column) updated and the new ones inserted
+//!   on the primary key; columns the source dropped are set to NULL in the rows written; new
+//!   columns are added first and filled in from a second work table (the key and those
+//!   columns of every row);
 //! - the bookmark in `_PG_REPLICATE.BOOKMARKS`, in the same transaction.
 //!
-//! Snowflake commits DDL at once, so what must precede the transaction (the temporary table, a
-//! type widened) is safe to repeat: a run killed after it changes nothing the next run minds.
+//! Snowflake commits DDL at once, so what must precede the transaction (the work tables, a type
+//! widened, a column added) is safe to repeat: a run killed after it changes nothing the next
+//! run minds (a column added is added again `IF NOT EXISTS`).
 //! Names are the source's, upper-cased as Snowflake stores unquoted names (`ORGM.ACCOUNT`).
 
 use std::io::{BufRead, BufReader, Write};
@@ -207,6 +210,7 @@ impl SnowflakeTarget {
         plan: &LoadPlan,
         dir: &str,
         files: &[String],
+        backfill_files: &[String],
         previous: Option<&Bookmark>,
     ) -> Result<Loaded, WarehouseError> {
         let target = table_name(&plan.target_schema, &plan.target_table);
@@ -257,6 +261,33 @@ impl SnowflakeTarget {
                     )
                     .await?;
                 }
+            }
+            if let Some(backfill) = &plan.backfill {
+                for name in &backfill.added {
+                    let column = backfill
+                        .columns
+                        .iter()
+                        .find(|c| &c.name == name)
+                        .expect("a new column is among the backfill's");
+                    self.run(
+                        &format!(
+                            "ALTER TABLE {target} ADD COLUMN IF NOT EXISTS {} {}",
+                            ident(name),
+                            column.snowflake(1).0
+                        ),
+                        "adding a new column",
+                    )
+                    .await?;
+                }
+                self.run(
+                    &format!(
+                        "CREATE OR REPLACE TRANSIENT TABLE {} ({})",
+                        backfill_table(&plan.target_table),
+                        column_definitions(&backfill.columns).join(", ")
+                    ),
+                    "creating the backfill's work table",
+                )
+                .await?;
             }
             // Transient: no fail-safe copy of what is dropped after the load. (Not temporary:
             // the emulator keeps temporary tables out of other schemas.)
@@ -344,6 +375,18 @@ impl SnowflakeTarget {
                     ),
                 });
             }
+            let mut rows_backfilled = 0;
+            if let (Some(backfill), false) = (&plan.backfill, full_in_place) {
+                rows_backfilled = fill_in(
+                    &transaction,
+                    &target,
+                    plan,
+                    backfill,
+                    &format!("{dir}-backfill"),
+                    backfill_files,
+                )
+                .await?;
+            }
             let (inserted, updated) = if full_in_place {
                 (rows_read, 0)
             } else {
@@ -361,7 +404,7 @@ impl SnowflakeTarget {
                     .iter()
                     .map(|c| c.trim_matches('"').to_ascii_lowercase())
                     .collect(),
-                rows_backfilled: 0,
+                rows_backfilled,
             })
         }
         .await;
@@ -542,6 +585,53 @@ async fn merge(
             .map_err(snowflake_error("inserting the new rows"))?;
     }
     Ok((inserted, updated))
+}
+
+/// The work table the new columns of every row are loaded into.
+fn backfill_table(target_table: &str) -> String {
+    table_name(SCHEMA, &format!("BACKFILL_{target_table}"))
+}
+
+/// Loads the backfill's parts (the key and the new columns of every row) and fills the new
+/// columns in: the rows filled in.
+async fn fill_in(
+    transaction: &snowflake_conn::Transaction,
+    target: &str,
+    plan: &LoadPlan,
+    backfill: &crate::load::Backfill,
+    dir: &str,
+    files: &[String],
+) -> Result<u64, WarehouseError> {
+    let work = backfill_table(&plan.target_table);
+    if !files.is_empty() {
+        transaction
+            .query(&copy_sql(&work, &backfill.columns, None, dir, files))
+            .await
+            .map_err(snowflake_error("COPY INTO the backfill's work table"))?;
+    }
+    let set: Vec<String> = backfill
+        .added
+        .iter()
+        .map(|c| format!("{0} = b.{0}", ident(c)))
+        .collect();
+    let matches: Vec<String> = plan
+        .primary_key
+        .iter()
+        .map(|c| format!("t.{0} = b.{0}", ident(c)))
+        .collect();
+    let updated = transaction
+        .query(&format!(
+            "UPDATE {target} t SET {} FROM {work} b WHERE {}",
+            set.join(", "),
+            matches.join(" AND ")
+        ))
+        .await
+        .map_err(snowflake_error("filling in the new columns"))?;
+    Ok(updated
+        .rows()
+        .next()
+        .and_then(|row| row.u64("number of rows updated").ok())
+        .unwrap_or(0))
 }
 
 async fn save_bookmark(
