@@ -281,6 +281,56 @@ fn replicates_into_snowflake_through_the_s3_stage_then_merges_changes() {
     );
 }
 
+/// Hard deletes on Snowflake: the keys are reconciled as on the embedded warehouse, the bucket
+/// summaries computed in Snowflake; deleted rows are marked `_DELETED_AT`.
+#[test]
+fn hard_deletes_are_found_and_marked_on_snowflake() {
+    let Some(server) = postgres::plain() else {
+        return;
+    };
+    let Some(setup) = Setup::new("pgr_sf_deletes") else {
+        return;
+    };
+    let db = server.database("replicate_snowflake_deletes");
+    server.psql(
+        &db,
+        "CREATE SCHEMA salesforce; \
+         CREATE TABLE salesforce.contact (sfid varchar(18) PRIMARY KEY, name text, \
+         systemmodstamp timestamp); \
+         INSERT INTO salesforce.contact SELECT '003' || lpad(i::text, 15, '0'), 'n' || i, \
+         timestamp '2026-12-01' + i * interval '1 second' FROM generate_series(1, 500) i;",
+    );
+    let url = server.url(&db, "");
+    setup.replicate_ok(setup.command(&url));
+    server.psql(
+        &db,
+        "DELETE FROM salesforce.contact WHERE sfid IN ('003000000000000007', '003000000000000400')",
+    );
+    let mut command = setup.command(&url);
+    command.args(["--reconcile", "contact"]);
+    let report = setup.replicate_ok(command);
+    let found = &entry(&report, "salesforce.contact")["reconciliation"];
+    assert_eq!(found["buckets"], 16, "{found}");
+    assert_eq!(found["rows_deleted_at_source"], 2, "{found}");
+    assert_eq!(found["source_rows"], 498, "{found}");
+    let differing = found["buckets_differing"].as_u64().unwrap();
+    assert!((1..=2).contains(&differing), "{found}");
+    assert!(found["keys_read"].as_u64().unwrap() < 500 / 4, "{found}");
+    assert_eq!(
+        setup.rows("SELECT SFID FROM ORGM.CONTACT WHERE _DELETED_AT IS NOT NULL ORDER BY SFID"),
+        ["003000000000000007", "003000000000000400"]
+    );
+    assert_eq!(setup.rows("SELECT COUNT(*) FROM ORGM.CONTACT"), ["500"]);
+
+    // Again: the summaries now match, so no key is read.
+    let mut command = setup.command(&url);
+    command.args(["--reconcile", "contact"]);
+    let report = setup.replicate_ok(command);
+    let found = &entry(&report, "salesforce.contact")["reconciliation"];
+    assert_eq!(found["buckets_differing"], 0, "{found}");
+    assert_eq!(found["keys_read"], 0, "{found}");
+}
+
 #[test]
 fn snowflake_without_its_stage_or_keys_names_what_is_missing() {
     let Some(setup) = Setup::new("pgr_sf_config") else {

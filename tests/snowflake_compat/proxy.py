@@ -78,6 +78,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 import pyarrow as pa
 
 import copy_into
+import functions
 import user_auth
 
 IN_PROGRESS_ASYNC = "333334"
@@ -475,6 +476,8 @@ class Handler(BaseHTTPRequestHandler):
             return self.send_json(error_reply(e.code, "22023", e.message))
         if answer is not None:
             body = json.dumps(dict(request, sqlText=answer)).encode()
+        elif (emulated := functions.emulate(sql)) is not None:
+            body = json.dumps(dict(request, sqlText=emulated)).encode()
         with session["lock"]:
             if copy_into.is_copy_into_table(sql) or copy_into.is_copy_history(sql) or copy_into.is_alter_stage(sql):
                 status, raw = self.emulate_copy(token, session, request, sql, rule)

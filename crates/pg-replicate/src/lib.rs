@@ -498,15 +498,6 @@ async fn replicate_table(run: &Run<'_>, table: &Selected, forced: Forced) -> Tab
     let Some(due) = due else {
         return entry;
     };
-    if matches!(run.warehouse, Target::Snowflake(_)) && !forced.reconcile {
-        tracing::warn!(
-            table = %entry.table,
-            "{}: hard deletes are not looked for on Snowflake yet: the catalog's reconcile is \
-             skipped",
-            entry.table
-        );
-        return entry;
-    }
     match reconcile_table(run, table, due, &entry.target).await {
         Ok(found) => {
             tracing::info!(
@@ -577,13 +568,6 @@ async fn reconcile_table(
 ) -> Result<report::Reconciliation, TableError> {
     let started = Instant::now();
     let cancel = &run.context.cancel;
-    let Target::DuckDb(warehouse) = run.warehouse else {
-        return Err(TableError::Refused(
-            "hard deletes are not looked for on Snowflake yet (--reconcile works on the embedded \
-             warehouse)"
-                .to_owned(),
-        ));
-    };
     let target = reconcile::Target {
         name: format!(
             "{}.{}",
@@ -594,11 +578,14 @@ async fn reconcile_table(
         table: table.name.table.clone(),
         key: due.key,
     };
-    let (marked, warehouse_rows) = {
-        let target = target.clone();
-        warehouse
-            .blocking(cancel, move |c| reconcile::live_rows(c, &target))
-            .await?
+    let (marked, warehouse_rows) = match run.warehouse {
+        Target::DuckDb(warehouse) => {
+            let target = target.clone();
+            warehouse
+                .blocking(cancel, move |c| reconcile::live_rows(c, &target))
+                .await?
+        }
+        Target::Snowflake(snowflake) => snowflake.live_rows(&target.schema, &target.table).await?,
     };
     let buckets = reconcile::buckets_for(warehouse_rows);
     let (summary_spool, keys_spool) = (spool_file(run)?, spool_file(run)?);
@@ -611,13 +598,27 @@ async fn reconcile_table(
             cancel,
         )
         .await?;
-        let compared = {
-            let (target, spool) = (target.clone(), summary_spool.path().to_owned());
-            warehouse
-                .blocking(cancel, move |c| {
-                    reconcile::compare(c, &target, marked, buckets, &spool)
-                })
-                .await?
+        let compared = match run.warehouse {
+            Target::DuckDb(warehouse) => {
+                let (target, spool) = (target.clone(), summary_spool.path().to_owned());
+                warehouse
+                    .blocking(cancel, move |c| {
+                        reconcile::compare(c, &target, marked, buckets, &spool)
+                    })
+                    .await?
+            }
+            Target::Snowflake(snowflake) => {
+                snowflake
+                    .compare_keys(
+                        &target.schema,
+                        &target.table,
+                        &target.key,
+                        buckets,
+                        marked,
+                        summary_spool.path(),
+                    )
+                    .await?
+            }
         };
         let listed = reconcile::worth_listing(&compared.differing, buckets)
             .then(|| compared.differing.clone());
@@ -643,10 +644,29 @@ async fn reconcile_table(
         source_table: table.name.to_string(),
         reconciled_at: run.replicated_at.clone(),
     };
-    let interrupted = warehouse.interrupted();
-    let applied = warehouse
-        .blocking(cancel, move |c| reconcile::apply(c, &plan, &interrupted))
-        .await?;
+    let applied = match run.warehouse {
+        Target::DuckDb(warehouse) => {
+            let interrupted = warehouse.interrupted();
+            warehouse
+                .blocking(cancel, move |c| reconcile::apply(c, &plan, &interrupted))
+                .await?
+        }
+        Target::Snowflake(snowflake) => {
+            let dir = format!(
+                "{}/{}-keys",
+                plan.source_table,
+                run.replicated_at.replace([' ', ':'], "-")
+            );
+            let files = if compared.differing.is_empty() {
+                Vec::new()
+            } else {
+                snowflake
+                    .upload(&plan.keys_spool, &run.work_dir, &dir)
+                    .await?
+            };
+            snowflake.apply_reconciliation(&plan, &dir, &files).await?
+        }
+    };
     tracing::debug!(table = %target_name, "reconciled");
     Ok(report::Reconciliation {
         hard_deletes: due.hard_deletes,
@@ -722,6 +742,7 @@ async fn replicate_table_inner(
                 forced,
                 run.lookback,
                 run.started_epoch,
+                matches!(run.warehouse, Target::Snowflake(_)),
             )?;
             let mut reads = vec![source::select_sql(&table.name, &plan.columns, &since)];
             if !plan.added.is_empty() {
@@ -908,6 +929,7 @@ fn prepare(
     forced: Forced,
     lookback: Duration,
     now_epoch: i64,
+    on_snowflake: bool,
 ) -> Result<(Prepared, Since), TableError> {
     let name = &table.name;
     let has = |column: &str| described.columns.iter().any(|(c, _)| c == column);
@@ -971,7 +993,12 @@ fn prepare(
         .filter_map(|k| columns.iter().find(|c| &c.name == k).cloned())
         .collect();
     let reconciles = forced.reconcile || table.reconcile != Reconcile::Off;
-    if reconciles && let Some(problem) = reconcile::key_problem(&key_columns) {
+    let key_problem = if on_snowflake {
+        reconcile::snowflake_key_problem(&key_columns)
+    } else {
+        reconcile::key_problem(&key_columns)
+    };
+    if reconciles && let Some(problem) = key_problem {
         return Err(TableError::Refused(format!("{name}: {problem}")));
     }
     let full_copy_reason = match bookmark {

@@ -76,6 +76,89 @@ pub fn key_problem(key: &[ColumnPlan]) -> Option<String> {
         })
 }
 
+/// Why these key columns cannot be reconciled on Snowflake, if they cannot: there a timestamp's
+/// text has a fixed number of fraction digits, where Postgres drops trailing zeros.
+pub fn snowflake_key_problem(key: &[ColumnPlan]) -> Option<String> {
+    key_problem(key).or_else(|| {
+        key.iter().find(|c| c.target_type == "TIMESTAMP").map(|c| {
+            format!(
+                "the primary key column {} is {}: on Snowflake, reconciliation (finding hard \
+                     deletes) compares integer, decimal, text, uuid and date keys only; set \
+                     reconcile: off for this table, or a primary_key of such columns",
+                c.name, c.source_type
+            )
+        })
+    })
+}
+
+/// Snowflake: each bucket's number, key count and hash sum over the table's live rows, the
+/// same numbers Postgres computes for the same keys.
+pub fn snowflake_summary_sql(table: &str, key: &[ColumnPlan], buckets: u64, live: &str) -> String {
+    let parts: Vec<String> = key
+        .iter()
+        .map(|c| format!("TO_VARCHAR({})", snowflake_conn::quote_ident(&c.name)))
+        .collect();
+    format!(
+        "SELECT TO_NUMBER(SUBSTR(H, 9, 8), 'XXXXXXXX') % {buckets} AS B, COUNT(*) AS N, \
+         SUM(TO_NUMBER(SUBSTR(H, 1, 8), 'XXXXXXXX')) % {HASH_MODULUS} AS S \
+         FROM (SELECT MD5(CONCAT_WS(CHR(31), {})) AS H FROM {table} WHERE {live}) GROUP BY 1",
+        parts.join(", ")
+    )
+}
+
+/// Snowflake: the condition a row of the listed buckets meets.
+pub fn snowflake_in_buckets(key: &[ColumnPlan], buckets: u64, differing: Option<&[u64]>) -> String {
+    let Some(list) = differing else {
+        return "TRUE".to_owned();
+    };
+    let parts: Vec<String> = key
+        .iter()
+        .map(|c| format!("TO_VARCHAR(t.{})", snowflake_conn::quote_ident(&c.name)))
+        .collect();
+    let list: Vec<String> = list.iter().map(u64::to_string).collect();
+    format!(
+        "TO_NUMBER(SUBSTR(MD5(CONCAT_WS(CHR(31), {})), 9, 8), 'XXXXXXXX') % {buckets} IN ({})",
+        parts.join(", "),
+        list.join(", ")
+    )
+}
+
+/// The buckets whose count or hash sum differ between the source's summaries (the CSV spool of
+/// [`source_summary_sql`]) and the warehouse's (`bucket, count, sum`), in order; and the keys
+/// the source has.
+pub fn differing_buckets(
+    summary_spool: &Path,
+    warehouse: impl IntoIterator<Item = (u64, u64, u64)>,
+) -> std::io::Result<Compared> {
+    use std::io::BufRead;
+    let mut source = std::collections::BTreeMap::new();
+    let mut source_rows = 0;
+    for line in std::io::BufReader::new(std::fs::File::open(summary_spool)?).lines() {
+        let line = line?;
+        let numbers: Vec<u64> = line
+            .split(',')
+            .map(|n| n.parse())
+            .collect::<Result<_, _>>()
+            .map_err(|e| std::io::Error::other(format!("summary line {line:?}: {e}")))?;
+        let [bucket, count, sum] = numbers[..] else {
+            return Err(std::io::Error::other(format!("summary line {line:?}")));
+        };
+        source_rows += count;
+        source.insert(bucket, (count, sum));
+    }
+    let mut differing = std::collections::BTreeSet::new();
+    for (bucket, count, sum) in warehouse {
+        if source.remove(&bucket) != Some((count, sum)) {
+            differing.insert(bucket);
+        }
+    }
+    differing.extend(source.into_keys());
+    Ok(Compared {
+        differing: differing.into_iter().collect(),
+        source_rows,
+    })
+}
+
 /// The text of a key in Postgres, as the COPY renders it.
 fn source_key_text(key: &[ColumnPlan]) -> String {
     let parts: Vec<String> = key
@@ -428,6 +511,9 @@ mod tests {
         assert!(key_problem(&[plan("n", "numeric")]).is_some());
         assert!(key_problem(&[plan("flag", "boolean")]).is_some());
         assert!(key_problem(&[plan("tags", "text[]")]).is_some());
+        assert!(key_problem(&[plan("at", "timestamp without time zone")]).is_none());
+        assert!(snowflake_key_problem(&[plan("at", "timestamp without time zone")]).is_some());
+        assert!(snowflake_key_problem(&[plan("id", "integer")]).is_none());
         assert_eq!(buckets_for(0), 1);
         assert_eq!(buckets_for(1_000_000), 31_250);
         assert_eq!(buckets_for(u64::MAX / 2), MAX_BUCKETS);
@@ -477,5 +563,26 @@ mod tests {
         assert_eq!(compared.differing, [a7_bucket as u64]);
         assert_eq!(compared.source_rows, 99);
         assert!(worth_listing(&compared.differing, buckets));
+
+        // The same comparison made outside the warehouse (Snowflake's summaries are read back).
+        let mut statement = connection
+            .prepare(&format!(
+                "SELECT {bucket} AS b, count(*), CAST(sum(CAST('0x' || substr(md5(sfid), 1, 8) \
+                 AS BIGINT)) % {HASH_MODULUS} AS BIGINT) FROM orgm.account GROUP BY b",
+                bucket = warehouse_bucket(&target.key, buckets),
+            ))
+            .unwrap();
+        let warehouse: Vec<(u64, u64, u64)> = statement
+            .query_map([], |row| {
+                Ok((
+                    row.get::<_, i64>(0)? as u64,
+                    row.get::<_, i64>(1)? as u64,
+                    row.get::<_, i64>(2)? as u64,
+                ))
+            })
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(differing_buckets(&spool, warehouse).unwrap(), compared);
     }
 }

@@ -12,7 +12,10 @@
 //!   on the primary key; columns the source dropped are set to NULL in the rows written; new
 //!   columns are added first and filled in from a second work table (the key and those
 //!   columns of every row);
-//! - the bookmark in `_PG_REPLICATE.BOOKMARKS`, in the same transaction.
+//! - the bookmark in `_PG_REPLICATE.BOOKMARKS`, in the same transaction;
+//! - hard deletes: Snowflake sums its keys into buckets (`reconcile`), the source's keys of the
+//!   differing buckets are loaded into a work table, and the rows gone marked or deleted in one
+//!   transaction with `RECONCILED_AT`.
 //!
 //! Snowflake commits DDL at once, so what must precede the transaction (the work tables, a type
 //! widened, a column added) is safe to repeat: a run killed after it changes nothing the next
@@ -27,6 +30,7 @@ use snowflake_conn::{QueryResult, quote_ident, quote_literal};
 use warehouse::WarehouseError;
 use warehouse::snowflake::{SnowflakeWarehouse, StageAccess, snowflake_error};
 
+use crate::catalog::HardDeletes;
 use crate::load::{Bookmark, LoadPlan, Loaded, REPLICATED_AT};
 use crate::reconcile::DELETED_AT;
 use crate::types::ColumnPlan;
@@ -585,6 +589,236 @@ async fn merge(
             .map_err(snowflake_error("inserting the new rows"))?;
     }
     Ok((inserted, updated))
+}
+
+impl SnowflakeTarget {
+    /// Whether the table has `_DELETED_AT`, and how many rows it holds that are not marked.
+    pub async fn live_rows(
+        &self,
+        schema: &str,
+        table: &str,
+    ) -> Result<(bool, u64), WarehouseError> {
+        let marked = self
+            .count(
+                &format!(
+                    "SELECT COUNT(*) AS N FROM INFORMATION_SCHEMA.COLUMNS WHERE TABLE_SCHEMA = {} \
+                     AND TABLE_NAME = {} AND COLUMN_NAME = {}",
+                    quote_literal(&snowflake_conn::stored_name(schema)),
+                    quote_literal(&snowflake_conn::stored_name(table)),
+                    quote_literal(&snowflake_conn::stored_name(DELETED_AT))
+                ),
+                "reading the table's columns",
+            )
+            .await?
+            > 0;
+        let rows = self
+            .count(
+                &format!(
+                    "SELECT COUNT(*) AS N FROM {} WHERE {}",
+                    table_name(schema, table),
+                    live(marked)
+                ),
+                "counting the table's rows",
+            )
+            .await?;
+        Ok((marked, rows))
+    }
+
+    async fn count(&self, sql: &str, what: &str) -> Result<u64, WarehouseError> {
+        let result = self
+            .connection()?
+            .query_idempotent(sql)
+            .await
+            .map_err(snowflake_error(what))?;
+        result
+            .rows()
+            .next()
+            .map(|row| row.u64("N"))
+            .transpose()
+            .map_err(|e| WarehouseError::Query {
+                what: what.to_owned(),
+                message: e.to_string(),
+            })
+            .map(|n| n.unwrap_or(0))
+    }
+
+    /// The table's bucket summaries, compared with the source's (`summary_spool`).
+    pub async fn compare_keys(
+        &self,
+        schema: &str,
+        table: &str,
+        key: &[ColumnPlan],
+        buckets: u64,
+        marked: bool,
+        summary_spool: &Path,
+    ) -> Result<crate::reconcile::Compared, WarehouseError> {
+        let what = "summing the table's keys";
+        let result = self
+            .connection()?
+            .query_idempotent(&crate::reconcile::snowflake_summary_sql(
+                &table_name(schema, table),
+                key,
+                buckets,
+                live(marked),
+            ))
+            .await
+            .map_err(snowflake_error(what))?;
+        let fail = |e: snowflake_conn::ValueError| WarehouseError::Query {
+            what: what.to_owned(),
+            message: e.to_string(),
+        };
+        let mut summaries = Vec::with_capacity(result.rows().len());
+        for row in result.rows() {
+            summaries.push((
+                row.u64("B").map_err(fail)?,
+                row.u64("N").map_err(fail)?,
+                row.u64("S").map_err(fail)?,
+            ));
+        }
+        crate::reconcile::differing_buckets(summary_spool, summaries).map_err(|e| {
+            WarehouseError::Query {
+                what: "comparing the key summaries".to_owned(),
+                message: e.to_string(),
+            }
+        })
+    }
+
+    /// Marks or deletes the rows of the differing buckets that the source's keys (uploaded
+    /// below `dir`) lack, and stamps the bookmark, in one transaction.
+    pub async fn apply_reconciliation(
+        &self,
+        plan: &crate::reconcile::Apply,
+        dir: &str,
+        files: &[String],
+    ) -> Result<crate::reconcile::Applied, WarehouseError> {
+        let target = &plan.target;
+        let table = table_name(&target.schema, &target.table);
+        if plan.hard_deletes == HardDeletes::Mark {
+            self.run(
+                &format!(
+                    "ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {} TIMESTAMP_NTZ",
+                    ident(DELETED_AT)
+                ),
+                "adding _DELETED_AT",
+            )
+            .await?;
+        }
+        let (marked, _) = self.live_rows(&target.schema, &target.table).await?;
+        let keys = table_name(SCHEMA, &format!("KEYS_{}", target.table));
+        self.run(
+            &format!(
+                "CREATE OR REPLACE TRANSIENT TABLE {keys} ({})",
+                column_definitions(&target.key).join(", ")
+            ),
+            "creating the keys' work table",
+        )
+        .await?;
+        let stamp = format!("{}::TIMESTAMP_NTZ", quote_literal(&plan.reconciled_at));
+        let transaction = self
+            .connection()?
+            .begin()
+            .await
+            .map_err(snowflake_error("BEGIN"))?;
+        let result = async {
+            let nothing_differs = plan.differing.as_ref().is_some_and(Vec::is_empty);
+            let mut applied = crate::reconcile::Applied {
+                keys_read: 0,
+                rows_gone: 0,
+            };
+            if !nothing_differs {
+                if !files.is_empty() {
+                    transaction
+                        .query(&copy_sql(&keys, &target.key, None, dir, files))
+                        .await
+                        .map_err(snowflake_error("COPY INTO the keys' work table"))?;
+                }
+                let counted = transaction
+                    .query(&format!("SELECT COUNT(*) AS N FROM {keys}"))
+                    .await
+                    .map_err(snowflake_error("counting the source's keys"))?;
+                applied.keys_read = counted
+                    .rows()
+                    .next()
+                    .and_then(|row| row.u64("N").ok())
+                    .unwrap_or(0);
+                let matches: Vec<String> = target
+                    .key
+                    .iter()
+                    .map(|c| format!("k.{0} = t.{0}", ident(&c.name)))
+                    .collect();
+                let gone = format!(
+                    "{} AND {} AND NOT EXISTS (SELECT 1 FROM {keys} k WHERE {})",
+                    live_in(marked, "t"),
+                    crate::reconcile::snowflake_in_buckets(
+                        &target.key,
+                        plan.buckets,
+                        plan.differing.as_deref()
+                    ),
+                    matches.join(" AND ")
+                );
+                let (sql, column) = match plan.hard_deletes {
+                    HardDeletes::Mark => (
+                        format!(
+                            "UPDATE {table} t SET {} = {stamp} WHERE {gone}",
+                            ident(DELETED_AT)
+                        ),
+                        "number of rows updated",
+                    ),
+                    HardDeletes::Delete => (
+                        format!("DELETE FROM {table} t WHERE {gone}"),
+                        "number of rows deleted",
+                    ),
+                };
+                let changed = transaction
+                    .query(&sql)
+                    .await
+                    .map_err(snowflake_error("applying the hard deletes"))?;
+                applied.rows_gone = changed
+                    .rows()
+                    .next()
+                    .and_then(|row| row.u64(column).ok())
+                    .unwrap_or(0);
+            }
+            transaction
+                .query(&format!(
+                    "UPDATE {BOOKMARKS} SET RECONCILED_AT = {stamp} WHERE SOURCE_TABLE = {}",
+                    quote_literal(&plan.source_table)
+                ))
+                .await
+                .map_err(snowflake_error("saving the reconciliation's time"))?;
+            Ok(applied)
+        }
+        .await;
+        match result {
+            Ok(applied) => {
+                transaction
+                    .commit()
+                    .await
+                    .map_err(snowflake_error("COMMIT"))?;
+                Ok(applied)
+            }
+            Err(err) => {
+                let _ = transaction.rollback().await;
+                Err(err)
+            }
+        }
+    }
+}
+
+fn live(marked: bool) -> &'static str {
+    if marked {
+        "_DELETED_AT IS NULL"
+    } else {
+        "TRUE"
+    }
+}
+
+fn live_in(marked: bool, alias: &str) -> String {
+    if marked {
+        format!("{alias}._DELETED_AT IS NULL")
+    } else {
+        "TRUE".to_owned()
+    }
 }
 
 /// The work table the new columns of every row are loaded into.
