@@ -203,27 +203,13 @@ pub fn load(
             },
         )
         .map_err(query_error("counting the rows read"))?;
-    if null_primary_keys > 0 {
-        return Err(WarehouseError::Query {
-            what: plan.source_table.clone(),
-            message: format!(
-                "{null_primary_keys} rows have a NULL in the primary key ({}): rows cannot be \
-                 matched without one; set primary_key in the catalog",
-                plan.primary_key.join(", ")
-            ),
-        });
-    }
-    if distinct_keys != rows_read {
-        return Err(WarehouseError::Query {
-            what: plan.source_table.clone(),
-            message: format!(
-                "the primary key ({}) is not unique: {} rows share a value with another; set \
-                 primary_key in the catalog to columns that are unique",
-                plan.primary_key.join(", "),
-                rows_read - distinct_keys
-            ),
-        });
-    }
+    let count = |n: i64| u64::try_from(n).unwrap_or(0);
+    check_primary_key(
+        plan,
+        count(rows_read),
+        count(distinct_keys),
+        count(null_primary_keys),
+    )?;
 
     let stamp = format!("TIMESTAMP {}", sql_literal(&plan.replicated_at));
     let mut dropped: Vec<String> = Vec::new();
@@ -370,7 +356,6 @@ pub fn load(
         return Err(WarehouseError::Interrupted);
     }
     transaction.commit().map_err(query_error("COMMIT"))?;
-    let count = |n: i64| u64::try_from(n).unwrap_or(0);
     Ok(Loaded {
         rows_read: count(rows_read),
         inserted: count(inserted),
@@ -380,6 +365,37 @@ pub fn load(
         columns_dropped: dropped,
         rows_backfilled: count(backfilled),
     })
+}
+
+/// The rows read can be matched on the primary key: none has a NULL in it, and no two share it.
+pub(crate) fn check_primary_key(
+    plan: &LoadPlan,
+    rows_read: u64,
+    distinct_keys: u64,
+    null_primary_keys: u64,
+) -> Result<(), WarehouseError> {
+    if null_primary_keys > 0 {
+        return Err(WarehouseError::Query {
+            what: plan.source_table.clone(),
+            message: format!(
+                "{null_primary_keys} rows have a NULL in the primary key ({}): rows cannot be \
+                 matched without one; set primary_key in the catalog",
+                plan.primary_key.join(", ")
+            ),
+        });
+    }
+    if distinct_keys != rows_read {
+        return Err(WarehouseError::Query {
+            what: plan.source_table.clone(),
+            message: format!(
+                "the primary key ({}) is not unique: {} rows share a value with another; set \
+                 primary_key in the catalog to columns that are unique",
+                plan.primary_key.join(", "),
+                rows_read.saturating_sub(distinct_keys)
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// Adds the new columns to the table and fills them in from the backfill's spool, matching rows

@@ -358,27 +358,7 @@ impl SnowflakeTarget {
                     message: e.to_string(),
                 })?
                 .map(str::to_owned);
-            if null_primary_keys > 0 {
-                return Err(WarehouseError::Query {
-                    what: plan.source_table.clone(),
-                    message: format!(
-                        "{null_primary_keys} rows have a NULL in the primary key ({}): rows \
-                         cannot be matched without one; set primary_key in the catalog",
-                        plan.primary_key.join(", ")
-                    ),
-                });
-            }
-            if distinct_keys != rows_read {
-                return Err(WarehouseError::Query {
-                    what: plan.source_table.clone(),
-                    message: format!(
-                        "the primary key ({}) is not unique: {} rows share a value with \
-                         another; set primary_key in the catalog to columns that are unique",
-                        plan.primary_key.join(", "),
-                        rows_read - distinct_keys
-                    ),
-                });
-            }
+            crate::load::check_primary_key(plan, rows_read, distinct_keys, null_primary_keys)?;
             let mut rows_backfilled = 0;
             if let (Some(backfill), false) = (&plan.backfill, full_in_place) {
                 rows_backfilled = fill_in(
@@ -412,19 +392,7 @@ impl SnowflakeTarget {
             })
         }
         .await;
-        match result {
-            Ok(loaded) => {
-                transaction
-                    .commit()
-                    .await
-                    .map_err(snowflake_error("COMMIT"))?;
-                Ok(loaded)
-            }
-            Err(err) => {
-                let _ = transaction.rollback().await;
-                Err(err)
-            }
-        }
+        finish(transaction, result).await
     }
 }
 
@@ -789,18 +757,26 @@ impl SnowflakeTarget {
             Ok(applied)
         }
         .await;
-        match result {
-            Ok(applied) => {
-                transaction
-                    .commit()
-                    .await
-                    .map_err(snowflake_error("COMMIT"))?;
-                Ok(applied)
-            }
-            Err(err) => {
-                let _ = transaction.rollback().await;
-                Err(err)
-            }
+        finish(transaction, result).await
+    }
+}
+
+/// Commits the transaction when its work succeeded, else rolls it back.
+async fn finish<T>(
+    transaction: snowflake_conn::Transaction,
+    result: Result<T, WarehouseError>,
+) -> Result<T, WarehouseError> {
+    match result {
+        Ok(done) => {
+            transaction
+                .commit()
+                .await
+                .map_err(snowflake_error("COMMIT"))?;
+            Ok(done)
+        }
+        Err(err) => {
+            let _ = transaction.rollback().await;
+            Err(err)
         }
     }
 }
