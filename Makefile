@@ -8,7 +8,7 @@ CARGO_TARGET_DIR ?= $(CURDIR)/target
 export CARGO_TARGET_DIR
 
 # The jobs that ship as images (every binary crate but the sample-data tool).
-JOBS := webhook-alert pg-job stage-import permissions
+JOBS := webhook-alert pg-job stage-import permissions pg-replicate
 # Images hold static binaries: glibc linked in, so FROM scratch needs nothing else. The
 # explicit --target keeps the flag off build scripts and proc-macros.
 IMAGE_TARGET := x86_64-unknown-linux-gnu

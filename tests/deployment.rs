@@ -13,7 +13,13 @@ use std::process::Command;
 use crate::support::{Run, env_schema, job, missing, run};
 
 /// The jobs that ship as images, each with its `--env-schema`.
-const JOBS: &[&str] = &["webhook-alert", "pg-job", "stage-import", "permissions"];
+const JOBS: &[&str] = &[
+    "webhook-alert",
+    "pg-job",
+    "stage-import",
+    "permissions",
+    "pg-replicate",
+];
 /// The Kubernetes version the manifests are validated against (EKS supports it).
 const KUBERNETES_VERSION: &str = "1.33.0";
 
@@ -206,11 +212,11 @@ fn dags_and_cronjobs_meet_every_jobs_contract() {
             .unwrap_or_else(|| panic!("no count before {after:?} in {summary:?}"))
     };
     // stage_import's six loads, pg_job's chain of three, permissions' plan and apply, dbt's
-    // freshness and build, and each DAG's alert.
-    assert!(number(" DAG tasks") >= 17, "{summary}");
-    assert!(number(" pods their runs built") >= 17, "{summary}");
-    // Six stage-import sources, three pg-job scripts, plan and apply.
-    assert!(number(" CronJob containers") >= 11, "{summary}");
+    // freshness and build, pg_replicate's one task, and each DAG's alert.
+    assert!(number(" DAG tasks") >= 19, "{summary}");
+    assert!(number(" pods their runs built") >= 19, "{summary}");
+    // Six stage-import sources, three pg-job scripts, plan and apply, pg-replicate.
+    assert!(number(" CronJob containers") >= 12, "{summary}");
     assert!(summary.ends_with(": 0 problems"), "{summary}");
     // The pods as the provider built and submitted them (build_pod_request_obj, templates
     // rendered), not only the manifest files: each passes Kubernetes' schema strictly.
@@ -219,7 +225,7 @@ fn dags_and_cronjobs_meet_every_jobs_contract() {
         .map(|e| e.expect("entry").path())
         .collect();
     submitted.sort();
-    assert!(submitted.len() >= 17, "{submitted:?}");
+    assert!(submitted.len() >= 19, "{submitted:?}");
     let passed = validate(&validator, &submitted).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(passed, submitted.len(), "every submitted pod should pass");
 }
@@ -267,6 +273,50 @@ fn a_variable_a_job_requires_missing_from_a_dag_or_cronjob_is_reported() {
             .any(|e| e.contains("stage-import-licenses") && e.contains("RELEASE_LOCATION")),
         "{out:?}"
     );
+}
+
+/// pg-replicate's image has no embedded warehouse, spools a table at a time in its work volume,
+/// and reads under a server-side timeout: each of those broken once.
+#[test]
+fn pg_replicate_without_its_stage_or_with_a_spool_larger_than_its_volume_is_reported() {
+    let Some(python) = deploy_tool("python") else {
+        return;
+    };
+    let contracts = Contracts::from_binaries();
+    let copy = k8s_copy();
+    edit(
+        copy.path(),
+        "airflow/dags/data_jobs_pod.py",
+        r#""pg-replicate": "20Gi""#,
+        r#""pg-replicate": "8Gi""#,
+    );
+    edit(
+        copy.path(),
+        "cronjobs/pg-replicate.yaml",
+        "                - {name: PG_REPLICATE_STAGE_URL, valueFrom: {secretKeyRef: {name: data-jobs, key: PG_REPLICATE_STAGE_URL}}}\n",
+        "",
+    );
+    edit(
+        copy.path(),
+        "cronjobs/pg-replicate.yaml",
+        "                - {name: PG_REPLICATE_STATEMENT_TIMEOUT_SECS, value: \"1800\"}\n",
+        "",
+    );
+    let out = contracts.check_running(
+        &python,
+        &copy.path().join("k8s"),
+        Some(&["pg_replicate"]),
+        None,
+    );
+    assert_reported(
+        &out,
+        &[
+            "DAG pg_replicate task pg-replicate: PG_REPLICATE_MAX_TABLE_BYTES=10737418240: a table's spool and its parts can take twice that, more than the 8Gi volume of /tmp",
+            "CronJob/pg-replicate container pg-replicate: does not supply PG_REPLICATE_STAGE_URL, which pg-replicate requires",
+            "CronJob/pg-replicate container pg-replicate: sets no PG_REPLICATE_STATEMENT_TIMEOUT_SECS",
+        ],
+    );
+    assert_eq!(errors(&out).len(), 3, "{out:?}");
 }
 
 #[test]

@@ -493,3 +493,167 @@ fn permissions_container_plans_against_an_account_found_by_name() {
         "the plan executed statements: {sent:#?}"
     );
 }
+
+#[test]
+fn pg_replicate_image_has_no_embedded_warehouse_and_answers_its_contract() {
+    let Some(image) = image("pg-replicate") else {
+        return;
+    };
+    assert_image_basics("pg-replicate", &image, 25_000_000, &[]);
+    let url = "HEROKU_POSTGRESQL_URL=postgres://reader@db.invalid/heroku";
+    assert_contract(
+        "pg-replicate",
+        &image,
+        "PG_REPLICATE_STAGE_URL",
+        &[
+            "-e",
+            url,
+            "-e",
+            "SNOWFLAKE_ACCOUNT=xy12345",
+            "-e",
+            "SNOWFLAKE_LOAD_USER=loader",
+            "-e",
+            "SNOWFLAKE_LOAD_PASSWORD=not-used",
+            "-e",
+            "SNOWFLAKE_LOAD_WAREHOUSE=LOADING",
+        ],
+        &[],
+    );
+    // Without Snowflake the image has nowhere to write: it says so, before connecting, instead
+    // of creating a DuckDB file in the container.
+    let out = docker(&["run", "--rm", "-e", url, &image]);
+    assert_eq!(out.code, Some(2), "{out:?}");
+    assert!(
+        out.stderr.contains("this build has no embedded warehouse"),
+        "{}",
+        out.stderr
+    );
+    // The catalog is built in: printed without any server.
+    let catalog = docker(&["run", "--rm", &image, "--print-catalog"]);
+    assert_eq!(catalog.code, Some(0), "{catalog:?}");
+    assert!(catalog.stdout.contains("salesforce"), "{}", catalog.stdout);
+}
+
+/// pg-replicate in its container as the CronJob runs it (read-only root, /tmp a scratch
+/// volume): the TLS-only PostgreSQL verified by name with the CA mounted, Snowflake's emulator
+/// and the S3 server reached by name, key-pair login. The first run copies every table through
+/// the stage, the second merges a change.
+#[test]
+fn pg_replicate_container_replicates_over_tls_into_snowflake_through_s3() {
+    let Some(image) = image("pg-replicate") else {
+        return;
+    };
+    let Some(server) = postgres::tls() else {
+        return;
+    };
+    let (Some(snow), Some(s3)) = (fakesnow::server(), moto::moto()) else {
+        return;
+    };
+    snow.use_s3(&s3.endpoint);
+    let files = server.tls.as_ref().unwrap();
+    let db = server.seeded("container_replicate");
+    let database = snow.database("container_replicate");
+    let bucket = format!("container-replicate-{}", std::process::id());
+    let empty = tempfile::tempdir().unwrap();
+    s3.upload_dir(&bucket, "", empty.path());
+    let secret = "aws-Secret-of-the-replicate-container";
+    let key = test_servers::keys::rsa_private_key(2048);
+    snow.run_sql(&format!(
+        "ALTER USER replicator SET RSA_PUBLIC_KEY = '{}'",
+        test_servers::keys::public_key_for_alter_user(&key)
+    ));
+    let key_body: String = key.lines().filter(|l| !l.starts_with("-----")).collect();
+    let url = server.url_for(
+        "localhost",
+        postgres::PASSWORD_IN_URL,
+        &db,
+        "sslmode=verify-full&sslrootcert=/certs/ca.pem",
+    );
+    let replicate = || {
+        let mut command = vec![
+            "run".to_owned(),
+            "--rm".to_owned(),
+            "--network".to_owned(),
+            "host".to_owned(),
+            "--read-only".to_owned(),
+            "--tmpfs".to_owned(),
+            "/tmp".to_owned(),
+            "--add-host".to_owned(),
+            "snowflake.test:127.0.0.1".to_owned(),
+            "--add-host".to_owned(),
+            "objects.test:127.0.0.1".to_owned(),
+            "-v".to_owned(),
+            format!("{}:/certs/ca.pem:ro", files.ca.display()),
+        ];
+        for (name, value) in [
+            ("HEROKU_POSTGRESQL_URL", url.clone()),
+            ("SNOWFLAKE_ACCOUNT", "xy12345".to_owned()),
+            ("SNOWFLAKE_LOAD_USER", "replicator".to_owned()),
+            ("SNOWFLAKE_LOAD_PRIVATE_KEY", key.clone()),
+            ("SNOWFLAKE_LOAD_WAREHOUSE", "LOADING".to_owned()),
+            ("SNOWFLAKE_LOAD_DATABASE", database.clone()),
+            (
+                "SNOWFLAKE_URL",
+                format!("http://snowflake.test:{}", port_of(snow.base_url())),
+            ),
+            ("PG_REPLICATE_STAGE_URL", format!("s3://{bucket}/extracts")),
+            (
+                "S3_ENDPOINT_URL",
+                format!("http://objects.test:{}", port_of(&s3.endpoint)),
+            ),
+            ("AWS_ACCESS_KEY_ID", "test-key".to_owned()),
+            ("AWS_SECRET_ACCESS_KEY", secret.to_owned()),
+        ] {
+            command.push("-e".to_owned());
+            command.push(format!("{name}={value}"));
+        }
+        command.push(image.clone());
+        let args: Vec<&str> = command.iter().map(String::as_str).collect();
+        let out = docker(&args);
+        assert_eq!(out.code, Some(0), "{out:?}");
+        for secret in [secret, &key_body[..40], "s3cret"] {
+            assert!(!out.stderr.contains(secret), "{}", out.stderr);
+            assert!(!out.stdout.contains(secret), "{}", out.stdout);
+        }
+        let report: serde_json::Value =
+            serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", out.stdout));
+        report
+    };
+    let account = |report: &serde_json::Value| {
+        report["tables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["table"] == "salesforce.account")
+            .unwrap_or_else(|| panic!("no account in {report:#}"))
+            .clone()
+    };
+
+    let first = replicate();
+    assert_eq!(first["tables_failed"], 0, "{first:#}");
+    assert_eq!(account(&first)["mode"], "full", "{first:#}");
+    assert_eq!(account(&first)["inserted"], 5, "{first:#}");
+    assert_eq!(
+        snow.events_of("login", "REPLICATOR").last().unwrap()["authenticator"],
+        "SNOWFLAKE_JWT"
+    );
+    assert!(
+        s3.keys(&bucket, "extracts/salesforce.account/")
+            .iter()
+            .any(|k| k.ends_with(".csv.gz")),
+        "no extract in the bucket"
+    );
+
+    server.psql(
+        &db,
+        "UPDATE salesforce.account SET name = 'Acme Containers', \
+         systemmodstamp = now() + interval '1 second' WHERE sfid = '0011000000AcmeAAA'",
+    );
+    let second = replicate();
+    assert_eq!(account(&second)["mode"], "incremental", "{second:#}");
+    assert_eq!(account(&second)["updated"], 1, "{second:#}");
+    let reply = snow.run_sql(&format!(
+        "SELECT NAME FROM {database}.ORGM.ACCOUNT WHERE SFID = '0011000000AcmeAAA'"
+    ));
+    assert_eq!(reply["data"]["rowset"][0][0], "Acme Containers", "{reply}");
+}

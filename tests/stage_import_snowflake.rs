@@ -322,7 +322,10 @@ fn loading_before_bootstrap_says_what_to_do() {
 
 #[test]
 fn copy_emulator_answers_as_snowflake_documents() {
-    let Some(snow) = server() else { return };
+    let (Some(snow), Some(s3)) = (server(), moto()) else {
+        return;
+    };
+    snow.use_s3(&s3.endpoint);
     let python = crate::support::venv_tool("python").expect("the venv that runs fakesnow");
     let database = snow.database("sf_copy_emulator");
     let scratch = tempfile::tempdir().unwrap();
@@ -332,7 +335,9 @@ fn copy_emulator_answers_as_snowflake_documents() {
         c.arg(&script)
             .arg(snow.base_url())
             .arg(&database)
-            .arg(scratch.path());
+            .arg(scratch.path())
+            .arg(&s3.endpoint)
+            .arg(format!("copy-check-{}", std::process::id()));
         c
     });
     assert_eq!(

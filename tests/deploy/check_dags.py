@@ -29,7 +29,8 @@ included) and per CronJob container:
 - the Pod Security "restricted" profile for every pod, dbt's included; resources; the
   images' non-root user and read-only root filesystem for our jobs;
 - timeouts: each DAG's dagrun_timeout, each task's execution_timeout, each pod's and
-  CronJob's activeDeadlineSeconds, pg-job's statement timeout; timeouts that nest: the
+  CronJob's activeDeadlineSeconds, pg-job's and pg-replicate's statement timeouts;
+  pg-replicate's spool cap within its work volume; timeouts that nest: the
   longest chain of job tasks, every attempt and retry delay counted, then the alert, fits in
   the run's dagrun_timeout (when a run times out, the scheduler skips what has not finished,
   the alert included); CronJobs fail at once on exit
@@ -69,7 +70,7 @@ import airflow_runtime  # noqa: E402
 sys.dont_write_bytecode = True
 
 # The schemas mark as required only what a job needs in every mode; these are what the
-# deployed runs need besides. stage-import: release images have no embedded warehouse, so
+# deployed runs need besides. stage-import and pg-replicate: release images have no embedded warehouse, so
 # Snowflake must be configured, and the stages are on S3 (keys, as the original job had).
 # pg-job: every task runs a script, which connects. permissions: plan and apply log in.
 NEEDS: dict[str, list[str]] = {
@@ -82,6 +83,17 @@ NEEDS: dict[str, list[str]] = {
         "AWS_SECRET_ACCESS_KEY",
     ],
     "pg-job": ["HEROKU_POSTGRESQL_URL"],
+    # pg-replicate: its image, too, has no embedded warehouse; the extracts go through S3.
+    "pg-replicate": [
+        "HEROKU_POSTGRESQL_URL",
+        "SNOWFLAKE_ACCOUNT",
+        "SNOWFLAKE_LOAD_USER",
+        "SNOWFLAKE_LOAD_PRIVATE_KEY",
+        "SNOWFLAKE_LOAD_WAREHOUSE",
+        "PG_REPLICATE_STAGE_URL",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+    ],
     "permissions": ["PERMISSION_BOT_ACCOUNT", "PERMISSION_BOT_USER", "PERMISSION_BOT_PRIVATE_KEY"],
     "webhook-alert": [],
 }
@@ -615,6 +627,10 @@ class Checker:
             )
         if job == "pg-job" and "PG_JOB_STATEMENT_TIMEOUT_SECS" not in pod.literals:
             self.error(where, "sets no PG_JOB_STATEMENT_TIMEOUT_SECS: a stuck statement runs until the deadline kills the pod")
+        if job == "pg-replicate":
+            if "PG_REPLICATE_STATEMENT_TIMEOUT_SECS" not in pod.literals:
+                self.error(where, "sets no PG_REPLICATE_STATEMENT_TIMEOUT_SECS: a stuck read runs until the deadline kills the pod")
+            self.check_spool_fits(where, pod)
         if job == "stage-import" and pod.args:
             source = pod.args[0]
             if source not in self.sources:
@@ -702,6 +718,33 @@ class Checker:
                     f"ServiceAccount {pod.service_account} is not among the manifests under k8s/",
                 )
 
+    def check_spool_fits(self, where: str, pod: Pod) -> None:
+        """pg-replicate spools a table's read in its work directory, and for Snowflake its
+        gzipped parts beside it: the volume holds twice PG_REPLICATE_MAX_TABLE_BYTES, so that a
+        big table fails by name instead of the kubelet evicting the pod."""
+        work_dir = pod.literals.get("PG_REPLICATE_WORK_DIR") or "/tmp"
+        mount = max(
+            (m for m in pod.mounts if (work_dir.rstrip("/") + "/").startswith(m.rstrip("/") + "/")),
+            key=len,
+            default=None,
+        )
+        source = pod.volumes.get(pod.mounts[mount], {}) if mount else {}
+        limit = (source.get("emptyDir") or {}).get("sizeLimit")
+        if limit is None:
+            self.error(
+                where,
+                f"the work directory {work_dir} is not an emptyDir with a sizeLimit (the root filesystem is read-only)",
+            )
+            return
+        cap = pod.literals.get("PG_REPLICATE_MAX_TABLE_BYTES", "")
+        if not cap.isdigit():
+            self.error(where, f"sets no PG_REPLICATE_MAX_TABLE_BYTES to fit the {limit} volume of {work_dir}")
+        elif 2 * int(cap) > quantity(str(limit)):
+            self.error(
+                where,
+                f"PG_REPLICATE_MAX_TABLE_BYTES={cap}: a table's spool and its parts can take twice that, more than the {limit} volume of {work_dir}",
+            )
+
     def check_path(self, where: str, name: str, value: str, pod: Pod) -> None:
         mount = max(
             (m for m in pod.mounts if value.startswith(m.rstrip("/") + "/")), key=len, default=None
@@ -720,6 +763,15 @@ class Checker:
                 self.error(where, f"{name}: ConfigMap {cm} is not among the manifests under k8s/")
             elif key not in self.configmaps[cm]:
                 self.error(where, f"{name}={value}: ConfigMap {cm} has no key {key}")
+
+
+def quantity(text: str) -> int:
+    """A Kubernetes quantity of bytes ("20Gi", "500M", "1024") as a number."""
+    units = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
+    for unit, factor in units.items():
+        if text.endswith(unit):
+            return int(float(text[: -len(unit)]) * factor)
+    return int(float(text))
 
 
 def all_attempts(task: Any) -> timedelta:

@@ -2,13 +2,19 @@
 with Snowflake's own Python connector, so that what stage-import is tested against is Snowflake's
 COPY and not a dialect of the emulator's. Run by tests/stage_import_snowflake.rs:
 
-    python check_copy.py <proxy base URL> <database> <scratch directory>
+    python check_copy.py <proxy base URL> <database> <scratch directory> [<S3 endpoint> <bucket>]
+
+With an S3 server (the one the proxy was pointed at) and a bucket name, the bucket is made and
+filled with boto3 and a COPY from an external stage on S3 is checked too. The hexadecimal TO_NUMBER the
+proxy rewrites (functions.py), which pg-replicate's reconciliation sums keys with, is checked
+against Python's own hex reading of MD5.
 """
 
 from __future__ import annotations
 
 import datetime
 import gzip
+import hashlib
 import os
 import sys
 from urllib.parse import urlsplit
@@ -166,11 +172,69 @@ def main() -> None:
     cur.execute("SELECT COUNT(*) FROM raw.plain WHERE name = 'a'")
     assert cur.fetchone() == (0,)
 
+    check_hex_numbers(cur)
+    if len(sys.argv) > 5:
+        check_s3_stage(cur, sys.argv[4], sys.argv[5], os.path.join(stage_dir, "day", "good.csv"))
+
     # What does not exist fails as in Snowflake.
     expect_error(cur, transforming.replace("raw.t", "raw.missing").format(files="'day/good.csv'"), 2003, "42S02", "does not exist or not authorized")
     expect_error(cur, transforming.replace("@raw.files", "@raw.nowhere").format(files="'day/good.csv'"), 2003, "02000", "Stage")
     expect_error(cur, transforming.format(files="'day/absent.csv'"), 91016, "22000", "absent.csv")
     print("ok")
+
+
+def check_hex_numbers(cur) -> None:
+    """TO_NUMBER with a format of X's reads hexadecimal digits, either case (Snowflake's SQL
+    format models: "X: hexadecimal digit"), as a NUMBER; MD5 gives lowercase hex."""
+    key = "0011000000AcmeAAA\x1f42"
+    digest = hashlib.md5(key.encode()).hexdigest()
+    cur.execute(
+        "SELECT TO_NUMBER('ff', 'XX'), TO_NUMBER('FFFFFFFF', 'XXXXXXXX'), "
+        "TO_NUMBER(SUBSTR(MD5(%s), 9, 8), 'XXXXXXXX'), "
+        "TO_NUMBER(SUBSTR(MD5(%s), 1, 8), 'XXXXXXXX') %% 7",
+        (key, key),
+    )
+    assert cur.fetchone() == (255, 0xFFFFFFFF, int(digest[8:16], 16), int(digest[0:8], 16) % 7)
+    # Summed over rows, as the reconciliation sums a bucket's hashes.
+    cur.execute(
+        "SELECT SUM(TO_NUMBER(SUBSTR(MD5(v), 1, 8), 'XXXXXXXX')) % 4294967296 "
+        "FROM (SELECT 'a' AS v UNION ALL SELECT 'b')"
+    )
+    expected = sum(int(hashlib.md5(v.encode()).hexdigest()[:8], 16) for v in "ab") % 2**32
+    assert cur.fetchone() == (expected,)
+
+
+def check_s3_stage(cur, endpoint: str, bucket: str, good_csv: str) -> None:
+    """An external stage on S3: the COPY reads the bucket and names each file by its URL."""
+    import boto3
+
+    s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
+                      aws_access_key_id="test-key", aws_secret_access_key="test-secret")
+    s3.create_bucket(Bucket=bucket)
+    s3.upload_file(good_csv, bucket, "day/good.csv")
+    url = f"s3://{bucket}/day/"
+    cur.execute(
+        f"CREATE STAGE raw.bucket URL = '{url}' FILE_FORMAT = raw.csv_format "
+        "CREDENTIALS = (AWS_KEY_ID = 'test-key' AWS_SECRET_KEY = 'test-secret')"
+    )
+    cur.execute("CREATE TABLE raw.from_s3 (id NUMBER(38,0), name VARCHAR)")
+    rows = copy(
+        cur,
+        "COPY INTO raw.from_s3 (id, name) FROM (SELECT $1, $2 FROM @raw.bucket) "
+        "FILES = ('good.csv') FILE_FORMAT = (FORMAT_NAME = 'raw.csv_format')",
+    )
+    assert [(r["file"], r["status"], r["rows_loaded"]) for r in rows] == [
+        (url.rstrip("/") + "/good.csv", "LOADED", 2)
+    ], rows
+    cur.execute("SELECT id, name FROM raw.from_s3 ORDER BY id")
+    assert cur.fetchall() == [(1, "Acme, Inc."), (2, 'say "hi"\nthere')]
+    expect_error(
+        cur,
+        "COPY INTO raw.from_s3 (id, name) FROM (SELECT $1, $2 FROM @raw.bucket) FILES = ('absent.csv')",
+        91016,
+        "22000",
+        "absent.csv",
+    )
 
 
 if __name__ == "__main__":

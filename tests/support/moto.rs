@@ -93,4 +93,32 @@ assert key in listed, f"the server stored {listed}, not {key!r}"
         let status = child.wait().unwrap();
         assert!(status.success(), "putting s3://{bucket}/{key} failed");
     }
+
+    /// The keys of `bucket` below `prefix`, as the server lists them.
+    #[allow(dead_code)] // not every test binary lists
+    pub fn keys(&self, bucket: &str, prefix: &str) -> Vec<String> {
+        let python = venv_tool("python").expect("venv python");
+        let script = r#"
+import sys, boto3
+endpoint, bucket, prefix = sys.argv[1:4]
+s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
+                  aws_access_key_id="test-key", aws_secret_access_key="test-secret")
+for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+    for o in page.get("Contents", []):
+        print(o["Key"])
+"#;
+        let out = Command::new(python)
+            .args(["-c", script, &self.endpoint, bucket, prefix])
+            .output()
+            .expect("run boto3 list");
+        assert!(
+            out.status.success(),
+            "listing s3://{bucket}/{prefix} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
 }

@@ -14,6 +14,8 @@
 
 pub mod catalog;
 pub mod config;
+#[cfg(feature = "duckdb")]
+pub mod embedded;
 pub mod load;
 pub mod reconcile;
 pub mod report;
@@ -29,6 +31,7 @@ use std::time::{Duration, Instant};
 use job_kit::retry::RetryError;
 use job_kit::{Context, EnvVar, Exit, Job, JobError};
 use warehouse::WarehouseError;
+#[cfg(feature = "duckdb")]
 use warehouse::duckdb::DuckDbWarehouse;
 
 use catalog::{CatalogError, HardDeletes, Reconcile, Selected, TableName};
@@ -180,14 +183,7 @@ impl Job for PgReplicate {
                 target.setup(&target_schema).await?;
                 Target::Snowflake(target)
             }
-            None => Target::DuckDb(DuckDbWarehouse::open(
-                &config.warehouse_path,
-                &warehouse::duckdb::Settings {
-                    memory_limit: config.duckdb_memory_limit.clone(),
-                    threads: config.duckdb_threads,
-                },
-                load::SETUP_SQL,
-            )?),
+            None => open_embedded(&config)?,
         };
         tracing::info!(
             source = %url.redacted(),
@@ -212,8 +208,32 @@ impl Job for PgReplicate {
     }
 }
 
+#[cfg(feature = "duckdb")]
+fn open_embedded(config: &Config) -> Result<Target, PgReplicateError> {
+    Ok(Target::DuckDb(DuckDbWarehouse::open(
+        &config.warehouse_path,
+        &warehouse::duckdb::Settings {
+            memory_limit: config.duckdb_memory_limit.clone(),
+            threads: config.duckdb_threads,
+        },
+        embedded::SETUP_SQL,
+    )?))
+}
+
+/// Without the embedded warehouse (the images), Snowflake is the only place to write.
+#[cfg(not(feature = "duckdb"))]
+fn open_embedded(_config: &Config) -> Result<Target, PgReplicateError> {
+    Err(PgReplicateError::SnowflakeConfig(
+        "no warehouse: set SNOWFLAKE_ACCOUNT, SNOWFLAKE_LOAD_USER, SNOWFLAKE_LOAD_WAREHOUSE and \
+         SNOWFLAKE_LOAD_PRIVATE_KEY (or _PRIVATE_KEY_PATH, _TOKEN, _PASSWORD), with \
+         PG_REPLICATE_STAGE_URL (this build has no embedded warehouse)"
+            .to_owned(),
+    ))
+}
+
 /// Where the tables go: Snowflake when configured, else the embedded DuckDB file.
 enum Target {
+    #[cfg(feature = "duckdb")]
     DuckDb(DuckDbWarehouse),
     Snowflake(snowflake::SnowflakeTarget),
 }
@@ -222,6 +242,7 @@ impl Target {
     fn describe(&self) -> String {
         use warehouse::Warehouse;
         match self {
+            #[cfg(feature = "duckdb")]
             Target::DuckDb(w) => w.describe(),
             Target::Snowflake(s) => s.warehouse.describe(),
         }
@@ -579,10 +600,11 @@ async fn reconcile_table(
         key: due.key,
     };
     let (marked, warehouse_rows) = match run.warehouse {
+        #[cfg(feature = "duckdb")]
         Target::DuckDb(warehouse) => {
             let target = target.clone();
             warehouse
-                .blocking(cancel, move |c| reconcile::live_rows(c, &target))
+                .blocking(cancel, move |c| embedded::reconcile::live_rows(c, &target))
                 .await?
         }
         Target::Snowflake(snowflake) => snowflake.live_rows(&target.schema, &target.table).await?,
@@ -599,11 +621,12 @@ async fn reconcile_table(
         )
         .await?;
         let compared = match run.warehouse {
+            #[cfg(feature = "duckdb")]
             Target::DuckDb(warehouse) => {
                 let (target, spool) = (target.clone(), summary_spool.path().to_owned());
                 warehouse
                     .blocking(cancel, move |c| {
-                        reconcile::compare(c, &target, marked, buckets, &spool)
+                        embedded::reconcile::compare(c, &target, marked, buckets, &spool)
                     })
                     .await?
             }
@@ -645,10 +668,13 @@ async fn reconcile_table(
         reconciled_at: run.replicated_at.clone(),
     };
     let applied = match run.warehouse {
+        #[cfg(feature = "duckdb")]
         Target::DuckDb(warehouse) => {
             let interrupted = warehouse.interrupted();
             warehouse
-                .blocking(cancel, move |c| reconcile::apply(c, &plan, &interrupted))
+                .blocking(cancel, move |c| {
+                    embedded::reconcile::apply(c, &plan, &interrupted)
+                })
                 .await?
         }
         Target::Snowflake(snowflake) => {
@@ -705,6 +731,7 @@ async fn replicate_table_inner(
     let cancel = &run.context.cancel;
     let source_table = table.name.to_string();
     let bookmark = match run.warehouse {
+        #[cfg(feature = "duckdb")]
         Target::DuckDb(warehouse) => {
             let (source_table, schema, target) = (
                 source_table.clone(),
@@ -713,7 +740,7 @@ async fn replicate_table_inner(
             );
             warehouse
                 .blocking(cancel, move |c| {
-                    load::read_bookmark(c, &source_table, &schema, &target)
+                    embedded::read_bookmark(c, &source_table, &schema, &target)
                 })
                 .await?
         }
@@ -788,10 +815,13 @@ async fn replicate_table_inner(
         replicated_at: run.replicated_at.clone(),
     };
     let loaded = match run.warehouse {
+        #[cfg(feature = "duckdb")]
         Target::DuckDb(warehouse) => {
             let interrupted = warehouse.interrupted();
             warehouse
-                .blocking(cancel, move |c| load::load(c, &plan, &interrupted))
+                .blocking(cancel, move |c| {
+                    embedded::load::load(c, &plan, &interrupted)
+                })
                 .await?
         }
         Target::Snowflake(target) => {

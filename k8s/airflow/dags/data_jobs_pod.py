@@ -78,6 +78,14 @@ STAGES = [
 JOB_SECRETS: dict[str, list[tuple[str, str, str]]] = {
     "stage-import": SNOWFLAKE_LOAD + STAGES,
     "pg-job": [("HEROKU_POSTGRESQL_URL", SHARED_SECRET, "HEROKU_POSTGRESQL_URL")],
+    # The extracts go through S3 (the keys need write access to PG_REPLICATE_STAGE_URL).
+    "pg-replicate": [("HEROKU_POSTGRESQL_URL", SHARED_SECRET, "HEROKU_POSTGRESQL_URL")]
+    + SNOWFLAKE_LOAD
+    + [
+        (name, SHARED_SECRET, name)
+        for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+    ]
+    + [("PG_REPLICATE_STAGE_URL", JOBS_SECRET, "PG_REPLICATE_STAGE_URL")],
     "permissions": [
         (name, SHARED_SECRET, name)
         for name in (
@@ -116,8 +124,17 @@ LOADS = {
     "push_proxy_de": "raw.push_proxy.de_logs",
 }
 
-# Jobs that write temporary files: the root filesystem is read-only, /tmp is an emptyDir.
-NEEDS_TMP = {"stage-import", "pg-job", "dbt"}
+# Jobs that write temporary files: the root filesystem is read-only, /tmp is an emptyDir of
+# this size.
+TMP_SIZES = {"stage-import": "1Gi", "pg-job": "1Gi", "dbt": "1Gi", "pg-replicate": "20Gi"}
+
+# pg-replicate spools one table at a time in /tmp: the read (at most PG_REPLICATE_MAX_TABLE_BYTES
+# of CSV) and, for Snowflake, its gzipped parts beside it, so the cap is half the volume. A read
+# stuck on the server is cancelled by it well inside the task's timeout.
+REPLICATE_ENV = {
+    "PG_REPLICATE_MAX_TABLE_BYTES": str(10 * 1024**3),
+    "PG_REPLICATE_STATEMENT_TIMEOUT_SECS": "1800",
+}
 
 # How long a task may run before Airflow fails it (and the pod's own deadline, in case the
 # worker is gone). A daily load of every file of a day, with its lookback, fits in the first.
@@ -127,10 +144,12 @@ NEEDS_TMP = {"stage-import", "pg-job", "dbt"}
 #   stage_import  2 x 2.5 h + 5 min retry delay, then 5 min alert   <= 6 h
 #   transform     2 x 80 min + 5 min, then 5 min                    <= 3 h
 #   pg_job        3 scripts x 15 min (no retries: the next hour is), then 5 min  <= 55 min
+#   pg_replicate  45 min (no retries: the next hour is), then 5 min  <= 55 min
 #   permissions   plan 25 min, apply 25 min, then 5 min             <= 1 h
 TIMEOUTS = {
     "stage-import": timedelta(hours=2, minutes=30),
     "pg-job": timedelta(minutes=15),
+    "pg-replicate": timedelta(minutes=45),
     "permissions": timedelta(minutes=25),
     "webhook-alert": timedelta(minutes=5),
     "dbt": timedelta(minutes=80),
@@ -188,9 +207,11 @@ def job_pod(
     """
     volumes: list[k8s.V1Volume] = []
     mounts: list[k8s.V1VolumeMount] = []
-    if job in NEEDS_TMP:
+    if job in TMP_SIZES:
         volumes.append(
-            k8s.V1Volume(name="tmp", empty_dir=k8s.V1EmptyDirVolumeSource(size_limit="1Gi"))
+            k8s.V1Volume(
+                name="tmp", empty_dir=k8s.V1EmptyDirVolumeSource(size_limit=TMP_SIZES[job])
+            )
         )
         mounts.append(k8s.V1VolumeMount(name="tmp", mount_path="/tmp"))
     if job == "permissions":
