@@ -22,10 +22,18 @@ export DATA_JOBS_VENV := $(VENV)
 # Airflow, the Kubernetes schemas and yamllint for the deployment checks, apart from the above.
 DEPLOY_VENV ?= $(CURDIR)/.venv-deploy
 export DATA_JOBS_DEPLOY_VENV := $(DEPLOY_VENV)
+# dbt, its adapters and the DuckDB the jobs are built with, for transform/dbt (tests/dbt.rs, the
+# demo), apart from the above: dbt pins its own dependencies.
+DBT_VENV ?= $(CURDIR)/.venv-dbt
+export DATA_JOBS_DBT_VENV := $(DBT_VENV)
+export DBT_VENV
+# make dbt-build / dbt-docs: dbt on this warehouse file (the demo's by default).
+WAREHOUSE_PATH ?= $(CURDIR)/.demo/warehouse.duckdb
 # make run-<job>: the debug binary with the variables of ENV_FILE and the arguments in ARGS.
 ENV_FILE ?= .env
 ARGS ?=
 
+.PHONY: dbt-build dbt-docs
 .PHONY: help build release image-test-binaries images test bench-build demo fmt lint clean venv bench-pg-job bench-stage-import bench-stage-import-listing bench-permissions bench-images demo-pg-job demo-replicate
 
 help:
@@ -33,6 +41,7 @@ help:
 	@echo "make test    build everything and run every test (sets up what it needs)"
 	@echo "make build   debug build of every job"
 	@echo "make images  release binaries and a FROM-scratch image per job"
+	@echo "make dbt-build / dbt-docs   the dbt models (transform/dbt) on WAREHOUSE_PATH, and their docs"
 	@echo "make fmt     format the code;  make lint  fmt --check and clippy -D warnings"
 
 # --tests: the same selection as clippy --all-targets and cargo test, so that every command resolves
@@ -54,7 +63,7 @@ image-test-binaries:
 images: release
 	@for job in $(JOBS); do docker/build-image.sh $$job; done
 
-venv: $(VENV)/.installed $(DEPLOY_VENV)/.installed
+venv: $(VENV)/.installed $(DEPLOY_VENV)/.installed $(DBT_VENV)/.installed
 $(VENV)/.installed: tests/requirements.txt
 	python3 -m venv "$(VENV)"
 	"$(VENV)/bin/pip" install --quiet --disable-pip-version-check -r tests/requirements.txt
@@ -64,6 +73,19 @@ $(DEPLOY_VENV)/.installed: tests/deploy/requirements.txt
 	python3 -m venv --clear "$(DEPLOY_VENV)"
 	"$(DEPLOY_VENV)/bin/pip" install --quiet --disable-pip-version-check -r tests/deploy/requirements.txt
 	touch "$@"
+$(DBT_VENV)/.installed: transform/dbt/requirements.txt
+	python3 -m venv --clear "$(DBT_VENV)"
+	"$(DBT_VENV)/bin/pip" install --quiet --disable-pip-version-check -r transform/dbt/requirements.txt
+	touch "$@"
+
+# dbt in transform/dbt on WAREHOUSE_PATH: the project's profiles.yml, artefacts under .cache/dbt.
+DBT = cd transform/dbt && DBT_PROFILES_DIR=. DBT_TARGET_PATH="$(CURDIR)/.cache/dbt/target" \
+	DBT_LOG_PATH="$(CURDIR)/.cache/dbt/logs" WAREHOUSE_PATH="$(WAREHOUSE_PATH)" "$(DBT_VENV)/bin/dbt"
+dbt-build: $(DBT_VENV)/.installed
+	$(DBT) build
+dbt-docs: $(DBT_VENV)/.installed
+	$(DBT) docs generate
+	$(DBT) docs serve --port 8080
 
 # e.g. make run-pg-job ARGS=account-arr ENV_FILE=prod.env. The file holds NAME=value lines (as
 # `docker run --env-file` reads them: no quotes, no expansion); its variables win over the shell's.
@@ -86,7 +108,7 @@ test: build image-test-binaries venv
 demo:
 	@echo "The first build compiles DuckDB's C++ (the embedded warehouse): about 13 minutes on 2 cores,"
 	@echo "once; cargo shows its progress. Later builds take seconds."
-	$(MAKE) --no-print-directory build
+	$(MAKE) --no-print-directory build $(DBT_VENV)/.installed
 	@scripts/demo.sh
 
 # pg-job on seed data in a throwaway local PostgreSQL (needs PostgreSQL's server binaries).

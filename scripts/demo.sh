@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # `make demo`: the main job on the embedded default, with nothing else installed. Generates a
 # week of sample files in the real sources' layouts, creates the tables, loads every source
-# and day into a local DuckDB file, loads again to show nothing loads twice, and prints what
-# was loaded.
+# and day into a local DuckDB file, loads again to show nothing loads twice, builds the dbt
+# models of transform/dbt on that file, and prints the models' numbers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin="${CARGO_TARGET_DIR:-target}/debug"
+root=$PWD
+dbt="${DBT_VENV:-$root/.venv-dbt}/bin/dbt"
 demo=.demo
 end=$(date -u -d yesterday +%F)
 start=$(date -u -d "$end - 6 days" +%F)
@@ -52,16 +54,31 @@ step "5. What is in the warehouse"
   SELECT schema_name || '.' || table_name AS table_name, estimated_size AS rows
   FROM duckdb_tables() WHERE schema_name <> '_stage_import' ORDER BY 1"
 
-step "6. Daily active servers and users, from the telemetry in the diagnostics pings"
+step "6. dbt build: the models of transform/dbt on the same file (staging views, marts tables, their tests)"
+# Salesforce's models need pg-replicate's tables (make demo-replicate): left out when absent.
+exclude=()
+if ! "$bin/stage-import" query "SELECT 1 FROM orgm.account LIMIT 1" > /dev/null 2>&1; then
+  exclude=(--exclude source:orgm+ source:pg_replicate+)
+  echo "(no orgm.account here, from pg-replicate: the Salesforce models are left out)"
+fi
+dbt_started=$SECONDS
+(
+  cd transform/dbt
+  DBT_PROFILES_DIR=. DBT_TARGET_PATH="$root/$demo/dbt-target" DBT_LOG_PATH="$root/$demo/dbt-logs" \
+    WAREHOUSE_PATH="$root/$WAREHOUSE_PATH" "$dbt" build --quiet "${exclude[@]}"
+)
+echo "dbt build: every model built and every test passed, in $((SECONDS - dbt_started)) s"
+
+step "7. Daily active servers and users (marts.daily_active_usage)"
+"$bin/stage-import" query "SELECT day, active_servers, active_users FROM marts.daily_active_usage ORDER BY day"
+
+step "8. The versions the servers ran yesterday, most servers first (marts.server_daily_details)"
 "$bin/stage-import" query "
-  WITH pings AS (
-    SELECT log_date,
-           regexp_extract(uri_query, 'id=([^&]+)', 1) AS server,
-           max(TRY_CAST(regexp_extract(uri_query, 'auc=([0-9]+)', 1) AS BIGINT)) AS active_users
-    FROM diagnostics.log_entries WHERE uri_stem = '/security' GROUP BY ALL)
-  SELECT log_date AS day, count(*) AS active_servers, sum(active_users) AS active_users
-  FROM pings GROUP BY ALL ORDER BY day"
+  SELECT server_version, count(*) AS servers, sum(active_users) AS active_users
+  FROM marts.server_daily_details WHERE day = (SELECT max(day) FROM marts.server_daily_details)
+  GROUP BY ALL ORDER BY servers DESC, server_version LIMIT 5"
 
 echo
 echo "Try: $bin/stage-import --help, $bin/stage-import sources, or a query of your own:"
-echo "  WAREHOUSE_PATH=$WAREHOUSE_PATH $bin/stage-import query 'SELECT * FROM licenses.licenses LIMIT 5'"
+echo "  WAREHOUSE_PATH=$WAREHOUSE_PATH $bin/stage-import query 'SELECT * FROM marts.current_licenses LIMIT 5'"
+echo "The models' docs: make dbt-docs (then open http://localhost:8080)"

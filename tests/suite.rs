@@ -1,6 +1,7 @@
 //! End-to-end tests: each runs a real job binary (or image) against real local servers. They
 //! need the binaries built first (`make test` does it: `cargo build --workspace`).
 
+mod dbt;
 mod deployment;
 mod images;
 mod permissions;

@@ -159,14 +159,11 @@ fn finish_gzip(writer: Counting<io::BufWriter<GzEncoder<std::fs::File>>>) -> io:
     Ok(bytes)
 }
 
+/// A Mattermost-style 26-character id, one per server: the low 104 bits of an odd multiple, which
+/// differ for every server (the high digits of a product do not).
 fn server_id(i: usize) -> String {
-    format!(
-        "{:026x}",
-        (i as u128 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15_F39C_C060_5CED_C835)
-    )
-    .chars()
-    .take(26)
-    .collect()
+    let mixed = (i as u128 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15_F39C_C060_5CED_C835);
+    format!("{:026x}", mixed & ((1 << 104) - 1))
 }
 
 fn ip(rng: &mut fastrand::Rng) -> String {
@@ -466,6 +463,13 @@ pub fn cloudfront_bulk(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_server_has_an_id_of_its_own() {
+        let ids: std::collections::BTreeSet<String> = (0..100_000).map(server_id).collect();
+        assert_eq!(ids.len(), 100_000);
+        assert!(ids.iter().all(|id| id.len() == 26));
+    }
 
     #[test]
     fn writes_every_source_in_its_layout_deterministically() {

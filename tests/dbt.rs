@@ -1,0 +1,257 @@
+//! The dbt project (`transform/dbt`) built for real on the embedded warehouse: sample-data writes
+//! a few days of files in the sources' layouts, stage-import loads them, pg-replicate replicates
+//! the Heroku Connect shaped fixture from a real PostgreSQL into the same DuckDB file, and
+//! `dbt build` (dbt-duckdb, from the dbt venv: `make venv`, `DATA_JOBS_DBT_VENV`) builds every
+//! model and runs every data and unit test over them. The models' numbers are checked against
+//! what the generator wrote and what the jobs reported.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::support::{job, missing, postgres, repo, run};
+
+/// The last day of the sample; fixed, so that the numbers do not move with the calendar.
+const END: &str = "2026-11-30";
+const DAYS: u32 = 3;
+/// sample-data's default: every one of them pings every day at its default file sizes.
+const SERVERS: u64 = 300;
+
+/// dbt from the dbt venv; `None` (after `missing`) when it is not installed.
+fn dbt() -> Option<PathBuf> {
+    #[allow(clippy::disallowed_methods)] // the venv's place is the test's own setting
+    let venv = std::env::var_os("DATA_JOBS_DBT_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join(".venv-dbt"));
+    let path = venv.join("bin/dbt");
+    if path.exists() {
+        Some(path)
+    } else {
+        missing(&format!("{} (make venv)", path.display()));
+        None
+    }
+}
+
+/// `dbt <args>` on the project, against the warehouse file, its artefacts in `work`.
+fn dbt_command(dbt: &Path, warehouse: &Path, work: &Path, args: &[&str]) -> Command {
+    let project = repo().join("transform/dbt");
+    let mut command = Command::new(dbt);
+    command
+        .args(args)
+        .current_dir(&project)
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("HOME", work)
+        .env("DBT_PROFILES_DIR", &project)
+        .env("DBT_TARGET_PATH", work.join("target"))
+        .env("DBT_LOG_PATH", work.join("logs"))
+        .env("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
+        .env("WAREHOUSE_PATH", warehouse);
+    command
+}
+
+/// One value of a query on the warehouse file, as text.
+fn value(warehouse: &Path, sql: &str) -> String {
+    let connection = duckdb::Connection::open(warehouse).expect("open the warehouse");
+    connection
+        .query_row(&format!("SELECT CAST(({sql}) AS VARCHAR)"), [], |row| {
+            row.get::<_, Option<String>>(0)
+        })
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .unwrap_or_default()
+}
+
+/// Rows of a query, each as `a|b|c`.
+fn rows(warehouse: &Path, sql: &str) -> Vec<String> {
+    let connection = duckdb::Connection::open(warehouse).expect("open the warehouse");
+    let mut statement = connection
+        .prepare(&format!("SELECT CAST(COLUMNS(*) AS VARCHAR) FROM ({sql})"))
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    let columns = statement.column_count();
+    statement
+        .query_map([], |row| {
+            (0..columns)
+                .map(|i| Ok(row.get::<_, Option<String>>(i)?.unwrap_or_default()))
+                .collect::<Result<Vec<_>, _>>()
+                .map(|v| v.join("|"))
+        })
+        .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+}
+
+#[test]
+fn dbt_builds_every_model_and_test_over_what_the_jobs_loaded() {
+    let Some(dbt) = dbt() else { return };
+    let Some(server) = postgres::plain() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let stage = dir.path().join("stage");
+    let warehouse = dir.path().join("warehouse.duckdb");
+
+    let mut sample = job("sample-data");
+    sample
+        .args(["stage", "--out"])
+        .arg(&stage)
+        .args(["--days", &DAYS.to_string(), "--end", END]);
+    let out = run(sample);
+    assert_eq!(out.code, Some(0), "{out:?}");
+
+    let stage_import = |args: &[&str]| {
+        let mut command = job("stage-import");
+        command
+            .args(args)
+            .env("STAGE_ROOT", &stage)
+            .env("WAREHOUSE_PATH", &warehouse)
+            .env("RELEASE_LOCATION", "E1RELEASES")
+            .env("DIAGNOSTIC_LOCATION_ONE", "E1DIAGNOSTICS")
+            .env("DIAGNOSTIC_LOCATION_TWO", "E2DIAGNOSTICS")
+            .env("AWS_ACCOUNT_ID", "123456789012");
+        run(command)
+    };
+    let out = stage_import(&["bootstrap"]);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    // Exit 3: the sample's malformed lines are rejected, the rest loads.
+    let out = stage_import(&["all", "--from", "2026-11-28", "--to", END]);
+    assert_eq!(out.code, Some(3), "{out:?}");
+    let report: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let rows_of = |table: &str| -> u64 {
+        report["loads"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|l| l["table"] == table)
+            .flat_map(|l| l["files"].as_array().unwrap())
+            .map(|f| f["rows_loaded"].as_u64().unwrap_or(0))
+            .sum()
+    };
+
+    let db = server.seeded("dbt_build");
+    let mut replicate = job("pg-replicate");
+    replicate
+        .env("HEROKU_POSTGRESQL_URL", server.url(&db, ""))
+        .env("WAREHOUSE_PATH", &warehouse)
+        .env("PG_REPLICATE_WORK_DIR", dir.path());
+    let out = run(replicate);
+    assert_eq!(out.code, Some(0), "{out:?}");
+
+    let work = dir.path().join("dbt");
+    let build = run(dbt_command(&dbt, &warehouse, &work, &["build"]));
+    assert_eq!(
+        build.code,
+        Some(0),
+        "dbt build failed:\n{}\n{}",
+        build.stdout,
+        build.stderr
+    );
+    let _ = std::io::Write::write_all(
+        &mut std::io::stderr(),
+        format!("dbt build took {:.1} s\n", build.elapsed.as_secs_f64()).as_bytes(),
+    );
+    // Every model, data test and unit test ran, none failed, warned or was skipped.
+    let summary = build
+        .stdout
+        .lines()
+        .find(|l| l.contains("Done. PASS="))
+        .unwrap_or_else(|| panic!("no summary: {}", build.stdout));
+    assert!(summary.contains("WARN=0 ERROR=0 SKIP=0"), "{summary}");
+
+    // Every server pinged every day.
+    assert_eq!(
+        rows(
+            &warehouse,
+            "SELECT day, active_servers FROM marts.daily_active_usage ORDER BY day"
+        ),
+        [
+            format!("2026-11-28|{SERVERS}"),
+            format!("2026-11-29|{SERVERS}"),
+            format!("2026-11-30|{SERVERS}"),
+        ]
+    );
+    assert_eq!(
+        value(
+            &warehouse,
+            "SELECT count(*) FROM marts.server_daily_details"
+        ),
+        (SERVERS * u64::from(DAYS)).to_string()
+    );
+    // The users of a day are those the servers reported in their last ping.
+    assert_eq!(
+        value(
+            &warehouse,
+            "SELECT sum(active_users) FROM marts.server_daily_details WHERE day = DATE '2026-11-30'"
+        ),
+        value(
+            &warehouse,
+            "SELECT active_users FROM marts.daily_active_usage WHERE day = DATE '2026-11-30'"
+        )
+    );
+    // Each push the proxies logged is counted once, by day, environment and platform.
+    let pushes = rows_of("push_proxy.logs")
+        + rows_of("push_proxy.test_logs")
+        + rows_of("push_proxy.de_logs");
+    assert!(pushes > 0);
+    assert_eq!(
+        value(
+            &warehouse,
+            "SELECT sum(requests) FROM marts.push_notifications_daily"
+        ),
+        pushes.to_string()
+    );
+    assert_eq!(
+        value(
+            &warehouse,
+            "SELECT count(*) FROM marts.push_notifications_daily WHERE platform = 'unknown'"
+        ),
+        "0"
+    );
+    let releases = rows_of("releases.log_entries");
+    assert_eq!(
+        value(
+            &warehouse,
+            "SELECT sum(downloads + not_modified + failed) FROM marts.server_downloads_daily"
+        ),
+        releases.to_string()
+    );
+    // The latest export holds every license once (the malformed row was rejected).
+    assert_eq!(
+        value(&warehouse, "SELECT count(*) FROM marts.current_licenses"),
+        SERVERS.to_string()
+    );
+    assert_eq!(
+        value(
+            &warehouse,
+            "SELECT max(export_date) FROM marts.current_licenses"
+        ),
+        END
+    );
+    // ARR today (the spine's last day), as the fixture's comment works it out: Acme's two
+    // lines, Globex's live one; Initech lost, Umbrella deleted, Hooli's line starts next week.
+    assert_eq!(
+        rows(
+            &warehouse,
+            "SELECT account_name, arr, active_lines FROM marts.account_daily_arr \
+             WHERE day = (SELECT max(day) FROM marts.account_daily_arr) ORDER BY account_name"
+        ),
+        ["Acme Corp|22000.00|2", "Globex|6000.00|1"]
+    );
+
+    // A second build changes nothing: the incremental models rebuild their last days only.
+    let before = value(
+        &warehouse,
+        "SELECT count(*) FROM marts.server_daily_details",
+    );
+    let again = run(dbt_command(&dbt, &warehouse, &work, &["build"]));
+    assert_eq!(again.code, Some(0), "{}", again.stdout);
+    assert_eq!(
+        value(
+            &warehouse,
+            "SELECT count(*) FROM marts.server_daily_details"
+        ),
+        before
+    );
+
+    let docs = run(dbt_command(&dbt, &warehouse, &work, &["docs", "generate"]));
+    assert_eq!(docs.code, Some(0), "{}", docs.stdout);
+    let catalog = std::fs::read_to_string(work.join("target/catalog.json")).unwrap();
+    assert!(catalog.contains("server_daily_details"), "{catalog}");
+}
