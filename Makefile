@@ -7,6 +7,8 @@ SHELL := bash
 CARGO_TARGET_DIR ?= $(CURDIR)/target
 export CARGO_TARGET_DIR
 
+# The workspace version: every image's tag.
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 # The jobs that ship as images (every binary crate but the sample-data tool).
 JOBS := webhook-alert pg-job stage-import permissions pg-replicate
 # Images hold static binaries: glibc linked in, so FROM scratch needs nothing else. The
@@ -33,7 +35,7 @@ WAREHOUSE_PATH ?= $(CURDIR)/.demo/warehouse.duckdb
 ENV_FILE ?= .env
 ARGS ?=
 
-.PHONY: dbt-build dbt-docs
+.PHONY: dbt-build dbt-docs image-dbt
 .PHONY: help build release image-test-binaries images test bench-build demo fmt lint clean venv bench-pg-job bench-stage-import bench-stage-import-listing bench-permissions bench-images demo-pg-job demo-replicate
 
 help:
@@ -62,6 +64,10 @@ image-test-binaries:
 
 images: release
 	@for job in $(JOBS); do docker/build-image.sh $$job; done
+
+# dbt's image: transform/dbt in the official dbt-snowflake image (pulls the base image).
+image-dbt:
+	docker build -f docker/dbt/Dockerfile --build-arg VERSION=$(VERSION) -t data-jobs/dbt:$(VERSION) transform/dbt
 
 venv: $(VENV)/.installed $(DEPLOY_VENV)/.installed $(DBT_VENV)/.installed
 $(VENV)/.installed: tests/requirements.txt

@@ -108,7 +108,9 @@ impl Contracts {
             .arg("--pg-job-scripts")
             .arg(repo().join("transform/sql"))
             .arg("--roles")
-            .arg(repo().join("examples/roles.yml"));
+            .arg(repo().join("examples/roles.yml"))
+            .arg("--dbt-profiles")
+            .arg(repo().join("transform/dbt/profiles.yml"));
         for name in JOBS {
             command
                 .arg("--schema")
@@ -370,8 +372,8 @@ fn an_image_we_do_not_build_or_of_another_version_is_reported() {
     edit(
         copy.path(),
         "airflow/dags/data_jobs_pod.py",
-        r#"DBT_IMAGE = "ghcr.io/dbt-labs/dbt-snowflake:1.9.0""#,
-        r#"DBT_IMAGE = "python:3.7""#,
+        r#"    return f"{REGISTRY}data-jobs/{job}:{VERSION}""#,
+        r#"    return "python:3.7" if job == "dbt" else f"{REGISTRY}data-jobs/{job}:{VERSION}""#,
     );
     edit(
         copy.path(),
@@ -1007,5 +1009,70 @@ fn official_chart_values_and_install_commands_that_do_not_match_are_reported() {
             .any(|e| e.contains("airflow/values.yaml:")),
         "{}",
         errors(&out).join("\n")
+    );
+}
+
+/// dbt's image (docker/dbt) and the venv the project is built and tested in (tests/dbt.rs) run
+/// the same dbt-snowflake.
+#[test]
+fn the_dbt_image_is_based_on_the_dbt_snowflake_the_project_is_tested_with() {
+    let dockerfile = std::fs::read_to_string(repo().join("docker/dbt/Dockerfile")).unwrap();
+    let base = dockerfile
+        .lines()
+        .find_map(|l| l.strip_prefix("ARG DBT_SNOWFLAKE_VERSION="))
+        .expect("docker/dbt/Dockerfile names its dbt-snowflake version");
+    let requirements =
+        std::fs::read_to_string(repo().join("transform/dbt/requirements.txt")).unwrap();
+    let pinned = requirements
+        .lines()
+        .find_map(|l| l.strip_prefix("dbt-snowflake=="))
+        .expect("transform/dbt/requirements.txt pins dbt-snowflake");
+    assert_eq!(base.trim(), pinned.trim());
+    assert!(
+        dockerfile.contains("FROM ghcr.io/dbt-labs/dbt-snowflake:${DBT_SNOWFLAKE_VERSION}"),
+        "{dockerfile}"
+    );
+}
+
+/// dbt's variables are what transform/dbt/profiles.yml reads in its prod target: one missing, one
+/// misspelt, and a task left on the dev target (the embedded DuckDB file) are each reported.
+#[test]
+fn a_dbt_task_without_its_profiles_variables_or_the_prod_target_is_reported() {
+    let Some(python) = deploy_tool("python") else {
+        return;
+    };
+    let contracts = Contracts::from_binaries();
+    let copy = k8s_copy();
+    edit(
+        copy.path(),
+        "airflow/dags/data_jobs_pod.py",
+        r#"    + [("SNOWFLAKE_TRANSFORM_PASSWORD", JOBS_SECRET, "SNOWFLAKE_TRANSFORM_PASSWORD")],"#,
+        r#"    + [("SNOWFLAKE_TRANSFORM_PASWORD", JOBS_SECRET, "SNOWFLAKE_TRANSFORM_PASSWORD")],"#,
+    );
+    edit(
+        copy.path(),
+        "airflow/dags/transform.py",
+        r#"arguments=["build", "--target", "prod"]"#,
+        r#"arguments=["build"]"#,
+    );
+    let out = contracts.check_running(
+        &python,
+        &copy.path().join("k8s"),
+        Some(&["transform"]),
+        None,
+    );
+    assert_reported(
+        &out,
+        &[
+            "DAG transform task dbt-build: does not supply SNOWFLAKE_TRANSFORM_PASSWORD, which dbt requires",
+            "DAG transform task dbt-build: sets SNOWFLAKE_TRANSFORM_PASWORD, which dbt does not read",
+            "DAG transform task dbt-build: dbt build without --target prod",
+        ],
+    );
+    assert!(
+        !errors(&out)
+            .iter()
+            .any(|e| e.contains("dbt-source-freshness") && e.contains("--target")),
+        "{out:?}"
     );
 }

@@ -3,7 +3,8 @@ environment contracts (their `--env-schema` JSON). Run by tests/deployment.rs wi
 venv (tests/deploy/requirements.txt):
 
     check_dags.py --k8s k8s --schema webhook-alert.json --schema pg-job.json ... \
-        --stage-import-sources sources.txt --pg-job-scripts transform/sql --roles examples/roles.yml
+        --stage-import-sources sources.txt --pg-job-scripts transform/sql --roles examples/roles.yml \
+        --dbt-profiles transform/dbt/profiles.yml
 
 Every problem is printed as `error: <where>: <what>`, all of them, then a summary line; exit 1
 if there was any, 0 if none, 2 for bad usage.
@@ -17,11 +18,12 @@ included) and per CronJob container:
 - every DAG file imports without error and defines at least one DAG (Airflow's safe mode
   skips files silently, so a file that defines nothing is an error here);
 - every task runs a KubernetesPodOperator whose image is one we build, at the version the
-  binaries report, or the one declared external image (dbt); an image without a registry is
-  never pulled (pull policy Never);
+  binaries report (dbt's too: docker/dbt); an image without a registry is never pulled (pull
+  policy Never);
 - every variable the job requires is supplied, by a Secret or a literal: the schema's
-  required ones, the ones production needs (NEEDS below), and the ones a stage-import source's
-  templates name (from `stage-import sources`);
+  required ones, the ones production needs (NEEDS below), the ones a stage-import source's
+  templates name (from `stage-import sources`), and for dbt the ones its profile's prod target
+  reads without a default (and dbt runs that target);
 - every supplied variable is one the job reads (a misspelt name is a missing variable);
 - every Secret key referenced exists in the Secret manifests under k8s/;
 - no secret value is written down: secret variables never come as literals, the Secret
@@ -98,16 +100,31 @@ NEEDS: dict[str, list[str]] = {
     "webhook-alert": [],
 }
 
-# The one image we do not build, and what its profile reads (it has no --env-schema).
-DBT_REPOSITORY = "ghcr.io/dbt-labs/dbt-snowflake"
-DBT_NEEDS = [
-    "SNOWFLAKE_ACCOUNT",
-    "SNOWFLAKE_TRANSFORM_USER",
-    "SNOWFLAKE_TRANSFORM_PASSWORD",
-    "SNOWFLAKE_TRANSFORM_ROLE",
-    "SNOWFLAKE_TRANSFORM_SCHEMA",
-    "SNOWFLAKE_TRANSFORM_WAREHOUSE",
-]
+
+@dataclass
+class DbtContract:
+    """What transform/dbt's prod target reads: env_var('X') without a default is required."""
+
+    required: set[str]
+    optional: set[str]
+
+
+def load_dbt_profiles(path: Path, target: str = "prod") -> DbtContract:
+    profiles = yaml.safe_load(path.read_text())
+    (profile,) = profiles.values()
+    output = profile["outputs"][target]
+    required: set[str] = set()
+    optional: set[str] = set()
+    for value in output.values():
+        for m in ENV_VAR_CALL.finditer(str(value)):
+            (optional if m.group(2) else required).add(m.group(1))
+    return DbtContract(required=required, optional=optional - required)
+
+# dbt's image (docker/dbt: the official dbt-snowflake image with transform/dbt in it) has no
+# --env-schema: its contract is what the project's profiles.yml reads in the prod target
+# (--dbt-profiles), and these, which dbt itself reads.
+DBT_OWN_VARIABLES = {"DBT_TARGET_PATH", "DBT_LOG_PATH", "DBT_PROFILES_DIR", "DBT_TARGET", "HOME"}
+ENV_VAR_CALL = re.compile(r"env_var\(\s*'([A-Za-z_][A-Za-z0-9_]*)'\s*(,)?")
 
 # Names that hold secrets where no schema says so (dbt's variables).
 SECRET_NAME = re.compile(r"PASSWORD|SECRET|TOKEN|WEBHOOK|PRIVATE_KEY")
@@ -171,8 +188,10 @@ class Checker:
         roles: Path | None,
         run_dags: set[str] | None = None,
         write_pods: Path | None = None,
+        dbt: DbtContract | None = None,
     ):
         self.k8s = k8s_dir
+        self.dbt = dbt
         self.run_dags = run_dags
         self.write_pods = write_pods
         self.schemas = schemas
@@ -591,7 +610,13 @@ class Checker:
         where = pod.where
         m = IMAGE.match(pod.image)
         schema = None
-        if m:
+        if m and m["job"] == "dbt":
+            if m["tag"] != self.version:
+                self.error(
+                    where,
+                    f"image {pod.image}: tag {m['tag']} is not the binaries' version {self.version} (make image-dbt)",
+                )
+        elif m:
             schema = self.schemas.get(m["job"])
             if schema is None:
                 self.error(
@@ -604,21 +629,21 @@ class Checker:
                     f"image {pod.image}: tag {m['tag']} is not the binaries' version {schema.version}",
                 )
             needs = set(schema.required) | set(NEEDS.get(m["job"], [])) if schema else set()
-        elif pod.image.rsplit(":", 1)[0] == DBT_REPOSITORY:
-            tag = pod.image.rsplit(":", 1)[1] if ":" in pod.image else ""
-            if not re.match(r"^\d+\.\d+\.\d+$", tag):
-                self.error(
-                    where, f"image {pod.image}: pin dbt's version (x.y.z), not {tag or 'no tag'}"
-                )
-            needs = set(DBT_NEEDS)
         else:
             self.error(
                 where,
-                f"image {pod.image or '(none)'} is not one we build (data-jobs/<job>:<version>) nor the declared dbt image ({DBT_REPOSITORY})",
+                f"image {pod.image or '(none)'} is not one we build (data-jobs/<job>:<version>)",
             )
             return
 
-        job = m["job"] if m else "dbt"
+        job = m["job"]
+        if job == "dbt":
+            needs = set(self.dbt.required) if self.dbt else set()
+            if "--target" not in pod.args or pod.args[pod.args.index("--target") + 1 :][:1] != ["prod"]:
+                self.error(
+                    where,
+                    f"dbt {' '.join(pod.args)} without --target prod: the profile's default is dev, the embedded DuckDB file",
+                )
         if m and not m["registry"] and pod.pull_policy != "Never":
             self.error(
                 where,
@@ -658,6 +683,8 @@ class Checker:
                 )
             supplied |= set(self.secrets.get(secret, {}))
         names = schema.names if schema else None
+        if job == "dbt" and self.dbt:
+            names = self.dbt.required | self.dbt.optional | DBT_OWN_VARIABLES
         for name in sorted(needs):
             aliases_supplied = schema is not None and any(
                 a in supplied for a in schema.aliases.get(name, [])
@@ -668,7 +695,10 @@ class Checker:
             for name in sorted(set(pod.literals) | set(pod.from_secrets)):
                 if name not in names:
                     self.error(
-                        where, f"sets {name}, which {job} does not read (see its --env-schema)"
+                        where,
+                        f"sets {name}, which {job} does not read (see "
+                        + ("transform/dbt/profiles.yml" if job == "dbt" else "its --env-schema")
+                        + ")",
                     )
         for name, (secret, key) in sorted(pod.from_secrets.items()):
             if secret not in self.secrets:
@@ -828,6 +858,12 @@ def main() -> int:
     )
     parser.add_argument("--roles", type=Path, help="the roles.yml the ConfigMap must hold")
     parser.add_argument(
+        "--dbt-profiles",
+        type=Path,
+        required=True,
+        help="transform/dbt/profiles.yml: its prod target's env_var() calls are the dbt image's variables",
+    )
+    parser.add_argument(
         "--run-dags",
         help="comma-separated DAG ids to run with dag.test() (default: all; a DAG not run "
         "gets the static checks only)",
@@ -849,7 +885,14 @@ def main() -> int:
         return 2
     run_dags = None if args.run_dags is None else {d for d in args.run_dags.split(",") if d}
     checker = Checker(
-        args.k8s, schemas, sources, args.pg_job_scripts, args.roles, run_dags, args.write_pods
+        args.k8s,
+        schemas,
+        sources,
+        args.pg_job_scripts,
+        args.roles,
+        run_dags,
+        args.write_pods,
+        load_dbt_profiles(args.dbt_profiles),
     )
     checker.load_manifests()
     pods = checker.dag_pods()

@@ -32,9 +32,8 @@ PULL_POLICY = "IfNotPresent" if REGISTRY else "Never"
 # The namespace the job pods run in: the one the Secrets and the ServiceAccount are in.
 NAMESPACE = os.environ.get("DATA_JOBS_NAMESPACE", "airflow")
 
-# dbt is the one image we do not build. The transform task expects the dbt project in the
-# image's working directory (an image built FROM this one with the project copied in).
-DBT_IMAGE = "ghcr.io/dbt-labs/dbt-snowflake:1.9.0"
+# dbt runs in data-jobs/dbt: the official dbt-snowflake image with transform/dbt in its working
+# directory (docker/dbt, `make image-dbt`), tagged with the workspace version as ours are.
 
 # The Secret existing deployments have (the Python jobs' variable names), and the one holding
 # what the new jobs need besides (k8s/secrets.yaml).
@@ -154,7 +153,7 @@ TIMEOUTS = {
     "webhook-alert": timedelta(minutes=5),
     "dbt": timedelta(minutes=80),
 }
-# A cold pull of the dbt image (~1 GB) takes minutes; ours are a few MB.
+# A cold pull of the dbt image (~1 GB, Python and dbt) takes minutes; the jobs' are a few MB.
 STARTUP_TIMEOUTS = {"dbt": 900}
 STARTUP_TIMEOUT = 300
 # The dbt image runs as root unless told: any non-root user can read its Python.
@@ -200,7 +199,7 @@ def job_pod(
     operator: type[KubernetesPodOperator] = KubernetesPodOperator,
     **kwargs: Any,
 ) -> KubernetesPodOperator:
-    """A task running `job` (one of ours, or "dbt") with `arguments`.
+    """A task running `job` (one of ours, dbt's included) with `arguments`.
 
     `task_id` doubles as the pod's name, so it uses hyphens (a pod name may not contain
     underscores). `env` holds the non-secret settings; secrets come only from JOB_SECRETS.
@@ -229,9 +228,9 @@ def job_pod(
         # the credentials; a kubeconfig connection is not used.
         in_cluster=True,
         namespace=NAMESPACE,
-        image=DBT_IMAGE if job == "dbt" else image(job),
+        image=image(job),
         # Versioned tags never change, so a node's copy is the right one.
-        image_pull_policy="IfNotPresent" if job == "dbt" else PULL_POLICY,
+        image_pull_policy=PULL_POLICY,
         arguments=list(arguments),
         env_vars={**(DBT_ENV if job == "dbt" else {}), **dict(env or {})},
         secrets=secrets(job),

@@ -4,8 +4,9 @@ A cron schedule, not the loads' Assets: an Asset schedule is an AND, so one fail
 load would hold back every model for the day. The models of the sources that loaded are
 built; `dbt source freshness` runs beside the build (neither waits for the other) and fails
 on, and so alerts about, the source that is stale. stage_import's runs start at 00:00 UTC; a
-load takes at most 2.5 hours, and a retried one up to 5 hours. dbt's image is the one image here we do not build
-(data_jobs_pod.DBT_IMAGE); it reads the SNOWFLAKE_TRANSFORM_* variables from the Secrets.
+load takes at most 2.5 hours, and a retried one up to 5 hours. dbt runs in data-jobs/dbt
+(docker/dbt: transform/dbt in the official dbt-snowflake image), on the project's prod target,
+which reads the SNOWFLAKE_TRANSFORM_* variables from the Secrets.
 """
 
 import sys
@@ -34,6 +35,9 @@ with DAG(
     on_failure_callback=alert_timed_out_run,
     tags=["data-jobs", "dbt"],
 ):
-    freshness = job_pod("dbt", task_id="dbt-source-freshness", arguments=["source", "freshness"])
-    build = job_pod("dbt", task_id="dbt-build", arguments=["build"])
+    # The prod target: Snowflake, with the SNOWFLAKE_TRANSFORM_* variables (transform/dbt/profiles.yml).
+    freshness = job_pod(
+        "dbt", task_id="dbt-source-freshness", arguments=["source", "freshness", "--target", "prod"]
+    )
+    build = job_pod("dbt", task_id="dbt-build", arguments=["build", "--target", "prod"])
     failure_alert([freshness, build])
