@@ -7,11 +7,10 @@
 //!
 //! The prod target (Snowflake) is built the same way on the emulator: stage-import and
 //! pg-replicate load fakesnow (through the COPY emulator), and `dbt build --target prod`
-//! (dbt-snowflake, over the Snowflake protocol) builds every model there. Its unit tests are left
-//! out on the emulator, and so is a second, incremental build: fakesnow cannot `DESCRIBE` a
-//! table of another database, which dbt's unit-test fixtures do, nor create a `TEMPORARY` table
-//! with a database in its name, which dbt's incremental merge does (both are Snowflake's
-//! documented behaviour; the closing notes of issue 16 say so).
+//! (dbt-snowflake, over the Snowflake protocol) builds every model there, then again
+//! incrementally (the compatibility proxy gives fakesnow the temporary tables dbt's merge
+//! creates: tests/snowflake_compat/temporary.py). The unit tests are left out on the emulator:
+//! fakesnow cannot `DESCRIBE` a table of another database, which dbt's unit-test fixtures do.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -345,32 +344,35 @@ fn dbt_builds_the_prod_target_on_the_emulated_snowflake_the_jobs_loaded() {
     let (scheme, host_port) = url.split_once("://").unwrap();
     let (host, port) = host_port.rsplit_once(':').unwrap();
     let work = dir.path().join("dbt");
-    let mut build = dbt_command(
-        &dbt,
-        &dir.path().join("unused.duckdb"),
-        &work,
-        &[
-            "build",
-            "--target",
-            "prod",
-            "--exclude",
-            "test_type:unit",
-            "--vars",
-            &format!("{{raw_database: {raw}}}"),
-        ],
-    );
-    build
-        .env("SNOWFLAKE_ACCOUNT", "xy12345")
-        .env("SNOWFLAKE_TRANSFORM_USER", "transformer")
-        .env("SNOWFLAKE_TRANSFORM_PASSWORD", "transformer-pw")
-        .env("SNOWFLAKE_TRANSFORM_ROLE", "TRANSFORMER")
-        .env("SNOWFLAKE_TRANSFORM_WAREHOUSE", "TRANSFORMING")
-        .env("SNOWFLAKE_TRANSFORM_SCHEMA", "DBT")
-        .env("SNOWFLAKE_TRANSFORM_DATABASE", &analytics)
-        .env("SNOWFLAKE_TRANSFORM_HOST", host)
-        .env("SNOWFLAKE_TRANSFORM_PORT", port)
-        .env("SNOWFLAKE_TRANSFORM_PROTOCOL", scheme);
-    let out = run(build);
+    let build = || {
+        let mut build = dbt_command(
+            &dbt,
+            &dir.path().join("unused.duckdb"),
+            &work,
+            &[
+                "build",
+                "--target",
+                "prod",
+                "--exclude",
+                "test_type:unit",
+                "--vars",
+                &format!("{{raw_database: {raw}}}"),
+            ],
+        );
+        build
+            .env("SNOWFLAKE_ACCOUNT", "xy12345")
+            .env("SNOWFLAKE_TRANSFORM_USER", "transformer")
+            .env("SNOWFLAKE_TRANSFORM_PASSWORD", "transformer-pw")
+            .env("SNOWFLAKE_TRANSFORM_ROLE", "TRANSFORMER")
+            .env("SNOWFLAKE_TRANSFORM_WAREHOUSE", "TRANSFORMING")
+            .env("SNOWFLAKE_TRANSFORM_SCHEMA", "DBT")
+            .env("SNOWFLAKE_TRANSFORM_DATABASE", &analytics)
+            .env("SNOWFLAKE_TRANSFORM_HOST", host)
+            .env("SNOWFLAKE_TRANSFORM_PORT", port)
+            .env("SNOWFLAKE_TRANSFORM_PROTOCOL", scheme);
+        run(build)
+    };
+    let out = build();
     assert_eq!(
         out.code,
         Some(0),
@@ -430,5 +432,36 @@ fn dbt_builds_the_prod_target_on_the_emulated_snowflake_the_jobs_loaded() {
              WHERE DAY = (SELECT MAX(DAY) FROM MARTS.ACCOUNT_DAILY_ARR) ORDER BY ACCOUNT_NAME"
         ),
         ["Acme Corp|22000.00", "Globex|6000.00"]
+    );
+
+    // Again: the incremental models merge their last days through temporary tables, which end
+    // with dbt's sessions; the numbers stay.
+    let days_before =
+        rows("SELECT TO_VARCHAR(DAY), ACTIVE_SERVERS FROM MARTS.DAILY_ACTIVE_USAGE ORDER BY DAY");
+    let again = build();
+    assert_eq!(
+        again.code,
+        Some(0),
+        "the second dbt build --target prod failed:\n{}\n{}",
+        again.stdout,
+        again.stderr
+    );
+    assert!(
+        !snow
+            .events_of("statement", "create or replace temporary table")
+            .is_empty(),
+        "the second build merged nothing through a temporary table"
+    );
+    assert_eq!(
+        rows("SELECT TO_VARCHAR(DAY), ACTIVE_SERVERS FROM MARTS.DAILY_ACTIVE_USAGE ORDER BY DAY"),
+        days_before
+    );
+    assert_eq!(
+        rows(&format!(
+            "SELECT COUNT(*) FROM {analytics}.INFORMATION_SCHEMA.TABLES \
+             WHERE TABLE_NAME ILIKE '%dbt_tmp%'"
+        )),
+        ["0"],
+        "a temporary table outlived its session"
     );
 }

@@ -26,6 +26,9 @@ no fakesnow workaround):
   takes the first reading (the object's key, e.g. `prefix/path` for `s3://bucket/prefix/path`)
   and names a file in the result by its full URL (`s3://bucket/prefix/path`, here
   `file:///dir/path`), as Snowflake's examples show.
+- `CREATE TEMPORARY TABLE db.schema.t`, which fakesnow hands to DuckDB (whose temporary tables
+  cannot be named with a database), creates an ordinary table dropped when the session ends
+  (temporary.py, whose doc says what differs: other sessions can see it);
 - key-pair and programmatic-access-token logins are checked as Snowflake checks them
   (user_auth.py, whose doc says how far): `ALTER USER … SET RSA_PUBLIC_KEY` and `… ADD
   PROGRAMMATIC ACCESS TOKEN` passing through here register what a later login must present;
@@ -79,6 +82,7 @@ import pyarrow as pa
 
 import copy_into
 import functions
+import temporary
 import user_auth
 
 IN_PROGRESS_ASYNC = "333334"
@@ -356,6 +360,13 @@ class Handler(BaseHTTPRequestHandler):
             request = json.loads(body)
             aged = copy_into.age_loads(request["database"], int(request["days"]))
             return self.send_json({"ok": True, "aged": aged})
+        if url.path == "/session":
+            # the session's temporary tables end with it (temporary.py), before its token does
+            token = backend_token_of(self.headers)
+            with STATE.lock:
+                names = sorted(STATE.session(token).pop("temporary", set()))
+            for name in names:
+                run_sql(token, f"DROP TABLE IF EXISTS {name}")
         status, reply = forward("POST", self.path, body, self.forwarded_headers())
         if url.path == "/session":
             STATE.record({"kind": "close", "text": ""})
@@ -478,6 +489,11 @@ class Handler(BaseHTTPRequestHandler):
             body = json.dumps(dict(request, sqlText=answer)).encode()
         elif (emulated := functions.emulate(sql)) is not None:
             body = json.dumps(dict(request, sqlText=emulated)).encode()
+        elif (created := temporary.emulate(sql)) is not None:
+            text, name = created
+            body = json.dumps(dict(request, sqlText=text)).encode()
+            with STATE.lock:
+                session.setdefault("temporary", set()).add(name)
         with session["lock"]:
             if copy_into.is_copy_into_table(sql) or copy_into.is_copy_history(sql) or copy_into.is_alter_stage(sql):
                 status, raw = self.emulate_copy(token, session, request, sql, rule)
