@@ -395,22 +395,7 @@ fn dbt_builds_the_prod_target_on_the_emulated_snowflake_the_jobs_loaded() {
         "dbt did not log in to the emulator as the transform user"
     );
 
-    let rows = |sql: &str| -> Vec<String> {
-        let reply = snow.run_sql(&sql.replace("MARTS.", &format!("{analytics}.MARTS.")));
-        reply["data"]["rowset"]
-            .as_array()
-            .unwrap_or_else(|| panic!("{sql}: {reply}"))
-            .iter()
-            .map(|row| {
-                row.as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|v| v.as_str().unwrap_or_default().to_owned())
-                    .collect::<Vec<_>>()
-                    .join("|")
-            })
-            .collect()
-    };
+    let rows = |sql: &str| snow.rows(&sql.replace("MARTS.", &format!("{analytics}.MARTS.")));
     // The Snowflake side of the dialect macros parsed the query strings as DuckDB's did.
     assert_eq!(
         rows("SELECT TO_VARCHAR(DAY), ACTIVE_SERVERS FROM MARTS.DAILY_ACTIVE_USAGE ORDER BY DAY"),

@@ -95,20 +95,7 @@ impl Setup {
                 "_PG_REPLICATE.",
                 &format!("{}._PG_REPLICATE.", self.database),
             );
-        let reply = self.snow.run_sql(&sql);
-        reply["data"]["rowset"]
-            .as_array()
-            .unwrap_or_else(|| panic!("{sql}: {reply}"))
-            .iter()
-            .map(|row| {
-                row.as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|v| v.as_str().unwrap_or_default().to_owned())
-                    .collect::<Vec<_>>()
-                    .join("|")
-            })
-            .collect()
+        self.snow.rows(&sql)
     }
 }
 

@@ -221,6 +221,25 @@ impl FakeSnow {
         reply
     }
 
+    /// The rows of a query run as [`FakeSnow::run_sql`] runs it, each as its values' text
+    /// joined by `|` (NULL as empty).
+    pub fn rows(&self, sql: &str) -> Vec<String> {
+        let reply = self.run_sql(sql);
+        reply["data"]["rowset"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{sql}: {reply}"))
+            .iter()
+            .map(|row| {
+                row.as_array()
+                    .unwrap_or_else(|| panic!("{sql}: a row is not an array: {reply}"))
+                    .iter()
+                    .map(|v| v.as_str().unwrap_or_default().to_owned())
+                    .collect::<Vec<_>>()
+                    .join("|")
+            })
+            .collect()
+    }
+
     fn control(&self, method: &str, path: &str, body: Option<Value>) -> Value {
         self.request(method, path, body, None)
     }
