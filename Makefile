@@ -35,7 +35,7 @@ WAREHOUSE_PATH ?= $(CURDIR)/.demo/warehouse.duckdb
 ENV_FILE ?= .env
 ARGS ?=
 
-.PHONY: dbt-build dbt-docs image-dbt
+.PHONY: dbt-build dbt-docs image-dbt bench-pg-replicate
 .PHONY: help build release image-test-binaries images test bench-build demo fmt lint clean venv bench-pg-job bench-stage-import bench-stage-import-listing bench-permissions bench-images demo-pg-job demo-replicate
 
 help:
@@ -143,6 +143,10 @@ bench-permissions:
 
 bench-images: venv
 	bench/images/run.sh
+
+# pg-replicate against Sling, dlt and psql | DuckDB on a 1M-row table (ROWS, RSS_ROWS to change).
+bench-pg-replicate:
+	bench/pg-replicate/run.sh
 
 fmt:
 	cargo fmt --all

@@ -41,15 +41,38 @@ pub fn load(
         .expect("the replication key is one of the columns")
         .target_type;
 
-    transaction
-        .execute_batch(&format!(
+    let stamp = format!("TIMESTAMP {}", sql_literal(&plan.replicated_at));
+    // A full copy streams the spool into the new table itself, which DuckDB writes out as it
+    // goes: a temporary table of every row would hold the whole table in memory (a 4M-row
+    // table ran out of a 1 GB limit). The rows read are counted and checked there, before the
+    // commit. An incremental load's batch is the changed rows, merged from a temporary table.
+    let batch = if plan.full {
+        let deleted_at = if plan.marks_deletes {
+            format!(", CAST(NULL AS TIMESTAMP) AS {DELETED_AT}")
+        } else {
+            String::new()
+        };
+        format!(
+            "SET preserve_insertion_order = false; \
+             CREATE SCHEMA IF NOT EXISTS {schema}; \
+             CREATE OR REPLACE TABLE {target} AS \
+             SELECT *, {stamp} AS {REPLICATED_AT}{deleted_at} FROM ({select});",
+            schema = quote(&plan.target_schema),
+            select = batch_select(plan.columns.as_slice(), &plan.spool),
+        )
+    } else {
+        format!(
             "CREATE OR REPLACE TEMP TABLE _batch AS {};",
             batch_select(plan.columns.as_slice(), &plan.spool)
-        ))
+        )
+    };
+    transaction
+        .execute_batch(&batch)
         .map_err(|e| WarehouseError::Query {
             what: format!("reading the rows of {} from the spool", plan.source_table),
             message: e.to_string(),
         })?;
+    let read = if plan.full { target.as_str() } else { "_batch" };
 
     let pk: Vec<String> = plan.primary_key.iter().map(|c| quote(c)).collect();
     let pk_list = pk.join(", ");
@@ -65,7 +88,7 @@ pub fn load(
                 "SELECT count(*), count(*) FILTER (WHERE {key} IS NULL), \
                  count(DISTINCT ({pk_list})), \
                  count(*) FILTER (WHERE {}), \
-                 CAST(greatest(max({key}), CAST({} AS {key_type})) AS VARCHAR) FROM _batch",
+                 CAST(greatest(max({key}), CAST({} AS {key_type})) AS VARCHAR) FROM {read}",
                 pk.iter()
                     .map(|c| format!("{c} IS NULL"))
                     .collect::<Vec<_>>()
@@ -95,23 +118,9 @@ pub fn load(
         count(null_primary_keys),
     )?;
 
-    let stamp = format!("TIMESTAMP {}", sql_literal(&plan.replicated_at));
     let mut dropped: Vec<String> = Vec::new();
     let mut backfilled: i64 = 0;
     let (inserted, updated) = if plan.full {
-        let deleted_at = if plan.marks_deletes {
-            format!(", CAST(NULL AS TIMESTAMP) AS {DELETED_AT}")
-        } else {
-            String::new()
-        };
-        transaction
-            .execute_batch(&format!(
-                "CREATE SCHEMA IF NOT EXISTS {schema}; \
-                 CREATE OR REPLACE TABLE {target} AS \
-                 SELECT *, {stamp} AS {REPLICATED_AT}{deleted_at} FROM _batch;",
-                schema = quote(&plan.target_schema),
-            ))
-            .map_err(query_error("creating the table"))?;
         (rows_read, 0)
     } else {
         if let Some(backfill) = &plan.backfill {

@@ -64,6 +64,12 @@ pub fn read_bookmark(
     }))
 }
 
+/// The longest row of a spool the reader takes (Salesforce's longest text fields hold 128k
+/// characters). DuckDB's reader buffers 16 times this unless told otherwise, up to the whole
+/// file: at 128 MB, a 1 GB spool was read in one allocation, past the memory limit.
+const MAX_ROW_BYTES: usize = 16 << 20;
+const READ_BUFFER_BYTES: usize = 2 * MAX_ROW_BYTES;
+
 /// The spooled CSV, each field cast to its column's type. Postgres's CSV writes NULL as an
 /// empty field and an empty string as `""`: `allow_quoted_nulls = false` keeps them apart.
 pub(crate) fn batch_select(columns: &[ColumnPlan], spool: &Path) -> String {
@@ -84,7 +90,8 @@ pub(crate) fn batch_select(columns: &[ColumnPlan], spool: &Path) -> String {
     format!(
         "SELECT {} FROM read_csv({}, columns = {{{}}}, header = false, delim = ',', \
          quote = '\"', escape = '\"', nullstr = '', allow_quoted_nulls = false, \
-         auto_detect = false, strict_mode = true, max_line_size = 134217728)",
+         auto_detect = false, strict_mode = true, max_line_size = {MAX_ROW_BYTES}, \
+         buffer_size = {READ_BUFFER_BYTES})",
         casts.join(", "),
         sql_literal(&literal_glob(&spool.display().to_string())),
         fields.join(", ")
