@@ -612,37 +612,43 @@ async fn reconcile_table(
     let buckets = reconcile::buckets_for(warehouse_rows);
     let (summary_spool, keys_spool) = (spool_file(run)?, spool_file(run)?);
     let (compared, listed, bytes_read) = source::in_snapshot(run.session, &run.settings, async {
-        let mut bytes = source::copy_out(
+        // Each side sums its own keys at the same time: Postgres hashes every key while the
+        // warehouse hashes its own, and neither waits for the other.
+        let summary_sql = reconcile::source_summary_sql(&table.name, &target.key, buckets);
+        let source_sums = source::copy_out(
             run.session,
-            &reconcile::source_summary_sql(&table.name, &target.key, buckets),
+            &summary_sql,
             summary_spool.path(),
             run.max_bytes,
             cancel,
-        )
-        .await?;
-        let compared = match run.warehouse {
-            #[cfg(feature = "duckdb")]
-            Target::DuckDb(warehouse) => {
-                let (target, spool) = (target.clone(), summary_spool.path().to_owned());
-                warehouse
-                    .blocking(cancel, move |c| {
-                        embedded::reconcile::compare(c, &target, marked, buckets, &spool)
-                    })
-                    .await?
-            }
-            Target::Snowflake(snowflake) => {
-                snowflake
-                    .compare_keys(
-                        &target.schema,
-                        &target.table,
-                        &target.key,
-                        buckets,
-                        marked,
-                        summary_spool.path(),
-                    )
-                    .await?
+        );
+        let warehouse_sums = async {
+            match run.warehouse {
+                #[cfg(feature = "duckdb")]
+                Target::DuckDb(warehouse) => {
+                    let target = target.clone();
+                    warehouse
+                        .blocking(cancel, move |c| {
+                            embedded::reconcile::summaries(c, &target, marked, buckets)
+                        })
+                        .await
+                }
+                Target::Snowflake(snowflake) => {
+                    snowflake
+                        .key_summaries(&target.schema, &target.table, &target.key, buckets, marked)
+                        .await
+                }
             }
         };
+        let (source_sums, warehouse_sums) = tokio::join!(source_sums, warehouse_sums);
+        let mut bytes = source_sums?;
+        let compared = reconcile::differing_buckets(summary_spool.path(), warehouse_sums?)
+            .map_err(|e| {
+                TableError::Warehouse(WarehouseError::Query {
+                    what: "comparing the key summaries".to_owned(),
+                    message: e.to_string(),
+                })
+            })?;
         let listed = reconcile::worth_listing(&compared.differing, buckets)
             .then(|| compared.differing.clone());
         if !compared.differing.is_empty() {

@@ -7,8 +7,9 @@
 //!    it in one of `buckets` buckets by its hash, and sums per bucket the count and a 32-bit part
 //!    of the hash (modulo 2³²). Postgres and the warehouse compute the same numbers from the same
 //!    text, so a bucket whose keys match has the same count and sum on both sides.
-//! 2. The source's bucket summaries (a few bytes per 32 keys) travel to the warehouse, which
-//!    compares them with its own: only the buckets that differ are looked at again.
+//! 2. Both sides sum at the same time. The source's bucket summaries (a few bytes per 32 keys)
+//!    travel to the job, which compares them with the warehouse's: only the buckets that differ
+//!    are looked at again.
 //! 3. The source's keys of those buckets travel to the warehouse (all of them when more than a
 //!    quarter of the buckets differ, which costs less than listing them). A warehouse row in one
 //!    of them whose key the source no longer has was deleted at the source: it is marked

@@ -610,16 +610,16 @@ impl SnowflakeTarget {
             .map(|n| n.unwrap_or(0))
     }
 
-    /// The table's bucket summaries, compared with the source's (`summary_spool`).
-    pub async fn compare_keys(
+    /// The table's bucket summaries, `(bucket, count, hash sum)` over its live rows, summed by
+    /// Snowflake: compared with the source's by `reconcile::differing_buckets`.
+    pub async fn key_summaries(
         &self,
         schema: &str,
         table: &str,
         key: &[ColumnPlan],
         buckets: u64,
         marked: bool,
-        summary_spool: &Path,
-    ) -> Result<crate::reconcile::Compared, WarehouseError> {
+    ) -> Result<Vec<(u64, u64, u64)>, WarehouseError> {
         let what = "summing the table's keys";
         let result = self
             .connection()?
@@ -643,12 +643,7 @@ impl SnowflakeTarget {
                 row.u64("S").map_err(fail)?,
             ));
         }
-        crate::reconcile::differing_buckets(summary_spool, summaries).map_err(|e| {
-            WarehouseError::Query {
-                what: "comparing the key summaries".to_owned(),
-                message: e.to_string(),
-            }
-        })
+        Ok(summaries)
     }
 
     /// Marks or deletes the rows of the differing buckets that the source's keys (uploaded

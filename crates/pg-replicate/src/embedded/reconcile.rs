@@ -2,15 +2,14 @@
 //! own keys into the buckets and compares them with the source's summaries in one query, then
 //! marks or deletes the rows gone in one transaction.
 
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use duckdb::{Connection, params};
-use warehouse::{WarehouseError, literal_glob, sql_literal};
+use warehouse::{WarehouseError, sql_literal};
 
 use super::{batch_select, query_error};
 use crate::catalog::HardDeletes;
-use crate::reconcile::{Applied, Apply, Compared, DELETED_AT, HASH_MODULUS, Target};
+use crate::reconcile::{Applied, Apply, DELETED_AT, HASH_MODULUS, Target};
 use crate::types::{ColumnPlan, quote};
 
 /// The text of a key in the warehouse: the same as Postgres's for the types `key_problem` lets
@@ -69,61 +68,38 @@ fn has_deleted_at(connection: &Connection, target: &Target) -> Result<bool, Ware
         .map_err(query_error("reading the table's columns"))
 }
 
-fn read_spool(spool: &Path, columns: &str) -> String {
-    format!(
-        "read_csv({}, columns = {{{columns}}}, header = false, delim = ',', quote = '\"', \
-         escape = '\"', auto_detect = false, strict_mode = true)",
-        sql_literal(&literal_glob(&spool.display().to_string()))
-    )
-}
-
 /// Compares the source's summaries (`summary_spool`, the COPY of [`source_summary_sql`]) with
-/// the warehouse table's live rows.
-pub fn compare(
+/// The table's bucket summaries, `(bucket, count, hash sum)` over its live rows: the numbers
+/// Postgres computes for the same keys (`reconcile::source_summary_sql`), compared with them
+/// by `reconcile::differing_buckets`.
+pub fn summaries(
     connection: &Connection,
     target: &Target,
     marked: bool,
     buckets: u64,
-    summary_spool: &Path,
-) -> Result<Compared, WarehouseError> {
-    let source = read_spool(
-        summary_spool,
-        "'b': 'UBIGINT', 'n': 'UBIGINT', 's': 'UBIGINT'",
-    );
+) -> Result<Vec<(u64, u64, u64)>, WarehouseError> {
     let sql = format!(
-        "WITH source AS (SELECT * FROM {source}), \
-         warehouse AS (SELECT b, count(*) AS n, sum(x) % {HASH_MODULUS} AS s FROM \
+        "SELECT CAST(b AS BIGINT), count(*), CAST(sum(x) % {HASH_MODULUS} AS BIGINT) FROM \
            (SELECT {bucket} AS b, CAST('0x' || substr(md5({text}), 1, 8) AS BIGINT) AS x \
-            FROM {table} WHERE {live}) GROUP BY b) \
-         SELECT CAST(coalesce(source.b, warehouse.b) AS BIGINT) FROM source FULL OUTER JOIN warehouse \
-         ON source.b = warehouse.b \
-         WHERE source.n IS DISTINCT FROM warehouse.n OR source.s IS DISTINCT FROM warehouse.s \
-         ORDER BY 1",
+            FROM {table} WHERE {live}) GROUP BY b",
         bucket = warehouse_bucket(&target.key, buckets),
         text = warehouse_key_text(&target.key),
         table = target.name,
         live = target.live(marked),
     );
-    let fail = query_error("comparing the key summaries");
+    let fail = query_error("summing the table's keys");
     let mut statement = connection.prepare(&sql).map_err(&fail)?;
-    let differing = statement
-        .query_map([], |row| row.get::<_, i64>(0))
+    let number = |n: i64| u64::try_from(n).unwrap_or(0);
+    statement
+        .query_map([], |row| {
+            Ok((
+                number(row.get(0)?),
+                number(row.get(1)?),
+                number(row.get(2)?),
+            ))
+        })
         .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
-        .map_err(&fail)?
-        .into_iter()
-        .map(|b| u64::try_from(b).unwrap_or(0))
-        .collect();
-    let source_rows: i64 = connection
-        .query_row(
-            &format!("SELECT CAST(coalesce(sum(n), 0) AS BIGINT) FROM {source}"),
-            [],
-            |row| row.get(0),
-        )
-        .map_err(&fail)?;
-    Ok(Compared {
-        differing,
-        source_rows: u64::try_from(source_rows).unwrap_or(0),
-    })
+        .map_err(&fail)
 }
 
 /// Marks or deletes the rows of the differing buckets whose keys the source no longer has, and
@@ -277,7 +253,11 @@ mod tests {
                 bucket = warehouse_bucket(&target.key, buckets),
             ))
             .unwrap();
-        let compared = compare(&connection, &target, false, buckets, &spool).unwrap();
+        let compared = differing_buckets(
+            &spool,
+            summaries(&connection, &target, false, buckets).unwrap(),
+        )
+        .unwrap();
         let a7_bucket: i64 = connection
             .query_row(
                 &format!(
@@ -291,26 +271,5 @@ mod tests {
         assert_eq!(compared.differing, [a7_bucket as u64]);
         assert_eq!(compared.source_rows, 99);
         assert!(worth_listing(&compared.differing, buckets));
-
-        // The same comparison made outside the warehouse (Snowflake's summaries are read back).
-        let mut statement = connection
-            .prepare(&format!(
-                "SELECT {bucket} AS b, count(*), CAST(sum(CAST('0x' || substr(md5(sfid), 1, 8) \
-                 AS BIGINT)) % {HASH_MODULUS} AS BIGINT) FROM orgm.account GROUP BY b",
-                bucket = warehouse_bucket(&target.key, buckets),
-            ))
-            .unwrap();
-        let warehouse: Vec<(u64, u64, u64)> = statement
-            .query_map([], |row| {
-                Ok((
-                    row.get::<_, i64>(0)? as u64,
-                    row.get::<_, i64>(1)? as u64,
-                    row.get::<_, i64>(2)? as u64,
-                ))
-            })
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
-        assert_eq!(differing_buckets(&spool, warehouse).unwrap(), compared);
     }
 }
