@@ -122,7 +122,7 @@ demo-pg-job: build
 	transform/demo.sh
 
 # pg-replicate from a throwaway local PostgreSQL shaped like Heroku Connect's into a DuckDB file.
-demo-replicate: build
+demo-replicate: build $(DBT_VENV)/.installed
 	transform/demo-replicate.sh
 
 # Stage times of a cold build and of a warm one-file change: scripts/build-times.sh.

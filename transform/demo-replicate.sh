@@ -107,4 +107,16 @@ echo "== in the warehouse: the backfilled column, and the lines found deleted"
   WHERE _deleted_at IS NOT NULL ORDER BY sfid"
 
 echo
+echo "== dbt: the Salesforce models of transform/dbt on this warehouse, then today's ARR per account"
+dbt="${DBT_VENV:-$(pwd)/.venv-dbt}/bin/dbt"
+(
+  cd transform/dbt
+  DBT_PROFILES_DIR=. DBT_TARGET_PATH="$(dirname "$WAREHOUSE_PATH")/dbt-target" \
+    DBT_LOG_PATH="$(dirname "$WAREHOUSE_PATH")/dbt-logs" \
+    "$dbt" build --quiet --select source:orgm+ source:pg_replicate+
+)
+"$stage_import" query "SELECT account_name, arr, active_lines FROM marts.account_daily_arr
+  WHERE day = (SELECT max(day) FROM marts.account_daily_arr) ORDER BY account_name"
+
+echo
 echo "The warehouse is $WAREHOUSE_PATH (removed on exit). Try: $pg_replicate --help"
