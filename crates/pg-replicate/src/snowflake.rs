@@ -152,10 +152,7 @@ impl SnowflakeTarget {
                 ))
             })
             .transpose()
-            .map_err(|e| WarehouseError::Query {
-                what: "reading the bookmark".to_owned(),
-                message: e.to_string(),
-            })?;
+            .map_err(value_error("reading the bookmark"))?;
         let Some((value, signature, reconciled_at)) = found else {
             return Ok(None);
         };
@@ -335,16 +332,9 @@ impl SnowflakeTarget {
                 .query(&count_sql(&loaded_into, plan))
                 .await
                 .map_err(snowflake_error("counting the rows read"))?;
-            let row = counted.rows().next().ok_or_else(|| WarehouseError::Query {
-                what: "counting the rows read".to_owned(),
-                message: "no row".to_owned(),
-            })?;
-            let number = |column: &str| {
-                row.u64(column).map_err(|e| WarehouseError::Query {
-                    what: "counting the rows read".to_owned(),
-                    message: e.to_string(),
-                })
-            };
+            let what = "counting the rows read";
+            let row = counted.rows().next().ok_or_else(|| no_row(what))?;
+            let number = |column: &str| row.u64(column).map_err(value_error(what));
             let (rows_read, null_key_rows, distinct_keys, null_primary_keys) = (
                 number("N")?,
                 number("NULL_KEYS")?,
@@ -353,10 +343,7 @@ impl SnowflakeTarget {
             );
             let greatest = row
                 .get("GREATEST")
-                .map_err(|e| WarehouseError::Query {
-                    what: "counting the rows read".to_owned(),
-                    message: e.to_string(),
-                })?
+                .map_err(value_error(what))?
                 .map(str::to_owned);
             crate::load::check_primary_key(plan, rows_read, distinct_keys, null_primary_keys)?;
             let mut rows_backfilled = 0;
@@ -513,16 +500,9 @@ async fn merge(
         ))
         .await
         .map_err(snowflake_error("counting the changed rows"))?;
-    let row = counted.rows().next().ok_or_else(|| WarehouseError::Query {
-        what: "counting the changed rows".to_owned(),
-        message: "no row".to_owned(),
-    })?;
-    let count = |column: &str| {
-        row.u64(column).map_err(|e| WarehouseError::Query {
-            what: "counting the changed rows".to_owned(),
-            message: e.to_string(),
-        })
-    };
+    let what = "counting the changed rows";
+    let row = counted.rows().next().ok_or_else(|| no_row(what))?;
+    let count = |column: &str| row.u64(column).map_err(value_error(what));
     let (inserted, updated) = (count("INSERTED")?, count("UPDATED")?);
     let set: Vec<String> = columns
         .iter()
@@ -603,10 +583,7 @@ impl SnowflakeTarget {
             .next()
             .map(|row| row.u64("N"))
             .transpose()
-            .map_err(|e| WarehouseError::Query {
-                what: what.to_owned(),
-                message: e.to_string(),
-            })
+            .map_err(value_error(what))
             .map(|n| n.unwrap_or(0))
     }
 
@@ -631,16 +608,13 @@ impl SnowflakeTarget {
             ))
             .await
             .map_err(snowflake_error(what))?;
-        let fail = |e: snowflake_conn::ValueError| WarehouseError::Query {
-            what: what.to_owned(),
-            message: e.to_string(),
-        };
+        let fail = value_error(what);
         let mut summaries = Vec::with_capacity(result.rows().len());
         for row in result.rows() {
             summaries.push((
-                row.u64("B").map_err(fail)?,
-                row.u64("N").map_err(fail)?,
-                row.u64("S").map_err(fail)?,
+                row.u64("B").map_err(&fail)?,
+                row.u64("N").map_err(&fail)?,
+                row.u64("S").map_err(&fail)?,
             ));
         }
         Ok(summaries)
@@ -941,6 +915,22 @@ fn new_part(
         std::io::BufWriter::new(file),
         flate2::Compression::fast(),
     ))
+}
+
+/// A value of a Snowflake reply that is not what `what`'s statement returns.
+fn value_error(what: &str) -> impl Fn(snowflake_conn::ValueError) -> WarehouseError + '_ {
+    move |e| WarehouseError::Query {
+        what: what.to_owned(),
+        message: e.to_string(),
+    }
+}
+
+/// A reply to `what`'s statement without the one row it returns.
+fn no_row(what: &str) -> WarehouseError {
+    WarehouseError::Query {
+        what: what.to_owned(),
+        message: "no row".to_owned(),
+    }
 }
 
 #[cfg(test)]
