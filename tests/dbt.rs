@@ -259,6 +259,47 @@ fn dbt_builds_every_model_and_test_over_what_the_jobs_loaded() {
         before
     );
 
+    // Every source is fresh: the loads just ran. A pg-replicate whose last run is two days old
+    // is stale (its error_after is 12 hours), which fails the freshness check.
+    let fresh = run(dbt_command(
+        &dbt,
+        &warehouse,
+        &work,
+        &["source", "freshness"],
+    ));
+    assert_eq!(fresh.code, Some(0), "{}", fresh.stdout);
+    assert_eq!(
+        fresh
+            .stdout
+            .lines()
+            .filter(|l| l.contains("PASS freshness of"))
+            .count(),
+        7,
+        "{}",
+        fresh.stdout
+    );
+    duckdb::Connection::open(&warehouse)
+        .unwrap()
+        .execute_batch(
+            "UPDATE _pg_replicate.bookmarks SET replicated_at = replicated_at - INTERVAL 2 DAY",
+        )
+        .unwrap();
+    let stale = run(dbt_command(
+        &dbt,
+        &warehouse,
+        &work,
+        &["source", "freshness"],
+    ));
+    assert_eq!(stale.code, Some(1), "{}", stale.stdout);
+    assert!(
+        stale
+            .stdout
+            .lines()
+            .any(|l| l.contains("ERROR STALE") && l.contains("pg_replicate.bookmarks")),
+        "{}",
+        stale.stdout
+    );
+
     let docs = run(dbt_command(&dbt, &warehouse, &work, &["docs", "generate"]));
     assert_eq!(docs.code, Some(0), "{}", docs.stdout);
     let catalog = std::fs::read_to_string(work.join("target/catalog.json")).unwrap();
