@@ -1076,3 +1076,27 @@ fn a_dbt_task_without_its_profiles_variables_or_the_prod_target_is_reported() {
         "{out:?}"
     );
 }
+
+/// The example alert rule (k8s/monitoring) is valid for Prometheus and fires when it should:
+/// promtool's own checks and unit tests (tests/deploy/data-jobs.rules.test.yml), Debian's
+/// `prometheus` package.
+#[test]
+fn the_alert_rule_fires_after_26_hours_without_a_licenses_load() {
+    let promtool = Path::new("/usr/bin/promtool");
+    if !promtool.exists() {
+        missing("promtool (apt-get install prometheus)");
+        return;
+    }
+    let rules = repo().join("k8s/monitoring/data-jobs.rules.yml");
+    let mut check = Command::new(promtool);
+    check.args(["check", "rules"]).arg(&rules);
+    let out = run(check);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert!(out.stdout.contains("SUCCESS: 2 rules found"), "{out:?}");
+    let mut unit = Command::new(promtool);
+    unit.args(["test", "rules"])
+        .arg(repo().join("tests/deploy/data-jobs.rules.test.yml"));
+    let out = run(unit);
+    assert_eq!(out.code, Some(0), "{}{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("SUCCESS"), "{out:?}");
+}

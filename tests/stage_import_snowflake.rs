@@ -992,3 +992,68 @@ fn a_files_own_header_decides_how_copy_reads_it() {
         headless.len() as u64
     );
 }
+
+#[test]
+fn an_airflow_tasks_context_is_on_every_log_line_and_in_every_statements_query_tag() {
+    let Some(snow) = server() else { return };
+    let setup = Setup::new(snow, "sf_run_context");
+    let mut command = setup.command(&["bootstrap"]);
+    command
+        .env("LOG_FORMAT", "json")
+        .env("AIRFLOW_CTX_DAG_ID", "stage_import")
+        .env("AIRFLOW_CTX_TASK_ID", "licenses")
+        .env("AIRFLOW_CTX_DAG_RUN_ID", "manual__sf_run_context")
+        .env("AIRFLOW_CTX_TRY_NUMBER", "2");
+    let out = setup.run_command(command);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+
+    let lines: Vec<serde_json::Value> = out
+        .stderr
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+        .collect();
+    assert!(!lines.is_empty());
+    let run_id = lines[0]["job_run_id"].as_str().unwrap().to_owned();
+    for line in &lines {
+        assert_eq!(line["job_run_id"], run_id.as_str(), "{line}");
+        assert_eq!(line["dag_id"], "stage_import", "{line}");
+        assert_eq!(line["task_id"], "licenses", "{line}");
+        assert_eq!(line["dag_run_id"], "manual__sf_run_context", "{line}");
+        assert_eq!(line["try_number"], 2, "{line}");
+    }
+
+    let stage_path = format!("file://{}/", setup.stage().display());
+    let ours: Vec<_> = snow
+        .events_of("statement", "")
+        .into_iter()
+        .filter(|e| e["query_tag"].as_str().unwrap_or("").contains(&run_id))
+        .collect();
+    assert!(
+        ours.iter()
+            .any(|e| e["text"].as_str().unwrap().contains(&stage_path)),
+        "{ours:#?}"
+    );
+    for event in &ours {
+        let tag: serde_json::Value =
+            serde_json::from_str(event["query_tag"].as_str().unwrap()).unwrap();
+        assert_eq!(
+            tag,
+            serde_json::json!({
+                "job": "stage-import",
+                "version": env!("CARGO_PKG_VERSION"),
+                "job_run_id": run_id,
+                "dag_id": "stage_import",
+                "task_id": "licenses",
+                "dag_run_id": "manual__sf_run_context",
+                "try_number": 2,
+            })
+        );
+    }
+    // Every statement that created this setup's stages came from that tagged session.
+    let untagged: Vec<_> = snow
+        .events_of("statement", &stage_path)
+        .into_iter()
+        .filter(|e| !e["query_tag"].as_str().unwrap_or("").contains(&run_id))
+        .collect();
+    assert!(untagged.is_empty(), "{untagged:#?}");
+}

@@ -8,6 +8,7 @@ mod permissions;
 mod pg_job;
 mod pg_replicate;
 mod pg_replicate_snowflake;
+mod run_visibility;
 mod stage_import;
 mod stage_import_snowflake;
 mod support;

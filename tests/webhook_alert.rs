@@ -475,8 +475,9 @@ fn watching(receiver: &Receiver, status_file: &std::path::Path) -> Command {
     let mut command = alert(receiver);
     command
         .env("ALERT_WATCH_STATUS_FILES", status_file)
-        .env("ALERT_DAG_ID", "stage-import-licenses")
-        .env("ALERT_TASK_ID", "stage-import");
+        // As the CronJob manifests set the kit's run context (k8s/cronjobs).
+        .env("K8S_CRONJOB_NAME", "stage-import-licenses")
+        .env("K8S_JOB_NAME", "stage-import-licenses-29410380");
     command
 }
 
@@ -494,8 +495,14 @@ fn watch_posts_the_failure_in_the_status_file_after_sigterm() {
     let text = received[0].json()["text"].as_str().unwrap().to_owned();
     assert!(
         text.starts_with(
-            ":red_circle: **Task `stage-import` in DAG `stage-import-licenses` failed:** \
+            ":red_circle: **CronJob `stage-import-licenses` failed:** \
              stage-import: 2 of 9 files failed to load\n"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "**CronJob:** `stage-import-licenses` (Job `stage-import-licenses-29410380`)"
         ),
         "{text}"
     );
@@ -530,7 +537,7 @@ fn watch_posts_a_job_that_wrote_no_status() {
     assert_eq!(received.len(), 1, "{out:?}");
     let text = received[0].json()["text"].as_str().unwrap().to_owned();
     assert!(
-        text.contains("DAG `stage-import-licenses` failed"),
+        text.contains("CronJob `stage-import-licenses` failed"),
         "{text}"
     );
     assert!(

@@ -21,6 +21,10 @@ from typing import Any
 
 # The base URL the alert links are checked against ([api] base_url).
 BASE_URL = "https://airflow.example.com"
+# Where the jobs send lineage (the DAG helper's DATA_JOBS_OPENLINEAGE_URL), and the namespace
+# the OpenLineage provider names the tasks' runs in; its own events go to the console (the log).
+LINEAGE_URL = "http://marquez.example.com:5000"
+LINEAGE_NAMESPACE = "airflow-check"
 # Airflow's log of the runs, kept out of the checker's output.
 LOG = Path(tempfile.mkdtemp(prefix="airflow-log-")) / "airflow.log"
 
@@ -34,6 +38,9 @@ def prepare(dags_dir: Path) -> None:
     os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{home}/airflow.db"
     os.environ["AIRFLOW__API__BASE_URL"] = BASE_URL
     os.environ["AIRFLOW__LOGGING__LOGGING_LEVEL"] = "WARNING"
+    os.environ["DATA_JOBS_OPENLINEAGE_URL"] = LINEAGE_URL
+    os.environ["AIRFLOW__OPENLINEAGE__TRANSPORT"] = '{"type": "console"}'
+    os.environ["AIRFLOW__OPENLINEAGE__NAMESPACE"] = LINEAGE_NAMESPACE
 
 
 @contextlib.contextmanager
@@ -253,10 +260,23 @@ def test_run(dag: Any, failing: list[str]) -> Run:
     hook_module.config.load_incluster_config = lambda *args, **kwargs: None
     for t in dag.tasks:
         t.retries = 0
+    # dag.test() runs each task in process and skips the worker's startup(), which is where a
+    # worker sets the task's log URL (`ti.log_url`, with Airflow's get_log_url_from_ti): set it
+    # the same way before the task runs.
+    import airflow.sdk.execution_time.task_runner as task_runner
+
+    run_task = task_runner.run
+
+    def run_as_a_worker(ti: Any, context: Any, log: Any) -> Any:
+        ti.log_url = task_runner.get_log_url_from_ti(ti)
+        return run_task(ti, context, log)
+
+    task_runner.run = run_as_a_worker
     try:
         with quiet():
             dag_run = dag.test(logical_date=info.logical_date)
     finally:
+        task_runner.run = run_task
         kubernetes.client.CoreV1Api = saved[0]
         hook_module.client.CoreV1Api = saved[0]
         hook_module.config.load_incluster_config = saved[1]

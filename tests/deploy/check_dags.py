@@ -58,6 +58,7 @@ import os
 import re
 import sys
 import tempfile
+import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -75,6 +76,9 @@ sys.dont_write_bytecode = True
 # deployed runs need besides. stage-import and pg-replicate: release images have no embedded warehouse, so
 # Snowflake must be configured, and the stages are on S3 (keys, as the original job had).
 # pg-job: every task runs a script, which connects. permissions: plan and apply log in.
+# The label Kubernetes puts on a Job's pods naming the Job (1.27 and later).
+JOB_NAME_FIELD = "metadata.labels['batch.kubernetes.io/job-name']"
+
 NEEDS: dict[str, list[str]] = {
     "stage-import": [
         "SNOWFLAKE_ACCOUNT",
@@ -278,6 +282,15 @@ class Checker:
         ]
         if not any(m and m["job"] == "webhook-alert" for m in images):
             self.error(where, "has no failure alert (a webhook-alert sidecar watching the jobs' status)")
+        # Every container says which run it is (the kit's run context): the CronJob, and the Job
+        # it created for this run (a label Kubernetes sets on the Job's pods).
+        for c in (spec.get("initContainers") or []) + (spec.get("containers") or []):
+            env = {e["name"]: e for e in c.get("env") or []}
+            if (env.get("K8S_CRONJOB_NAME") or {}).get("value") != doc["metadata"]["name"]:
+                self.error(f"{where} container {c['name']}", f"K8S_CRONJOB_NAME is not {doc['metadata']['name']}")
+            field_path = (((env.get("K8S_JOB_NAME") or {}).get("valueFrom") or {}).get("fieldRef") or {}).get("fieldPath")
+            if field_path != JOB_NAME_FIELD:
+                self.error(f"{where} container {c['name']}", f"K8S_JOB_NAME does not come from {JOB_NAME_FIELD}")
         if not job.get("activeDeadlineSeconds"):
             self.error(where, "has no activeDeadlineSeconds: a hung run would never end")
         if (job.get("backoffLimit") or 0) > 0:
@@ -509,6 +522,7 @@ class Checker:
                 for pod in self.spec_pods(where, spec):
                     pods.append(pod)
                     self.check_dated(where, pod, run.run_after)
+                    self.check_run_context(where, dag, task, pod, run)
                     if task in alerts:
                         self.check_alert(where, dag, pod, run, failing)
             if failing:
@@ -577,6 +591,51 @@ class Checker:
                     where,
                     f"ALERT_ERROR does not carry what {task_id} recorded and its log link",
                 )
+
+    def check_run_context(self, where: str, dag: Any, task: Any, pod: Pod, run: Any) -> None:
+        """Each job pod says which task instance it runs (the kit's run context), under the
+        names Airflow's own runtime exports its task context with (context_to_airflow_vars)."""
+        m = IMAGE.match(pod.image)
+        if not m or m["job"] == "dbt":
+            return
+        from airflow.sdk.execution_time.context import AIRFLOW_VAR_NAME_FORMAT_MAPPING
+
+        def name(key: str) -> str:
+            return AIRFLOW_VAR_NAME_FORMAT_MAPPING[f"AIRFLOW_CONTEXT_{key}"]["env_var_format"]
+
+        expected = {
+            name("DAG_ID"): dag.dag_id,
+            name("TASK_ID"): task.task_id,
+            name("DAG_RUN_ID"): run.run_id,
+        }
+        for var, value in expected.items():
+            if pod.literals.get(var) != value:
+                self.error(where, f"{var} is {pod.literals.get(var)!r}, not {value!r}")
+        try_number = pod.literals.get(name("TRY_NUMBER"), "")
+        if not try_number.isdigit() or int(try_number) < 1:
+            self.error(where, f"{name('TRY_NUMBER')} is {try_number!r}, not the try (1 or more)")
+        log_url = pod.literals.get("JOB_LOG_URL", "")
+        if not log_url.startswith(("http://", "https://")) or f"/tasks/{task.task_id}" not in log_url:
+            self.error(where, f"JOB_LOG_URL is {log_url!r}, not the task's log page")
+        # Lineage: the pod's run is a child of the task's run, as the OpenLineage provider
+        # names it (its macros rendered by Airflow), under the provider's namespace.
+        if pod.literals.get("OPENLINEAGE_URL") != airflow_runtime.LINEAGE_URL:
+            self.error(where, f"OPENLINEAGE_URL is {pod.literals.get('OPENLINEAGE_URL')!r}, not DATA_JOBS_OPENLINEAGE_URL")
+        if pod.literals.get("OPENLINEAGE_NAMESPACE") != airflow_runtime.LINEAGE_NAMESPACE:
+            self.error(where, f"OPENLINEAGE_NAMESPACE is {pod.literals.get('OPENLINEAGE_NAMESPACE')!r}, not the provider's namespace")
+        for var, job_name in (
+            ("OPENLINEAGE_PARENT_ID", f"{dag.dag_id}.{task.task_id}"),
+            ("OPENLINEAGE_ROOT_PARENT_ID", dag.dag_id),
+        ):
+            value = pod.literals.get(var, "")
+            namespace, _, rest = value.partition("/")
+            name, _, run_id = rest.rpartition("/")
+            try:
+                uuid.UUID(run_id)
+            except ValueError:
+                run_id = ""
+            if (namespace, name) != (airflow_runtime.LINEAGE_NAMESPACE, job_name) or not run_id:
+                self.error(where, f"{var} is {value!r}, not <namespace>/{job_name}/<run id> from the provider")
 
     def check_dated(self, where: str, pod: Pod, run_after: Any | None) -> None:
         """stage-import loads the day that ended before the run started, and looks back. A

@@ -108,6 +108,19 @@ def main() -> None:
     else:
         raise AssertionError("a bad column must fail")
 
+    # A session parameter set at login goes with every statement of that session, as Snowflake's
+    # query history shows it.
+    tag = json.dumps({"job": "official_client", "dag_id": "d", "task_id": "t"})
+    tagged = snowflake.connector.connect(
+        account="testacct", user="official_tagged", password="any-password", host=url.hostname,
+        port=url.port, protocol=url.scheme, database=database, schema="PUBLIC",
+        session_parameters={"QUERY_TAG": tag},
+    )
+    tagged.cursor().execute("SELECT 7 AS official_tagged")
+    tagged.close()
+    assert [e["query_tag"] for e in events(base_url, "statement", "AS official_tagged")] == [tag], "query tag"
+    assert all(e["query_tag"] == "" for e in events(base_url, "statement", "SELECT 6")), "untagged session"
+
     check_logins(cur, dict(account="testacct", host=url.hostname, port=url.port, protocol=url.scheme, database=database, schema="PUBLIC"))
 
     conn.close()

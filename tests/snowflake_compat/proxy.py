@@ -438,6 +438,10 @@ class Handler(BaseHTTPRequestHandler):
             session["role"] = (params.get("roleName") or "PUBLIC").upper()
             session["user"] = user
             session["warehouse"] = params.get("warehouse")
+            # Session parameters a connector sets at login (the Python connector's
+            # session_parameters): the query tag goes with every statement of the session, as
+            # QUERY_HISTORY's QUERY_TAG column shows it.
+            session["query_tag"] = (data.get("SESSION_PARAMETERS") or {}).get("QUERY_TAG") or ""
             info = reply["data"].setdefault("sessionInfo", {})
             for keyword, key, info_key in (("DATABASE", "databaseName", "databaseName"), ("SCHEMA", "schemaName", "schemaName")):
                 name = context[key]
@@ -459,9 +463,9 @@ class Handler(BaseHTTPRequestHandler):
         request_id = dict(parse_qsl(url.query)).get("requestId", "")
         parameters = request.get("parameters") or {}
         retry_count = dict(parse_qsl(url.query)).get("retryCount")
-        STATE.record({"kind": "statement", "text": sql, "request_id": request_id, "retry_count": retry_count, "parameters": parameters})
         token = backend_token_of(self.headers)
         session = STATE.session(token)
+        STATE.record({"kind": "statement", "text": sql, "request_id": request_id, "retry_count": retry_count, "parameters": parameters, "query_tag": session.get("query_tag", "")})
         rule = STATE.take_rule("statement", sql, session.get("user")) or {}
         action = rule.get("action")
 

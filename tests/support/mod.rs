@@ -5,8 +5,10 @@
 
 pub mod fakesnow;
 pub mod grant_emulator;
+pub mod lineage;
 pub mod moto;
 pub mod postgres;
+pub mod pushgateway;
 pub mod receiver;
 pub mod stage_import;
 

@@ -144,6 +144,15 @@ fn is_loopback_host(url: &url::Url) -> bool {
 
 /// The bounds of a `Seconds` value: a millisecond, and a week. Beyond them a value is a typo
 /// (`1e300` would overflow a `Duration`), not a timeout anybody means.
+/// A [`Kind::Seconds`] value as a duration; `None` when it is not one.
+pub fn seconds(value: &str) -> Option<std::time::Duration> {
+    Kind::Seconds.check(value).ok()?;
+    value
+        .parse::<f64>()
+        .ok()
+        .map(std::time::Duration::from_secs_f64)
+}
+
 pub const MIN_SECONDS: f64 = 0.001;
 pub const MAX_SECONDS: f64 = 604_800.0;
 
@@ -464,10 +473,10 @@ pub struct SchemaVar {
     pub help: &'static str,
 }
 
-pub fn schema(job: &'static str, version: &'static str, vars: &[EnvVar]) -> Schema {
+pub fn schema(job: &'static str, version: &'static str, vars: &'static [EnvVar]) -> Schema {
     let variables = vars
         .iter()
-        .chain(COMMON)
+        .chain(crate::kit_vars())
         .map(|v| SchemaVar {
             name: v.name,
             required: v.presence == Presence::Required,
@@ -628,8 +637,9 @@ mod tests {
     fn schema_lists_job_and_common_variables() {
         let schema = schema("sample", "1.0.0", VARS);
         let names: Vec<_> = schema.variables.iter().map(|v| v.name).collect();
+        // The job's own, then the kit's: logging and status, run context, metrics, lineage.
         assert_eq!(
-            names,
+            names[..7],
             [
                 "API_URL",
                 "RETRIES",
@@ -640,6 +650,14 @@ mod tests {
                 "JOB_STATUS_FILE"
             ]
         );
+        for kit in [
+            "AIRFLOW_CTX_DAG_ID",
+            "PROMETHEUS_PUSHGATEWAY_URL",
+            "OPENLINEAGE_URL",
+        ] {
+            assert!(names.contains(&kit), "{kit} missing from {names:?}");
+        }
+        assert_eq!(names.len(), 7 + crate::run::VARS.len() + 2 + 8);
         let json = serde_json::to_value(&schema).unwrap();
         assert_eq!(json["variables"][0]["secret"], true);
         assert_eq!(json["variables"][0]["required"], true);

@@ -10,8 +10,11 @@
 
 pub mod env;
 pub mod exit;
+pub mod lineage;
 pub mod logging;
+pub mod metrics;
 pub mod retry;
+pub mod run;
 pub mod secret;
 pub mod signal;
 pub mod status;
@@ -36,7 +39,7 @@ pub trait Job {
     const VERSION: &'static str;
     /// One line for `--help`.
     const ABOUT: &'static str;
-    /// The environment contract. [`env::COMMON`] is added by the kit.
+    /// The environment contract. The kit adds its own ([`kit_vars`]).
     const VARS: &'static [EnvVar];
 
     /// Read from the environment with `envy`; its fields are the lower-cased `VARS` names.
@@ -44,6 +47,13 @@ pub trait Job {
     /// The job's own arguments besides the flags that mirror variables (e.g. a subcommand).
     type Args: clap::Args + clap::FromArgMatches;
     type Error: JobError;
+
+    /// What this run is a run of, when the job runs one of several things: a grouping label
+    /// and its value (`("source", "licenses")`). It groups the run's pushed metrics
+    /// ([`metrics`]). None by default: the run is the job's.
+    fn scope(_config: &Self::Config, _args: &Self::Args) -> Option<(&'static str, String)> {
+        None
+    }
 
     fn run(
         config: Self::Config,
@@ -60,6 +70,17 @@ pub struct Context {
     /// The environment as the job was started with it, for the rare job whose config names
     /// other variables (it reads them through [`env::Sources::raw`]).
     pub env: env::Sources,
+    /// Who started this run, and its id ([`run`]).
+    pub run: &'static run::RunContext,
+}
+
+/// The variables the kit reads for every job, after the job's own.
+pub fn kit_vars() -> impl Iterator<Item = &'static EnvVar> {
+    env::COMMON
+        .iter()
+        .chain(run::VARS)
+        .chain(metrics::VARS)
+        .chain(lineage::VARS)
 }
 
 // For jobs that take no arguments besides their variables.
@@ -134,14 +155,25 @@ fn run<J: Job>(argv: Vec<std::ffi::OsString>) -> Ended {
     }
 
     let sources = env::Sources::from_process(flag_values::<J>(&matches));
-    let mut problems = init_logging(&sources);
+    let (run_context, run_warnings) = run::RunContext::read(J::NAME, J::VERSION, &sources);
+    let run_context = run::set_current(run_context);
+    let mut problems = init_logging(&sources, run_context);
+    for warning in run_warnings {
+        tracing::warn!("{warning}");
+    }
     set_status_path(&sources);
     install_crypto_provider();
 
+    let started = std::time::SystemTime::now();
+    let lineage = lineage::Transport::read(&sources);
+    let mut start_sent = false;
     let args = <J::Args as clap::FromArgMatches>::from_arg_matches(&matches);
     let config = env::load::<J::Config>(J::VARS, &sources);
-    match (config, args) {
-        (Ok(config), Ok(args)) if problems.is_empty() => execute::<J>(config, args, sources),
+    let ended = match (config, args) {
+        (Ok(config), Ok(args)) if problems.is_empty() => {
+            start_sent = lineage.is_some();
+            execute::<J>(config, args, sources.clone(), run_context, lineage.as_ref())
+        }
         (config, args) => {
             if let Err(err) = config {
                 problems.extend(err.problems);
@@ -152,11 +184,58 @@ fn run<J: Job>(argv: Vec<std::ffi::OsString>) -> Ended {
             let err = env::ConfigError { problems };
             Ended::failed(Exit::Usage, format!("{}: {err}", J::NAME))
         }
-    }
+    };
+    let lineage = lineage.map(|transport| (transport, start_sent));
+    report_run(&sources, run_context, &ended, started, lineage);
+    ended
+}
+
+/// What every run reports when it ends, whatever the job: its metrics to a Pushgateway and its
+/// end to the lineage server (its start too, for a run that never started: a configuration
+/// error), each if configured. Both at once, each bounded in time; a failure is a warning.
+fn report_run(
+    sources: &env::Sources,
+    run_context: &run::RunContext,
+    ended: &Ended,
+    started: std::time::SystemTime,
+    lineage: Option<(lineage::Transport, bool)>,
+) {
+    let finished = std::time::SystemTime::now();
+    let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        tracing::warn!("cannot start the runtime that reports the run: nothing reported");
+        return;
+    };
+    let scope = metrics::tally().scope_group();
+    let lineage_end = async {
+        let Some((transport, start_sent)) = &lineage else {
+            return;
+        };
+        if !start_sent {
+            transport
+                .send(&transport.start(run_context, scope.as_ref()))
+                .await;
+        }
+        let event = transport.end(
+            run_context,
+            scope.as_ref(),
+            ended.exit,
+            ended.error.as_deref(),
+        );
+        transport.send(&event).await;
+    };
+    runtime.block_on(async {
+        tokio::join!(
+            metrics::push(sources, run_context, ended.exit, started, finished),
+            lineage_end,
+        )
+    });
 }
 
 fn set_status_path(sources: &env::Sources) {
-    let [_, _, status_var] = env::COMMON else {
+    let [_, _, status_var, ..] = env::COMMON else {
         unreachable!("COMMON holds LOG_FORMAT, LOG_LEVEL and JOB_STATUS_FILE")
     };
     if let Some(path) = sources.value(status_var) {
@@ -164,7 +243,13 @@ fn set_status_path(sources: &env::Sources) {
     }
 }
 
-fn execute<J: Job>(config: J::Config, args: J::Args, sources: env::Sources) -> Ended {
+fn execute<J: Job>(
+    config: J::Config,
+    args: J::Args,
+    sources: env::Sources,
+    run: &'static run::RunContext,
+    lineage: Option<&lineage::Transport>,
+) -> Ended {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -177,13 +262,21 @@ fn execute<J: Job>(config: J::Config, args: J::Args, sources: env::Sources) -> E
             );
         }
     };
+    if let Some((label, value)) = J::scope(&config, &args) {
+        metrics::tally().scope(label, &value);
+    }
     let cancel = CancellationToken::new();
     let context = Context {
         cancel: cancel.clone(),
         env: sources,
+        run,
     };
     runtime.block_on(async {
         signal::cancel_on_signal(cancel.clone());
+        if let Some(transport) = lineage {
+            let scope = metrics::tally().scope_group();
+            transport.send(&transport.start(run, scope.as_ref())).await;
+        }
         let job = J::run(config, args, context);
         let gave_up = async {
             cancel.cancelled().await;
@@ -208,9 +301,9 @@ fn execute<J: Job>(config: J::Config, args: J::Args, sources: env::Sources) -> E
 
 /// Sets up logging from `LOG_FORMAT`/`LOG_LEVEL`; a bad value still leaves working (default)
 /// logging and becomes a config problem reported with the rest.
-fn init_logging(sources: &env::Sources) -> Vec<env::Problem> {
+fn init_logging(sources: &env::Sources, run: &run::RunContext) -> Vec<env::Problem> {
     let mut problems = Vec::new();
-    let [format_var, level_var, _] = env::COMMON else {
+    let [format_var, level_var, _, ..] = env::COMMON else {
         unreachable!("COMMON holds LOG_FORMAT, LOG_LEVEL and JOB_STATUS_FILE")
     };
     let format = match sources.value(format_var) {
@@ -225,12 +318,13 @@ fn init_logging(sources: &env::Sources) -> Vec<env::Problem> {
         }
     };
     let level = sources.value(level_var).unwrap_or("info");
-    if let Err(message) = logging::init(format, level) {
+    let run_fields = run.log_fields();
+    if let Err(message) = logging::init(format, level, &run_fields) {
         problems.push(env::Problem {
             variable: level_var.name,
             message,
         });
-        let _ = logging::init(format, "info");
+        let _ = logging::init(format, "info", &run_fields);
     }
     problems
 }
@@ -259,7 +353,7 @@ fn command<J: Job>() -> Command {
         );
     // After the job's args: clap would take a derived struct's doc comment as the about text.
     let mut command = <J::Args as clap::Args>::augment_args(command).about(J::ABOUT);
-    for var in J::VARS.iter().chain(env::COMMON) {
+    for var in J::VARS.iter().chain(kit_vars()) {
         let arg = Arg::new(var.name)
             .long(var.long_flag())
             .help_heading("Environment")
@@ -298,7 +392,7 @@ fn flag_help(var: &EnvVar) -> String {
 fn flag_values<J: Job>(matches: &ArgMatches) -> BTreeMap<&'static str, String> {
     J::VARS
         .iter()
-        .chain(env::COMMON)
+        .chain(kit_vars())
         .filter_map(|var| {
             let value = if var.kind == Kind::Bool {
                 matches.get_flag(var.name).then(|| "true".to_owned())?

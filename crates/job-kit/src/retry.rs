@@ -162,6 +162,7 @@ where
                 reason: GaveUp::OutOfTime,
             });
         }
+        crate::metrics::tally().retried();
         tracing::warn!(
             attempt,
             wait_ms = wait.as_millis() as u64,

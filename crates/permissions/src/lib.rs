@@ -128,6 +128,16 @@ impl Job for Permissions {
     type Args = Args;
     type Error = PermissionsError;
 
+    /// plan, apply and snapshot are runs of their own: an alert on the last successful apply
+    /// must not count a plan.
+    fn scope(config: &Config, args: &Args) -> Option<(&'static str, String)> {
+        let command = args
+            .command
+            .clone()
+            .unwrap_or_else(|| config.permissions_command.clone());
+        Some(("command", command))
+    }
+
     async fn run(config: Config, args: Args, context: Context) -> Result<Exit, PermissionsError> {
         let command = args
             .command

@@ -89,6 +89,13 @@ impl Job for PgJob {
     type Args = Args;
     type Error = PgJobError;
 
+    /// A run is its script's, named by its file as the run names it.
+    fn scope(config: &Config, args: &Args) -> Option<(&'static str, String)> {
+        let name = args.script.as_ref().or(config.pg_job_script.as_ref())?;
+        let file = script::resolve(&config.pg_job_scripts_dir, name).ok()?;
+        Some(("script", file.file_stem()?.to_str()?.to_owned()))
+    }
+
     async fn run(config: Config, args: Args, context: Context) -> Result<Exit, PgJobError> {
         let name = args
             .script
@@ -160,9 +167,23 @@ impl Job for PgJob {
             )),
             connection_check: Some(connection_check),
         };
+        let tally = job_kit::metrics::tally();
+        job_kit::lineage::sql(&source, "postgres");
         let result = run::execute(&session, &script, &file, mode, &settings, &context.cancel).await;
         session.close().await;
-        let summary = result?;
+        let summary = result.inspect_err(|_| {
+            let failed = job_kit::metrics::Counts {
+                failed_items: 1,
+                ..Default::default()
+            };
+            tally.record("script", stem, failed, false);
+        })?;
+        // The rows the statements reported (inserted, updated, deleted, selected).
+        let done = job_kit::metrics::Counts {
+            rows: summary.rows,
+            ..Default::default()
+        };
+        tally.record("script", stem, done, true);
         tracing::info!(
             statements = summary.statements,
             rows = summary.rows,

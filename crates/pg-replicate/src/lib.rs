@@ -247,11 +247,49 @@ impl Target {
             Target::Snowflake(s) => s.warehouse.describe(),
         }
     }
+
+    fn dataset(&self, schema: &str, table: &str) -> job_kit::lineage::Dataset {
+        use warehouse::Warehouse;
+        match self {
+            #[cfg(feature = "duckdb")]
+            Target::DuckDb(w) => w.dataset(schema, table),
+            Target::Snowflake(s) => s.warehouse.dataset(schema, table),
+        }
+    }
+}
+
+/// A source table as lineage names it: the server, its database, the table.
+#[derive(Debug, Clone)]
+struct SourceName {
+    host: String,
+    port: u16,
+    database: String,
+}
+
+impl SourceName {
+    fn of(url: &url::Url) -> SourceName {
+        SourceName {
+            host: url.host_str().unwrap_or("localhost").to_owned(),
+            port: url.port().unwrap_or(5432),
+            database: url.path().trim_start_matches('/').to_owned(),
+        }
+    }
+
+    fn dataset(&self, table: &catalog::TableName) -> job_kit::lineage::Dataset {
+        job_kit::lineage::Dataset::postgres(
+            &self.host,
+            self.port,
+            &self.database,
+            &table.schema,
+            &table.table,
+        )
+    }
 }
 
 /// What every table's replication shares.
 struct Run<'a> {
     session: &'a pg_conn::Session,
+    source: SourceName,
     warehouse: &'a Target,
     target_schema: &'a str,
     work_dir: PathBuf,
@@ -296,6 +334,7 @@ async fn replicate(
     );
     let run = Run {
         session,
+        source: SourceName::of(url.expose()),
         warehouse,
         target_schema: &config.pg_replicate_target_schema,
         work_dir,
@@ -332,6 +371,21 @@ async fn replicate(
             reconcile: reconcile.contains(&table.name),
         };
         let entry = replicate_table(&run, table, forced).await;
+        if entry.status != Status::Interrupted {
+            let counts = job_kit::metrics::Counts {
+                rows: entry.inserted + entry.updated,
+                bytes: entry.bytes_read,
+                ..Default::default()
+            };
+            job_kit::metrics::tally().record(
+                "table",
+                &entry.table,
+                counts,
+                entry.status == Status::Ok,
+            );
+            let written = run.warehouse.dataset(run.target_schema, &table.name.table);
+            job_kit::lineage::output(written, Some(counts));
+        }
         if entry.status == Status::Interrupted {
             interrupted = Some((entry.table.clone(), entry.committed));
         }
@@ -792,7 +846,26 @@ async fn replicate_table_inner(
     )
     .await?;
     let prepared = prepared.expect("set when the read succeeds");
+    let columns = |typed: fn(&types::ColumnPlan) -> &str| -> Vec<(String, String)> {
+        prepared
+            .columns
+            .iter()
+            .map(|c| (c.name.clone(), typed(c).to_owned()))
+            .collect()
+    };
+    job_kit::lineage::input(
+        run.source
+            .dataset(&table.name)
+            .with_columns(columns(|c| &c.source_type)),
+    );
+    job_kit::lineage::output(
+        run.warehouse
+            .dataset(run.target_schema, &table.name.table)
+            .with_columns(columns(|c| &c.target_type)),
+        None,
+    );
     tracing::debug!(table = %source_table, bytes = read.bytes, "read");
+    entry.bytes_read = read.bytes;
     entry.mode = Some(if prepared.full_copy_reason.is_some() {
         Mode::Full
     } else {

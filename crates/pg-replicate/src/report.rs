@@ -45,6 +45,8 @@ pub struct TableReport {
     pub full_copy_reason: Option<&'static str>,
     pub replication_key: Option<String>,
     pub rows_read: u64,
+    /// The size of what was read (the spooled CSV, new columns' second read included).
+    pub bytes_read: u64,
     pub inserted: u64,
     pub updated: u64,
     /// Rows whose replication key is NULL: read and merged on every run.
@@ -77,6 +79,7 @@ impl TableReport {
             full_copy_reason: None,
             replication_key: None,
             rows_read: 0,
+            bytes_read: 0,
             inserted: 0,
             updated: 0,
             null_key_rows: 0,

@@ -134,6 +134,7 @@ impl Connection {
                 credential: options.credential.clone(),
                 account: options.account_name().to_owned(),
                 user: options.user.clone(),
+                query_tag: options.query_tag.clone(),
             },
         )?;
         let api = new_api(&options, &client)?;

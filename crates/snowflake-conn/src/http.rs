@@ -214,6 +214,9 @@ pub(crate) struct Login {
     /// The login's ACCOUNT_NAME, as in [`crate::ConnectOptions::account_name`].
     pub account: String,
     pub user: String,
+    /// Session parameters set by the login itself, as Snowflake's connectors send them
+    /// (`SESSION_PARAMETERS`): no statement of the session runs without them.
+    pub query_tag: Option<String>,
 }
 
 pub(crate) fn client(
@@ -451,6 +454,14 @@ impl SnowflakeHttp {
             .credential
             .apply(data, &self.login.account, &self.login.user, now)
             .map_err(|e| broken(&e))?;
+        if let Some(tag) = &self.login.query_tag {
+            let parameters = data
+                .entry("SESSION_PARAMETERS")
+                .or_insert_with(|| Value::Object(Default::default()));
+            if let Some(parameters) = parameters.as_object_mut() {
+                parameters.insert("QUERY_TAG".into(), Value::String(tag.clone()));
+            }
+        }
         set_json_body(req, &login);
         Ok(())
     }

@@ -36,6 +36,9 @@ pub struct ConnectOptions {
     /// Retries of transient failures: the login, and statements that cannot have run yet (or
     /// that are idempotent).
     pub retry: Policy,
+    /// The session's `QUERY_TAG`, set at login: the query history then attributes every
+    /// statement to it. By default the job's run context ([`job_kit::run::RunContext::query_tag`]).
+    pub query_tag: Option<String>,
 }
 
 impl ConnectOptions {
@@ -55,6 +58,7 @@ impl ConnectOptions {
             base_url: None,
             query_timeout: Duration::from_secs(3600),
             retry: Policy::default(),
+            query_tag: job_kit::run::current().map(job_kit::run::RunContext::query_tag),
         }
     }
 

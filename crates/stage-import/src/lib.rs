@@ -24,7 +24,7 @@ use job_kit::{Context, EnvVar, Exit, Job, JobError};
 
 use catalog::{Catalog, CatalogError, Load};
 pub use config::Config;
-use report::{FileOutcome, FileStatus, LoadReport, RunReport};
+use report::{FileOutcome, FileStatus, LoadOutcome, LoadReport, RunReport};
 use s3_files::S3;
 use stage::{StageUrl, StagedFile};
 use warehouse::{Backend, FileSource, Loader, Warehouse, WarehouseError};
@@ -97,6 +97,17 @@ impl Job for StageImport {
     type Args = Args;
     type Error = ImportError;
 
+    /// A load of one source is that source's run; a run of several is the job's.
+    fn scope(config: &Config, args: &Args) -> Option<(&'static str, String)> {
+        if args.command.is_some() {
+            return None;
+        }
+        match source_names(config, args).as_slice() {
+            [only] if only != "all" => Some(("source", only.clone())),
+            _ => None,
+        }
+    }
+
     async fn run(config: Config, args: Args, context: Context) -> Result<Exit, ImportError> {
         let catalog = Catalog::load(config.stage_import_catalog.as_deref())?;
         match args.command {
@@ -119,21 +130,25 @@ impl Job for StageImport {
                 bootstrap(&config, &catalog, &names, print, &context).await
             }
             None => {
-                let names = if args.sources.is_empty() {
-                    config
-                        .stage_import_sources
-                        .iter()
-                        .flat_map(|s| s.split(','))
-                        .map(|s| s.trim().to_owned())
-                        .filter(|s| !s.is_empty())
-                        .collect()
-                } else {
-                    args.sources
-                };
+                let names = source_names(&config, &args);
                 import(&config, &catalog, &names, &context).await
             }
         }
     }
+}
+
+/// The sources to load: the arguments, else STAGE_IMPORT_SOURCES.
+fn source_names(config: &Config, args: &Args) -> Vec<String> {
+    if !args.sources.is_empty() {
+        return args.sources.clone();
+    }
+    config
+        .stage_import_sources
+        .iter()
+        .flat_map(|s| s.split(','))
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .collect()
 }
 
 /// Checks everything a run needs before anything connects; every problem in one error.
@@ -247,8 +262,9 @@ async fn import(
             .get(&listing_key(load))
             .cloned()
             .unwrap_or_default();
+        let sizes: HashMap<String, u64> = listed.iter().map(|f| (f.path.clone(), f.size)).collect();
         let lookback = first_named_day.is_some_and(|first| load.date < first);
-        match run_load(
+        let result = run_load(
             &mut warehouse,
             load,
             lookback,
@@ -257,8 +273,15 @@ async fn import(
             config,
             context,
         )
-        .await
-        {
+        .await;
+        tally_load(
+            load,
+            &result,
+            &sizes,
+            config.stage_import_max_errors_per_file,
+            &warehouse,
+        );
+        match result {
             Ok(report) => reports.push(report),
             Err(err) if context.cancel.is_cancelled() => {
                 stopped_by_signal(reports.len(), loads.len());
@@ -287,6 +310,82 @@ async fn import(
     );
     print_json(&report);
     Ok(report.exit())
+}
+
+/// What a load did, for the run's metrics and lineage: per source, the files it loaded (a file
+/// loaded before counts as neither loaded nor failed), their rows and bytes; the stage's
+/// directory for the day read, the table written.
+fn tally_load(
+    load: &Load,
+    result: &Result<LoadReport, ImportError>,
+    sizes: &HashMap<String, u64>,
+    max_errors_per_file: u64,
+    target: &impl Warehouse,
+) {
+    let tally = job_kit::metrics::tally();
+    let columns: Vec<(String, String)> = load
+        .format
+        .columns
+        .iter()
+        .map(|c| (c.name.clone(), warehouse::kind_name(c.kind).to_owned()))
+        .chain([
+            (warehouse::SOURCE_FILE_COLUMN.to_owned(), "text".to_owned()),
+            (
+                warehouse::LOADED_AT_COLUMN.to_owned(),
+                "timestamp".to_owned(),
+            ),
+        ])
+        .collect();
+    let table = target
+        .dataset(&load.schema, &load.table)
+        .with_columns(columns);
+    job_kit::lineage::input(stage_dataset(load));
+    let Ok(report) = result else {
+        tally.record("source", &load.source, Default::default(), false);
+        job_kit::lineage::output(table, None);
+        return;
+    };
+    let mut counts = job_kit::metrics::Counts {
+        rows: report.rows_loaded,
+        ..Default::default()
+    };
+    for file in &report.files {
+        if file.failed(max_errors_per_file) {
+            counts.failed_items += 1;
+        } else if matches!(
+            file.status,
+            FileStatus::Loaded | FileStatus::PartiallyLoaded | FileStatus::Reloaded
+        ) {
+            counts.files += 1;
+            counts.bytes += sizes.get(&file.file).copied().unwrap_or(0);
+        }
+    }
+    let succeeded = match report.outcome {
+        LoadOutcome::Loaded | LoadOutcome::Empty => true,
+        LoadOutcome::NoFiles => report.lookback,
+        LoadOutcome::Partial | LoadOutcome::Failed => false,
+    };
+    tally.record("source", &load.source, counts, succeeded);
+    job_kit::lineage::output(table, Some(counts));
+}
+
+/// The stage's directory of the day a load reads, as lineage names it.
+fn stage_dataset(load: &Load) -> job_kit::lineage::Dataset {
+    let path = load.path.trim_matches('/');
+    match &load.stage_url {
+        StageUrl::S3 { bucket, prefix } => {
+            let key = [prefix.trim_matches('/'), path]
+                .into_iter()
+                .filter(|part| !part.is_empty())
+                .collect::<Vec<_>>()
+                .join("/");
+            job_kit::lineage::Dataset::s3(bucket, &key)
+        }
+        StageUrl::Local(dir) => {
+            let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.clone());
+            job_kit::lineage::Dataset::local_file(&dir.join(path).display().to_string())
+        }
+    }
 }
 
 /// Loads are committed one by one: after a signal, say how far the run got. A load that

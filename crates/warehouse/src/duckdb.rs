@@ -115,6 +115,10 @@ impl Warehouse for DuckDbWarehouse {
         format!("duckdb:{}", self.path.display())
     }
 
+    fn dataset(&self, schema: &str, table: &str) -> job_kit::lineage::Dataset {
+        job_kit::lineage::Dataset::duckdb(&self.path, schema, table)
+    }
+
     async fn execute(
         &mut self,
         statements: &[String],

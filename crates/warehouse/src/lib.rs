@@ -72,6 +72,9 @@ pub trait Warehouse {
     /// For logs and reports: `duckdb:warehouse.duckdb`, `snowflake:account/database`.
     fn describe(&self) -> String;
 
+    /// A table of this warehouse as lineage names it.
+    fn dataset(&self, schema: &str, table: &str) -> job_kit::lineage::Dataset;
+
     /// Runs statements in order, stopping at the first failure. Each must be safe to repeat
     /// (`CREATE ... IF NOT EXISTS`): Snowflake's connection retries one whose answer was lost.
     async fn execute(
@@ -101,6 +104,14 @@ impl Warehouse for Backend {
             #[cfg(feature = "duckdb")]
             Backend::DuckDb(w) => w.describe(),
             Backend::Snowflake(w) => w.describe(),
+        }
+    }
+
+    fn dataset(&self, schema: &str, table: &str) -> job_kit::lineage::Dataset {
+        match self {
+            #[cfg(feature = "duckdb")]
+            Backend::DuckDb(w) => w.dataset(schema, table),
+            Backend::Snowflake(w) => w.dataset(schema, table),
         }
     }
 

@@ -340,6 +340,10 @@ impl Warehouse for SnowflakeWarehouse {
         format!("snowflake:{}/{}", self.account, self.database)
     }
 
+    fn dataset(&self, schema: &str, table: &str) -> job_kit::lineage::Dataset {
+        job_kit::lineage::Dataset::snowflake(&self.account, &self.database, schema, table)
+    }
+
     async fn execute(
         &mut self,
         statements: &[String],

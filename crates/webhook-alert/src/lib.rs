@@ -11,6 +11,7 @@ pub mod watch;
 use std::time::Duration;
 
 use job_kit::retry::{self, RetryError};
+use job_kit::run::{RunContext, Scheduler};
 use job_kit::{Context, EnvVar, Exit, Job, JobError, NoArgs, secret};
 use tokio_util::sync::CancellationToken;
 
@@ -58,9 +59,11 @@ impl Job for WebhookAlert {
             }
         }
         if let Some(files) = &config.alert_watch_status_files {
-            return watch::run(&config, &watch::files(files)?, &context.cancel).await;
+            return watch::run(&config, &watch::files(files)?, &context).await;
         }
-        let payload = payload(&config, jiff::Timestamp::now());
+        let mut failure = failure(&config, jiff::Timestamp::now());
+        add_run_context(&mut failure, context.run);
+        let payload = payload_of(&config, &failure);
         post(&config, &payload, &context.cancel, Duration::from_secs(120)).await?;
         Ok(Exit::Success)
     }
@@ -123,6 +126,29 @@ pub fn failure(config: &Config, now: jiff::Timestamp) -> Failure {
         airflow_base_url: config.airflow_base_url.clone(),
         error: config.alert_error.as_deref().map(secret::scrub),
         exit_code: None,
+        cronjob: None,
+        k8s_job: None,
+    }
+}
+
+/// What the alert's own run context adds: the CronJob and its Job when a CronJob's sidecar
+/// posts, or the DAG and its run when the variables that name them are not set (the alert task
+/// runs in the same DAG run as the tasks it reports).
+pub fn add_run_context(failure: &mut Failure, run: &RunContext) {
+    match &run.scheduler {
+        Some(Scheduler::Airflow {
+            dag_id, dag_run_id, ..
+        }) => {
+            failure.dag_id.get_or_insert_with(|| dag_id.clone());
+            if failure.run_id.is_none() {
+                failure.run_id = dag_run_id.clone();
+            }
+        }
+        Some(Scheduler::CronJob { cronjob, k8s_job }) => {
+            failure.cronjob = Some(cronjob.clone());
+            failure.k8s_job = k8s_job.clone();
+        }
+        None => {}
     }
 }
 

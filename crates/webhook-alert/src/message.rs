@@ -20,6 +20,10 @@ pub struct Failure {
     pub error: Option<String>,
     /// The failed job's exit code, when known (watch mode reads it from the status file).
     pub exit_code: Option<u8>,
+    /// The Kubernetes CronJob whose run failed, and the Job it created for that run (watch
+    /// mode, from the kit's run context).
+    pub cronjob: Option<String>,
+    pub k8s_job: Option<String>,
 }
 
 /// The JSON body of a Mattermost incoming-webhook post.
@@ -74,11 +78,15 @@ fn marker(shown: usize, total: usize) -> String {
 }
 
 fn headline(failure: &Failure) -> String {
-    let what = match (&failure.task_id, &failure.dag_id) {
-        (Some(task), Some(dag)) => format!("Task {} in DAG {} failed", code(task), code(dag)),
-        (Some(task), None) => format!("Task {} failed", code(task)),
-        (None, Some(dag)) => format!("DAG {} failed", code(dag)),
-        (None, None) => "Airflow task failed".to_owned(),
+    let what = match (&failure.task_id, &failure.dag_id, &failure.cronjob) {
+        (Some(task), Some(dag), _) => format!("Task {} in DAG {} failed", code(task), code(dag)),
+        (Some(task), None, Some(cronjob)) => {
+            format!("{} in CronJob {} failed", code(task), code(cronjob))
+        }
+        (None, _, Some(cronjob)) => format!("CronJob {} failed", code(cronjob)),
+        (Some(task), None, None) => format!("Task {} failed", code(task)),
+        (None, Some(dag), None) => format!("DAG {} failed", code(dag)),
+        (None, None, None) => "Airflow task failed".to_owned(),
     };
     let first_line = failure
         .error
@@ -116,6 +124,13 @@ fn details(failure: &Failure) -> Vec<String> {
         lines.push(line);
     } else if let Some(try_number) = failure.try_number {
         lines.push(format!("**Try:** {try_number}"));
+    }
+    if let Some(cronjob) = &failure.cronjob {
+        let mut line = format!("**CronJob:** {}", code(cronjob));
+        if let Some(job) = &failure.k8s_job {
+            line.push_str(&format!(" (Job {})", code(job)));
+        }
+        lines.push(line);
     }
     if let Some(run) = run {
         lines.push(format!("**Run:** {}", code(run)));
@@ -245,7 +260,33 @@ mod tests {
             airflow_base_url: Some(Url::parse("https://airflow.example.com/").unwrap()),
             error: Some("COPY failed: 3 files\nline 2\nline 3".into()),
             exit_code: None,
+            cronjob: None,
+            k8s_job: None,
         }
+    }
+
+    #[test]
+    fn a_cronjobs_failure_names_the_cronjob_and_its_job() {
+        let failed = Failure {
+            task_id: Some("pg-replicate".into()),
+            run_id: Some("pg-replicate-29410380-x7k2p".into()),
+            cronjob: Some("pg-replicate".into()),
+            k8s_job: Some("pg-replicate-29410380".into()),
+            failed_at: "2026-11-27 03:12:09 UTC".into(),
+            exit_code: Some(3),
+            error: Some("pg-replicate: salesforce.account refused".into()),
+            ..Failure::default()
+        };
+        let text = text(&failed, 16383);
+        assert!(
+            text.starts_with(
+                ":red_circle: **`pg-replicate` in CronJob `pg-replicate` failed:** pg-replicate: \
+                 salesforce.account refused\n\n**Task:** `pg-replicate`\n\
+                 **CronJob:** `pg-replicate` (Job `pg-replicate-29410380`)\n\
+                 **Run:** `pg-replicate-29410380-x7k2p`\n"
+            ),
+            "{text}"
+        );
     }
 
     #[test]

@@ -14,7 +14,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use job_kit::{Exit, secret, status};
+use job_kit::{Context, Exit, secret, status};
 use tokio_util::sync::CancellationToken;
 
 use crate::message::Failure;
@@ -100,8 +100,9 @@ pub fn failure(config: &Config, failed: &Failed, now: jiff::Timestamp) -> Failur
 pub async fn run(
     config: &Config,
     files: &[PathBuf],
-    cancel: &CancellationToken,
+    context: &Context,
 ) -> Result<Exit, AlertError> {
+    let cancel = &context.cancel;
     let shown: Vec<_> = files.iter().map(|f| f.display().to_string()).collect();
     tracing::info!(
         files = %shown.join(", "),
@@ -117,7 +118,9 @@ pub async fn run(
         exit_code = failed.exit_code.map(i32::from).unwrap_or(-1),
         "a job failed: posting the alert"
     );
-    let payload = crate::payload_of(config, &failure(config, &failed, jiff::Timestamp::now()));
+    let mut failure = failure(config, &failed, jiff::Timestamp::now());
+    crate::add_run_context(&mut failure, context.run);
+    let payload = crate::payload_of(config, &failure);
     // The kit's token is cancelled already (that is how we got here): post with our own.
     let posting = CancellationToken::new();
     let result = tokio::time::timeout(

@@ -165,6 +165,49 @@ DBT_ENV = {
     "HOME": "/tmp",
 }
 
+# Who runs a pod, for our jobs' kit (job_kit::run): the names Airflow gives its task context
+# when it exports it (AIRFLOW_CTX_*, as BashOperator does), and the task's log page. The jobs
+# put them on every log line, in Snowflake's QUERY_TAG, and in their lineage events and metrics.
+RUN_CONTEXT = {
+    "AIRFLOW_CTX_DAG_ID": "{{ ti.dag_id }}",
+    "AIRFLOW_CTX_TASK_ID": "{{ ti.task_id }}",
+    "AIRFLOW_CTX_DAG_RUN_ID": "{{ run_id }}",
+    "AIRFLOW_CTX_TRY_NUMBER": "{{ ti.try_number }}",
+    "JOB_LOG_URL": "{{ ti.log_url }}",
+}
+
+# Lineage (README "Watching the jobs"): where our jobs send OpenLineage events, from the
+# workers' environment like DATA_JOBS_REGISTRY; unset, they send none. Where the Airflow
+# OpenLineage provider is installed, each pod's run is a child of its task's run, in the task's
+# namespace: the provider's own macros give the parent and root runs (as dbt-ol reads them).
+LINEAGE_URL = os.environ.get("DATA_JOBS_OPENLINEAGE_URL", "")
+LINEAGE_FROM_PROVIDER = {
+    "OPENLINEAGE_NAMESPACE": "{{ macros.OpenLineageProviderPlugin.lineage_job_namespace() }}",
+    "OPENLINEAGE_PARENT_ID": "{{ macros.OpenLineageProviderPlugin.lineage_parent_id(task_instance) }}",
+    "OPENLINEAGE_ROOT_PARENT_ID": (
+        "{{ macros.OpenLineageProviderPlugin.lineage_root_parent_id(task_instance) }}"
+    ),
+}
+
+
+def lineage_env(run_context: Mapping[str, str]) -> dict[str, str]:
+    """The lineage variables of a job pod: none unless DATA_JOBS_OPENLINEAGE_URL is set. A
+    pod built outside a task (its own `run_context`) has no task run to be the child of."""
+    if not LINEAGE_URL:
+        return {}
+    if run_context is not RUN_CONTEXT:
+        return {"OPENLINEAGE_URL": LINEAGE_URL}
+    try:
+        from airflow.providers.openlineage.plugins.macros import lineage_parent_id  # noqa: F401
+        from airflow.providers.openlineage.conf import is_disabled
+    except ImportError:
+        return {"OPENLINEAGE_URL": LINEAGE_URL}
+    if is_disabled():
+        # The provider loads no plugin then, so its macros would not render.
+        return {"OPENLINEAGE_URL": LINEAGE_URL}
+    return {"OPENLINEAGE_URL": LINEAGE_URL, **LINEAGE_FROM_PROVIDER}
+
+
 DEFAULT_ARGS: dict[str, Any] = {
     "owner": "data-engineering",
     "retries": 1,
@@ -197,12 +240,15 @@ def job_pod(
     env: Mapping[str, str] | None = None,
     resources: k8s.V1ResourceRequirements | None = None,
     operator: type[KubernetesPodOperator] = KubernetesPodOperator,
+    run_context: Mapping[str, str] = RUN_CONTEXT,
     **kwargs: Any,
 ) -> KubernetesPodOperator:
     """A task running `job` (one of ours, dbt's included) with `arguments`.
 
     `task_id` doubles as the pod's name, so it uses hyphens (a pod name may not contain
     underscores). `env` holds the non-secret settings; secrets come only from JOB_SECRETS.
+    `run_context` tells the job who runs it; a pod built outside a task (the timeout alert)
+    passes its own, as nothing renders the templates there.
     """
     volumes: list[k8s.V1Volume] = []
     mounts: list[k8s.V1VolumeMount] = []
@@ -232,7 +278,10 @@ def job_pod(
         # Versioned tags never change, so a node's copy is the right one.
         image_pull_policy=PULL_POLICY,
         arguments=list(arguments),
-        env_vars={**(DBT_ENV if job == "dbt" else {}), **dict(env or {})},
+        env_vars={
+            **(DBT_ENV if job == "dbt" else {**run_context, **lineage_env(run_context)}),
+            **dict(env or {}),
+        },
         secrets=secrets(job),
         container_resources=resources or DEFAULT_RESOURCES,
         service_account_name=SERVICE_ACCOUNT,
@@ -334,7 +383,15 @@ def alert_timed_out_run(context: Mapping[str, Any]) -> None:
     if base_url:
         env["AIRFLOW_BASE_URL"] = base_url
     alert = job_pod(
-        "webhook-alert", task_id="timeout-alert", env=env, on_failure_callback=None
+        "webhook-alert",
+        task_id="timeout-alert",
+        env=env,
+        run_context={
+            "AIRFLOW_CTX_DAG_ID": dag.dag_id,
+            "AIRFLOW_CTX_TASK_ID": "timeout-alert",
+            "AIRFLOW_CTX_DAG_RUN_ID": run_id,
+        },
+        on_failure_callback=None,
     )
     pod = alert.build_pod_request_obj(None)
     pod.metadata.labels = {

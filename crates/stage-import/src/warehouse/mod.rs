@@ -214,7 +214,7 @@ fn type_family(data_type: &str) -> Option<ColumnType> {
     })
 }
 
-fn kind_name(kind: ColumnType) -> &'static str {
+pub fn kind_name(kind: ColumnType) -> &'static str {
     match kind {
         ColumnType::Text => "text",
         ColumnType::Integer => "integer",
