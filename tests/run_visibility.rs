@@ -216,12 +216,16 @@ fn webhook_alert_and_permissions_push_their_runs() {
     let Some(gateway) = Pushgateway::start() else {
         return;
     };
+    let Some(lineage) = lineage::Receiver::start() else {
+        return;
+    };
     let receiver = Receiver::start(vec![Reply::ok()]);
     let mut alert = job("webhook-alert");
     alert
         .env("MATTERMOST_WEBHOOK_URL", receiver.url("/hooks/x"))
         .env("ALERT_DAG_ID", "stage_import")
-        .env("PROMETHEUS_PUSHGATEWAY_URL", &gateway.url);
+        .env("PROMETHEUS_PUSHGATEWAY_URL", &gateway.url)
+        .env("OPENLINEAGE_URL", &lineage.url);
     let out = run(alert);
     assert_eq!(out.code, Some(0), "{out:?}");
     assert_eq!(
@@ -236,7 +240,8 @@ fn webhook_alert_and_permissions_push_their_runs() {
     let mut plan = job("permissions");
     plan.arg("plan")
         .env("PERMISSIONS_SPEC", &spec)
-        .env("PROMETHEUS_PUSHGATEWAY_URL", &gateway.url);
+        .env("PROMETHEUS_PUSHGATEWAY_URL", &gateway.url)
+        .env("OPENLINEAGE_URL", &lineage.url);
     let out = run(plan);
     assert_eq!(out.code, Some(2), "{out:?}");
     assert_eq!(
@@ -253,6 +258,31 @@ fn webhook_alert_and_permissions_push_their_runs() {
         ),
         None
     );
+
+    // Both runs in lineage too: the alert's COMPLETE, the plan's FAIL naming the spec's error.
+    let events = lineage.valid_events();
+    let summary: Vec<(&str, &str)> = events
+        .iter()
+        .map(|e| {
+            (
+                e["job"]["name"].as_str().unwrap(),
+                e["eventType"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("webhook-alert", "START"),
+            ("webhook-alert", "COMPLETE"),
+            ("permissions.plan", "START"),
+            ("permissions.plan", "FAIL"),
+        ]
+    );
+    let message = events[3]["run"]["facets"]["errorMessage"]["message"]
+        .as_str()
+        .unwrap();
+    assert!(message.contains("roles.yml"), "{message}");
 }
 
 #[test]

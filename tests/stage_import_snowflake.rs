@@ -886,8 +886,39 @@ fn an_s3_stage_is_listed_and_copied_from_s3() {
         "license_id\nlic-extra\n",
     )
     .unwrap();
-    let out = setup.run_command(setup.listing_s3(moto, &bucket, &["all", "--date", DAYS[1]]));
+    let Some(receiver) = crate::support::lineage::Receiver::start() else {
+        return;
+    };
+    let mut all = setup.listing_s3(moto, &bucket, &["all", "--date", DAYS[1]]);
+    all.env("OPENLINEAGE_URL", &receiver.url);
+    let out = setup.run_command(all);
     assert_eq!(out.code, Some(3), "{}", out.stderr);
+    // Lineage: a partial run FAILs, naming each day of a stage by its S3 prefix and each table
+    // by its Snowflake account and DATABASE.SCHEMA.TABLE, with what was loaded into it.
+    let events = receiver.valid_events();
+    assert_eq!(events.len(), 2, "{events:#?}");
+    let failed = &events[1];
+    assert_eq!(failed["eventType"], "FAIL");
+    assert_eq!(failed["job"]["name"], "stage-import");
+    let inputs = failed["inputs"].as_array().unwrap();
+    let licenses_day = inputs
+        .iter()
+        .find(|i| i["name"].as_str().unwrap().starts_with("raw/licenses/"))
+        .unwrap_or_else(|| panic!("{inputs:#?}"));
+    assert_eq!(licenses_day["namespace"], format!("s3://{bucket}"));
+    assert!(
+        licenses_day["name"].as_str().unwrap().contains(DAYS[1]),
+        "{licenses_day}"
+    );
+    let table = format!("{}.LICENSES.LICENSES", setup.database.to_uppercase());
+    let output = failed["outputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["name"] == table.as_str())
+        .unwrap_or_else(|| panic!("no {table} in {:#}", failed["outputs"]));
+    assert_eq!(output["namespace"], "snowflake://xy12345");
+    assert_eq!(output["outputFacets"]["outputStatistics"]["rowCount"], 10);
     assert!(
         out.stderr.contains("preflight listed the stages"),
         "{}",
