@@ -26,6 +26,9 @@ const DAYS: u32 = 3;
 const SERVERS: u64 = 300;
 
 /// dbt from the dbt venv; `None` (after `missing`) when it is not installed.
+/// The QUERY_TAG the DAG helper renders for a dbt task (data_jobs_pod.py's DBT_ENV).
+const DBT_QUERY_TAG: &str = r#"{"job": "dbt", "version": "0.1.0", "dag_id": "transform", "task_id": "dbt-build", "dag_run_id": "scheduled__2026-12-01T04:00:00+00:00", "try_number": 1}"#;
+
 fn dbt() -> Option<PathBuf> {
     #[allow(clippy::disallowed_methods)] // the venv's place is the test's own setting
     let venv = std::env::var_os("DATA_JOBS_DBT_VENV")
@@ -410,7 +413,8 @@ fn dbt_builds_the_prod_target_on_the_emulated_snowflake_the_jobs_loaded() {
             .env("SNOWFLAKE_TRANSFORM_DATABASE", &analytics)
             .env("SNOWFLAKE_TRANSFORM_HOST", host)
             .env("SNOWFLAKE_TRANSFORM_PORT", port)
-            .env("SNOWFLAKE_TRANSFORM_PROTOCOL", scheme);
+            .env("SNOWFLAKE_TRANSFORM_PROTOCOL", scheme)
+            .env("DBT_QUERY_TAG", DBT_QUERY_TAG);
         run(build)
     };
     let out = build();
@@ -472,12 +476,15 @@ fn dbt_builds_the_prod_target_on_the_emulated_snowflake_the_jobs_loaded() {
         again.stdout,
         again.stderr
     );
+    let merges = snow.events_of("statement", "create or replace temporary table");
     assert!(
-        !snow
-            .events_of("statement", "create or replace temporary table")
-            .is_empty(),
+        !merges.is_empty(),
         "the second build merged nothing through a temporary table"
     );
+    // dbt's sessions carry the task run's tag, as the DAG helper sets it (profiles.yml).
+    for merge in &merges {
+        assert_eq!(merge["query_tag"], DBT_QUERY_TAG, "{merge}");
+    }
     assert_eq!(
         rows("SELECT TO_VARCHAR(DAY), ACTIVE_SERVERS FROM MARTS.DAILY_ACTIVE_USAGE ORDER BY DAY"),
         days_before

@@ -596,7 +596,17 @@ class Checker:
         """Each job pod says which task instance it runs (the kit's run context), under the
         names Airflow's own runtime exports its task context with (context_to_airflow_vars)."""
         m = IMAGE.match(pod.image)
-        if not m or m["job"] == "dbt":
+        if not m:
+            return
+        if m["job"] == "dbt":
+            # dbt's sessions are tagged with the task run, as the jobs' are.
+            try:
+                tag = json.loads(pod.literals.get("DBT_QUERY_TAG", ""))
+            except ValueError:
+                tag = None
+            expected = {"dag_id": dag.dag_id, "task_id": task.task_id, "dag_run_id": run.run_id}
+            if not isinstance(tag, dict) or any(tag.get(k) != v for k, v in expected.items()):
+                self.error(where, f"DBT_QUERY_TAG is {pod.literals.get('DBT_QUERY_TAG')!r}, not JSON naming {expected}")
             return
         from airflow.sdk.execution_time.context import AIRFLOW_VAR_NAME_FORMAT_MAPPING
 

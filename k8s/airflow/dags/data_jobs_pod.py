@@ -158,11 +158,18 @@ STARTUP_TIMEOUTS = {"dbt": 900}
 STARTUP_TIMEOUT = 300
 # The dbt image runs as root unless told: any non-root user can read its Python.
 DBT_UID = 10001
-# dbt writes its artefacts and logs beside the project, which is read-only here.
+# dbt writes its artefacts and logs beside the project, which is read-only here. Its Snowflake
+# sessions carry the task run in QUERY_TAG (profiles.yml), as our jobs' do (README "Watching
+# the jobs"); tojson quotes each value as JSON.
 DBT_ENV = {
     "DBT_TARGET_PATH": "/tmp/dbt-target",
     "DBT_LOG_PATH": "/tmp/dbt-logs",
     "HOME": "/tmp",
+    "DBT_QUERY_TAG": (
+        '{"job": "dbt", "version": "' + VERSION + '", "dag_id": {{ ti.dag_id | tojson }}, '
+        '"task_id": {{ ti.task_id | tojson }}, "dag_run_id": {{ run_id | tojson }}, '
+        '"try_number": {{ ti.try_number }}}'
+    ),
 }
 
 # Who runs a pod, for our jobs' kit (job_kit::run): the names Airflow gives its task context
