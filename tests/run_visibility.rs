@@ -39,15 +39,7 @@ fn a_stage_import_run_is_pushed_per_source_and_a_failed_run_keeps_the_last_succe
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let stage = dir.path().join("stage");
-    let warehouse = dir.path().join("warehouse.duckdb");
-    let mut generate = Command::new(bin("sample-data"));
-    generate
-        .args(["stage", "--out"])
-        .arg(&stage)
-        .args(["--days", "1", "--end", DAY, "--servers", "10"])
-        .args(["--files-per-day", "2", "--rows-per-file", "30"]);
-    assert_eq!(run(generate).code, Some(0));
+    let (stage, warehouse) = one_day_of_every_source(dir.path());
     let out = run({
         let mut c = stage_import(&stage, &warehouse, &gateway.url);
         c.arg("bootstrap");
@@ -94,6 +86,19 @@ fn a_stage_import_run_is_pushed_per_source_and_a_failed_run_keeps_the_last_succe
     assert_eq!(metric("data_job_last_run_files"), 0.0);
     assert_eq!(metric("data_job_last_success_timestamp_seconds"), succeeded);
     assert!(metric("data_job_last_run_timestamp_seconds") > succeeded);
+}
+
+/// A day of every source's files (the generator's) and where the embedded warehouse goes.
+fn one_day_of_every_source(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let stage = dir.join("stage");
+    let mut generate = Command::new(bin("sample-data"));
+    generate
+        .args(["stage", "--out"])
+        .arg(&stage)
+        .args(["--days", "1", "--end", DAY, "--servers", "10"])
+        .args(["--files-per-day", "2", "--rows-per-file", "30"]);
+    assert_eq!(run(generate).code, Some(0));
+    (stage, dir.join("warehouse.duckdb"))
 }
 
 fn walk(dir: &Path) -> u64 {
@@ -354,15 +359,7 @@ fn a_stage_import_run_sends_start_then_complete_or_fail_linked_to_its_airflow_ta
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let stage = dir.path().join("stage");
-    let warehouse = dir.path().join("warehouse.duckdb");
-    let mut generate = Command::new(bin("sample-data"));
-    generate
-        .args(["stage", "--out"])
-        .arg(&stage)
-        .args(["--days", "1", "--end", DAY, "--servers", "10"])
-        .args(["--files-per-day", "2", "--rows-per-file", "30"]);
-    assert_eq!(run(generate).code, Some(0));
+    let (stage, warehouse) = one_day_of_every_source(dir.path());
     let mut bootstrap = stage_import(&stage, &warehouse, "");
     bootstrap.arg("bootstrap");
     assert_eq!(run(bootstrap).code, Some(0));

@@ -10,6 +10,7 @@
 
 pub mod env;
 pub mod exit;
+mod http;
 pub mod lineage;
 pub mod logging;
 pub mod metrics;

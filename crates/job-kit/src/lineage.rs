@@ -272,7 +272,7 @@ impl Transport {
             return None;
         };
         let endpoint = value("OPENLINEAGE_ENDPOINT").unwrap_or("api/v1/lineage");
-        let url = with_slash(base).join(endpoint.trim_start_matches('/'));
+        let url = crate::http::with_slash(base).join(endpoint.trim_start_matches('/'));
         let Ok(url) = url else {
             tracing::warn!(
                 "OPENLINEAGE_ENDPOINT {endpoint:?} is not a path: no lineage events are sent"
@@ -310,17 +310,10 @@ impl Transport {
     pub(crate) async fn send(&self, event: &Value) {
         let kind = event["eventType"].as_str().unwrap_or("event");
         let shown = secret::redacted_url(&self.url);
-        // The send as a whole is bounded below (one deadline, one message).
-        let client = match reqwest::Client::builder()
-            .user_agent(concat!("data-jobs-kit/", env!("CARGO_PKG_VERSION")))
-            .build()
-        {
+        let client = match crate::http::client() {
             Ok(client) => client,
             Err(e) => {
-                tracing::warn!(
-                    "lineage {kind} not sent: {}",
-                    crate::exit::chain(&e.without_url())
-                );
+                tracing::warn!("lineage {kind} not sent: {e}");
                 return;
             }
         };
@@ -328,19 +321,7 @@ impl Transport {
         if let Some(key) = &self.api_key {
             request = request.bearer_auth(key);
         }
-        let sent = async {
-            let response = request
-                .send()
-                .await
-                .map_err(|e| crate::exit::chain(&e.without_url()))?;
-            let status = response.status();
-            if status.is_success() {
-                return Ok(());
-            }
-            let body = response.text().await.unwrap_or_default();
-            let body: String = body.chars().take(300).collect();
-            Err(format!("the server answered {status}: {}", body.trim()))
-        };
+        let sent = crate::http::send(request);
         match tokio::time::timeout(self.timeout, sent).await {
             Ok(Ok(())) => tracing::debug!(server = %shown, "lineage {kind} sent"),
             Ok(Err(e)) => {
@@ -454,14 +435,6 @@ impl Transport {
             "schemaURL": format!("{SPEC}#/$defs/RunEvent"),
         })
     }
-}
-
-fn with_slash(mut url: url::Url) -> url::Url {
-    if !url.path().ends_with('/') {
-        let path = format!("{}/", url.path());
-        url.set_path(&path);
-    }
-    url
 }
 
 fn with_facet_fields(mut facet: Value, schema_url: &str) -> Value {

@@ -285,8 +285,8 @@ fn group_path(job: &str, group: Option<&Group>) -> String {
     path
 }
 
-/// Pushes the run's metrics if a Pushgateway is configured; returns what it pushed (its group
-/// paths) for the log. Never fails the run: every problem is a warning.
+/// Pushes the run's metrics if a Pushgateway is configured. Never fails the run: every problem
+/// is a warning.
 pub(crate) async fn push(
     sources: &Sources,
     run: &RunContext,
@@ -312,24 +312,11 @@ pub(crate) async fn push(
     let timeout = crate::env::seconds(sources.value(timeout_var).unwrap_or("5"))
         .unwrap_or(Duration::from_secs(5));
     let shown = secret::redacted_url(&base);
-    let base = if base.path().ends_with('/') {
-        base
-    } else {
-        let mut with_slash = base.clone();
-        with_slash.set_path(&format!("{}/", base.path()));
-        with_slash
-    };
-    // The push as a whole is bounded below (one deadline, one message).
-    let client = match reqwest::Client::builder()
-        .user_agent(concat!("data-jobs-kit/", env!("CARGO_PKG_VERSION")))
-        .build()
-    {
+    let base = crate::http::with_slash(base);
+    let client = match crate::http::client() {
         Ok(client) => client,
         Err(e) => {
-            tracing::warn!(
-                "cannot push metrics: {}",
-                crate::exit::chain(&e.without_url())
-            );
+            tracing::warn!("cannot push metrics: {e}");
             return;
         }
     };
@@ -338,22 +325,13 @@ pub(crate) async fn push(
         for (group, text) in &groups {
             let path = group_path(run.job, group.as_ref());
             let url = base.join(&path).map_err(|e| format!("{path}: {e}"))?;
-            let response = client
+            let request = client
                 .post(url)
                 .header("Content-Type", "text/plain; version=0.0.4")
-                .body(text.clone())
-                .send()
+                .body(text.clone());
+            crate::http::send(request)
                 .await
-                .map_err(|e| crate::exit::chain(&e.without_url()))?;
-            if !response.status().is_success() {
-                let status = response.status();
-                let body = response.text().await.unwrap_or_default();
-                let body: String = body.chars().take(300).collect();
-                return Err(format!(
-                    "{path}: the Pushgateway answered {status}: {}",
-                    body.trim()
-                ));
-            }
+                .map_err(|e| format!("{path}: {e}"))?;
         }
         Ok::<(), String>(())
     };
