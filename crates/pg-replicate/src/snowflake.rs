@@ -673,11 +673,7 @@ impl SnowflakeTarget {
                     .query(&format!("SELECT COUNT(*) AS N FROM {keys}"))
                     .await
                     .map_err(snowflake_error("counting the source's keys"))?;
-                applied.keys_read = counted
-                    .rows()
-                    .next()
-                    .and_then(|row| row.u64("N").ok())
-                    .unwrap_or(0);
+                applied.keys_read = the_count(&counted, "N", "counting the source's keys")?;
                 let matches: Vec<String> = target
                     .key
                     .iter()
@@ -710,11 +706,7 @@ impl SnowflakeTarget {
                     .query(&sql)
                     .await
                     .map_err(snowflake_error("applying the hard deletes"))?;
-                applied.rows_gone = changed
-                    .rows()
-                    .next()
-                    .and_then(|row| row.u64(column).ok())
-                    .unwrap_or(0);
+                applied.rows_gone = the_count(&changed, column, "applying the hard deletes")?;
             }
             transaction
                 .query(&format!(
@@ -806,11 +798,11 @@ async fn fill_in(
         ))
         .await
         .map_err(snowflake_error("filling in the new columns"))?;
-    Ok(updated
-        .rows()
-        .next()
-        .and_then(|row| row.u64("number of rows updated").ok())
-        .unwrap_or(0))
+    the_count(
+        &updated,
+        "number of rows updated",
+        "filling in the new columns",
+    )
 }
 
 async fn save_bookmark(
@@ -923,6 +915,22 @@ fn value_error(what: &str) -> impl Fn(snowflake_conn::ValueError) -> WarehouseEr
         what: what.to_owned(),
         message: e.to_string(),
     }
+}
+
+/// The count in `column` of the one row `what`'s statement returns. A reply without it, or
+/// with a value that is no count, is an error: a report must not show 0 rows for an answer it
+/// could not read.
+fn the_count(
+    result: &snowflake_conn::QueryResult,
+    column: &str,
+    what: &str,
+) -> Result<u64, WarehouseError> {
+    result
+        .rows()
+        .next()
+        .ok_or_else(|| no_row(what))?
+        .u64(column)
+        .map_err(value_error(what))
 }
 
 /// A reply to `what`'s statement without the one row it returns.
