@@ -102,6 +102,10 @@ def airflow_env(home: Path, record: Path) -> dict[str, str]:
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
             "AIRFLOW__API__PORT": str(port),
             "AIRFLOW__API__BASE_URL": BASE_URL,
+            # One API server process: with the default four, uvicorn's supervisor kills a worker
+            # that answers its ping late, which on a loaded 2-core machine (the whole suite at
+            # once) fails the tasks' execution API calls and kills the hung task early.
+            "AIRFLOW__API__WORKERS": "1",
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
             "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
