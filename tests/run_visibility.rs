@@ -48,7 +48,11 @@ fn a_stage_import_run_is_pushed_per_source_and_a_failed_run_keeps_the_last_succe
     assert_eq!(out.code, Some(0), "{out:?}");
 
     let mut load = stage_import(&stage, &warehouse, &gateway.url);
-    load.args(["licenses", "--date", DAY, "--lookback-days", "0"]);
+    load.args(["licenses", "--date", DAY, "--lookback-days", "0"])
+        .env("AIRFLOW_CTX_DAG_ID", "stage_import")
+        .env("AIRFLOW_CTX_TASK_ID", "licenses")
+        .env("AIRFLOW_CTX_DAG_RUN_ID", "manual__metrics")
+        .env("AIRFLOW_CTX_TRY_NUMBER", "1");
     let out = run(load);
     assert_eq!(out.code, Some(0), "{out:?}");
     assert!(out.stderr.contains("metrics pushed"), "{}", out.stderr);
@@ -71,6 +75,27 @@ fn a_stage_import_run_is_pushed_per_source_and_a_failed_run_keeps_the_last_succe
     let succeeded = metric("data_job_last_success_timestamp_seconds");
     assert_eq!(succeeded, metric("data_job_last_run_timestamp_seconds"));
     assert!(metric("data_job_last_run_duration_seconds") > 0.0);
+    // Which run that was: the task run's labels on a constant 1, replaced by each push.
+    let info: Vec<_> = gateway
+        .samples("data_job_last_run_info")
+        .into_iter()
+        .filter(|s| s.labels.get("source").map(String::as_str) == Some("licenses"))
+        .collect();
+    assert_eq!(info.len(), 1, "{info:#?}");
+    assert_eq!(info[0].value, 1.0);
+    for (label, value) in [
+        ("dag_id", "stage_import"),
+        ("task_id", "licenses"),
+        ("dag_run_id", "manual__metrics"),
+        ("try_number", "1"),
+        ("version", env!("CARGO_PKG_VERSION")),
+    ] {
+        assert_eq!(
+            info[0].labels.get(label).map(String::as_str),
+            Some(value),
+            "{info:#?}"
+        );
+    }
     // bootstrap is a run of all sources: its own group, job alone.
     assert_eq!(
         gateway.value("data_job_last_run_exit_code", &[("job", "stage-import")]),

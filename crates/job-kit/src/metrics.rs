@@ -127,6 +127,7 @@ impl Tally {
     /// The groups to push, the run's first, each with its exposition text.
     fn groups(
         &self,
+        run: Option<&RunContext>,
         exit: Exit,
         started: SystemTime,
         ended: SystemTime,
@@ -147,14 +148,14 @@ impl Tally {
             gauge(
                 &mut text,
                 "last_run_timestamp_seconds",
-                "When the last run that processed this item ended.",
+                LAST_RUN_HELP,
                 ended_at,
             );
             if item.succeeded {
                 gauge(
                     &mut text,
                     "last_success_timestamp_seconds",
-                    "When the last run that processed this item successfully ended.",
+                    LAST_SUCCESS_HELP,
                     ended_at,
                 );
             }
@@ -169,14 +170,14 @@ impl Tally {
         gauge(
             &mut text,
             "last_run_timestamp_seconds",
-            "When the job's last run ended.",
+            LAST_RUN_HELP,
             ended_at,
         );
         if exit == Exit::Success {
             gauge(
                 &mut text,
                 "last_success_timestamp_seconds",
-                "When the job's last successful run ended.",
+                LAST_SUCCESS_HELP,
                 ended_at,
             );
         }
@@ -196,6 +197,9 @@ impl Tally {
             "The job's last exit code (0 success, 1 failure, 2 configuration, 3 partial, 4 no input, 130 interrupted).",
             f64::from(exit.code()),
         );
+        if let Some(run) = run {
+            run_info(&mut text, run);
+        }
         counts(
             &mut text,
             run_counts,
@@ -219,11 +223,45 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 const PREFIX: &str = "data_job_";
+// One help text per metric, whatever the group: the Pushgateway keeps a metric's help
+// consistent across groups.
+const LAST_RUN_HELP: &str = "When the last run (of the job, or that processed the item) ended.";
+const LAST_SUCCESS_HELP: &str =
+    "When the last successful run (of the job, or that processed the item) ended.";
 
 fn gauge(text: &mut String, name: &str, help: &str, value: f64) {
     let _ = writeln!(text, "# HELP {PREFIX}{name} {help}");
     let _ = writeln!(text, "# TYPE {PREFIX}{name} gauge");
     let _ = writeln!(text, "{PREFIX}{name} {value}");
+}
+
+/// Which run the group's values are from, as labels of a constant 1: its version and id, and
+/// the DAG, task, DAG run and try (or the CronJob and its Job) that started it, so that an
+/// alert leads to the run's log and lineage. One series per group: each push replaces it.
+fn run_info(text: &mut String, run: &RunContext) {
+    let name = "last_run_info";
+    let mut labels = format!("version=\"{}\"", label_value(run.version));
+    for (key, value) in run.log_fields() {
+        let value = match value {
+            serde_json::Value::String(text) => text,
+            other => other.to_string(),
+        };
+        let _ = write!(labels, ",{key}=\"{}\"", label_value(&value));
+    }
+    let _ = writeln!(
+        text,
+        "# HELP {PREFIX}{name} The last run: its version, id and who started it, as labels."
+    );
+    let _ = writeln!(text, "# TYPE {PREFIX}{name} gauge");
+    let _ = writeln!(text, "{PREFIX}{name}{{{labels}}} 1");
+}
+
+/// A label value as the text exposition format writes it.
+fn label_value(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 fn counts(text: &mut String, counts: Counts, failed_items: u64) {
@@ -320,7 +358,7 @@ pub(crate) async fn push(
             return;
         }
     };
-    let groups = tally().groups(exit, started, ended);
+    let groups = tally().groups(Some(run), exit, started, ended);
     let pushes = async {
         for (group, text) in &groups {
             let path = group_path(run.job, group.as_ref());
@@ -379,7 +417,7 @@ mod tests {
         tally.retried();
         let started = UNIX_EPOCH + Duration::from_secs(1_000);
         let ended = UNIX_EPOCH + Duration::from_secs(1_030);
-        let groups = tally.groups(Exit::Partial, started, ended);
+        let groups = tally.groups(None, Exit::Partial, started, ended);
         assert_eq!(groups.len(), 3);
         let (run, text) = &groups[0];
         assert_eq!(run, &None);
@@ -430,7 +468,7 @@ mod tests {
             true,
         );
         let at = UNIX_EPOCH + Duration::from_secs(5);
-        let groups = tally.groups(Exit::Success, at, at);
+        let groups = tally.groups(None, Exit::Success, at, at);
         assert_eq!(groups.len(), 1);
         assert_eq!(groups[0].0, Some(("source", "licenses".to_owned())));
         assert!(groups[0].1.contains("data_job_last_run_files 2\n"));
@@ -438,6 +476,37 @@ mod tests {
             groups[0]
                 .1
                 .contains("data_job_last_success_timestamp_seconds 5\n")
+        );
+    }
+
+    #[test]
+    fn the_run_group_says_which_run_its_values_are_from() {
+        let run = RunContext {
+            job: "pg-job",
+            version: "0.1.0",
+            run_id: "01932f2a-6b7c-7d8e-9f00-112233445566".into(),
+            scheduler: Some(crate::run::Scheduler::Airflow {
+                dag_id: "pg_job".into(),
+                task_id: "account-arr".into(),
+                dag_run_id: Some("manual__\"quoted\"".into()),
+                try_number: Some(2),
+            }),
+            log_url: None,
+        };
+        let at = UNIX_EPOCH;
+        let groups = fresh().groups(Some(&run), Exit::Success, at, at);
+        let line = groups[0]
+            .1
+            .lines()
+            .find(|l| l.starts_with("data_job_last_run_info{"))
+            .unwrap()
+            .to_owned();
+        assert_eq!(
+            line,
+            "data_job_last_run_info{version=\"0.1.0\",dag_id=\"pg_job\",\
+             dag_run_id=\"manual__\\\"quoted\\\"\",\
+             job_run_id=\"01932f2a-6b7c-7d8e-9f00-112233445566\",task_id=\"account-arr\",\
+             try_number=\"2\"} 1"
         );
     }
 
