@@ -404,3 +404,93 @@ fn a_run_killed_during_its_copy_changes_nothing_and_the_next_run_resumes() {
         ["2000|2000"]
     );
 }
+
+/// SIGTERM while the warehouse sums its keys for a reconciliation: the table's load committed
+/// before it stays, nothing is marked deleted, the reconciliation's time is not recorded, the
+/// run exits 130, and the next run reconciles.
+#[test]
+fn sigterm_during_a_reconciliation_keeps_the_load_and_the_next_run_reconciles() {
+    let Some(server) = postgres::plain() else {
+        return;
+    };
+    let Some(setup) = Setup::new("pgr_sf_sigterm_reconcile") else {
+        return;
+    };
+    let db = server.database("replicate_snowflake_sigterm_reconcile");
+    server.psql(
+        &db,
+        "CREATE SCHEMA salesforce; \
+         CREATE TABLE salesforce.sigterm_reconcile (sfid varchar(18) PRIMARY KEY, name text, \
+         systemmodstamp timestamp); \
+         INSERT INTO salesforce.sigterm_reconcile SELECT '003' || lpad(i::text, 15, '0'), \
+         'n' || i, timestamp '2026-12-01' + i * interval '1 second' \
+         FROM generate_series(1, 300) i;",
+    );
+    let url = server.url(&db, "");
+    setup.replicate_ok(setup.command(&url));
+    let reconciled = |setup: &Setup| {
+        setup.rows(
+            "SELECT COALESCE(TO_VARCHAR(RECONCILED_AT), 'never') FROM _PG_REPLICATE.BOOKMARKS \
+             WHERE SOURCE_TABLE = 'salesforce.sigterm_reconcile'",
+        )
+    };
+    let before = reconciled(&setup);
+    server.psql(
+        &db,
+        "DELETE FROM salesforce.sigterm_reconcile WHERE sfid = '003000000000000011'; \
+         UPDATE salesforce.sigterm_reconcile SET name = 'changed', \
+         systemmodstamp = systemmodstamp + interval '30 days' WHERE sfid = '003000000000000012';",
+    );
+
+    let summing = "AS H FROM orgm.sigterm_reconcile";
+    setup
+        .snow
+        .script(Rule::statement(summing).hang(30).times(1));
+    let mut command = setup.command(&url);
+    command
+        .args(["--reconcile", "sigterm_reconcile"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let child = command.spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while setup.snow.events_of("statement", summing).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the reconciliation never started"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    // The merge committed before the reconciliation began; the reconciliation left nothing.
+    assert_eq!(
+        setup.rows("SELECT NAME FROM ORGM.SIGTERM_RECONCILE WHERE SFID = '003000000000000012'"),
+        ["changed"]
+    );
+    assert_eq!(
+        setup.rows("SELECT COUNT(*) FROM ORGM.SIGTERM_RECONCILE WHERE _DELETED_AT IS NOT NULL"),
+        ["0"]
+    );
+    assert_eq!(reconciled(&setup), before);
+
+    let mut command = setup.command(&url);
+    command.args(["--reconcile", "sigterm_reconcile"]);
+    let report = setup.replicate_ok(command);
+    let found = &entry(&report, "salesforce.sigterm_reconcile")["reconciliation"];
+    assert_eq!(found["rows_deleted_at_source"], 1, "{found}");
+    assert_eq!(
+        setup.rows("SELECT SFID FROM ORGM.SIGTERM_RECONCILE WHERE _DELETED_AT IS NOT NULL"),
+        ["003000000000000011"]
+    );
+    assert_ne!(reconciled(&setup), before);
+}
