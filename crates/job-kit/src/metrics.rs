@@ -323,6 +323,11 @@ fn group_path(job: &str, group: Option<&Group>) -> String {
     path
 }
 
+/// Whether a Pushgateway is configured at all.
+pub(crate) fn configured(sources: &Sources) -> bool {
+    sources.value(&VARS[0]).is_some()
+}
+
 /// Pushes the run's metrics if a Pushgateway is configured. Never fails the run: every problem
 /// is a warning.
 pub(crate) async fn push(
