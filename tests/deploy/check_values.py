@@ -29,7 +29,7 @@ What it checks, per values file:
   tests/deploy/requirements.txt;
 - the DAGs: synced every 60 s from this repository's k8s/airflow/dags, from a repository URL
   that is a URL (no <placeholder>) and that the README's install command sets;
-- DATA_JOBS_REGISTRY reaches the workers' environment;
+- DATA_JOBS_REGISTRY and DATA_JOBS_OPENLINEAGE_URL reach the workers' environment;
 - k8s/README.md installs each chart at the version read here.
 
 Every problem is printed as `error: <file>: <what>`, then a summary line
@@ -48,7 +48,8 @@ import yaml
 REQUIREMENTS = Path(__file__).resolve().parent / "requirements.txt"
 DAGS_PATH = "k8s/airflow/dags"
 SYNC_SECONDS = 60
-REGISTRY_VAR = "DATA_JOBS_REGISTRY"
+# What the DAG helper reads from the workers' environment.
+WORKER_VARS = ("DATA_JOBS_REGISTRY", "DATA_JOBS_OPENLINEAGE_URL")
 
 BITNAMI = "airflow/values.yaml"
 APACHE = "airflow/values-apache.yaml"
@@ -336,8 +337,10 @@ def check_bitnami(file: str, v: dict, release: str | None, secrets: set[str], ve
 
     # Environment: extraEnvVars go into every Airflow container, worker.extraEnvVars the workers'.
     env = (get(v, "extraEnvVars", []) or []) + (get(v, "worker.extraEnvVars", []) or [])
-    if not any(get(e, "name") == REGISTRY_VAR for e in env if isinstance(e, dict)):
-        report.error(file, f"{REGISTRY_VAR} is not in the workers' environment (extraEnvVars)")
+    names = {get(e, "name") for e in env if isinstance(e, dict)}
+    for var in WORKER_VARS:
+        if var not in names:
+            report.error(file, f"{var} is not in the workers' environment (extraEnvVars)")
 
 
 def go_seconds(duration) -> float | None:
@@ -435,8 +438,10 @@ def check_apache(file: str, v: dict, release: str | None, secrets: set[str], ver
     # Environment: `env` goes into every Airflow container (templates/_helpers.yaml
     # custom_airflow_environment), the workers' included.
     env = (get(v, "env", []) or []) + (get(v, "workers.env", []) or [])
-    if not any(get(e, "name") == REGISTRY_VAR for e in env if isinstance(e, dict)):
-        report.error(file, f"{REGISTRY_VAR} is not in the workers' environment (env)")
+    names = {get(e, "name") for e in env if isinstance(e, dict)}
+    for var in WORKER_VARS:
+        if var not in names:
+            report.error(file, f"{var} is not in the workers' environment (env)")
 
 
 def main(argv: list[str]) -> int:
