@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::support::postgres::{self, assert_no_password};
-use crate::support::{assert_contains, job, repo, run};
+use crate::support::{assert_contains, job, repo, run, sigterm};
 
 fn pg_job(url: &str) -> Command {
     let mut command = job("pg-job");
@@ -377,11 +377,7 @@ fn sigterm_cancels_the_running_query_on_the_server() {
         assert!(Instant::now() < deadline, "the query never started");
         std::thread::sleep(Duration::from_millis(50));
     }
-    let kill = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
+    sigterm(&child);
     let started = Instant::now();
     let out = child.wait_with_output().unwrap();
     let elapsed = started.elapsed();

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::support::postgres::{self, Server, assert_no_password};
-use crate::support::{assert_contains, job, run};
+use crate::support::{assert_contains, job, run, sigterm};
 
 fn pg_replicate(url: &str, warehouse: &Path) -> Command {
     let mut command = job("pg-replicate");
@@ -793,11 +793,7 @@ fn sigterm_cancels_the_read_on_the_server_and_keeps_the_bookmark() {
         assert!(Instant::now() < deadline, "the read never started");
         std::thread::sleep(Duration::from_millis(50));
     }
-    let kill = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
+    sigterm(&child);
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();

@@ -14,7 +14,7 @@ use serde_json::Value;
 use crate::support::fakesnow::{FakeSnow, Rule, server};
 use crate::support::moto::{Moto, moto};
 use crate::support::postgres::{self, Server, assert_no_password};
-use crate::support::{job, run};
+use crate::support::{job, run, sigterm};
 
 const PASSWORD: &str = "pw-Sn0wfl4ke-do-not-log";
 const AWS_SECRET: &str = "aws-secret-do-not-print";
@@ -461,14 +461,7 @@ fn sigterm_during_a_reconciliation_keeps_the_load_and_the_next_run_reconciles() 
         std::thread::sleep(Duration::from_millis(50));
     }
     std::thread::sleep(Duration::from_millis(300));
-    let pid = child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    sigterm(&child);
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(130), "{stderr}");

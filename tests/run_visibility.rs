@@ -15,7 +15,7 @@ use crate::support::lineage;
 use crate::support::postgres::{self, assert_no_password};
 use crate::support::pushgateway::Pushgateway;
 use crate::support::receiver::{Receiver, Reply};
-use crate::support::{bin, job, run};
+use crate::support::{bin, job, run, sigterm};
 
 const DAY: &str = "2026-11-26";
 
@@ -511,14 +511,7 @@ fn sigterm_ends_a_run_with_abort_and_a_bad_variable_with_fail() {
     }
     // The statement is running once START has gone: stop it as Kubernetes would.
     std::thread::sleep(std::time::Duration::from_millis(500));
-    let pid = child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    sigterm(&child);
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(130), "{out:?}");
     let events = receiver.valid_events();

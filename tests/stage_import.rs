@@ -9,7 +9,7 @@ use crate::support::stage_import::{
     diagnostics_logs, files, first_records, gzip, make_older_log, outcome_of, parse_report,
     plans_catalog, statuses, strip_log_header, swap_license_header, walk_files, write_empty_logs,
 };
-use crate::support::{Run, bin, env_schema, job, run, variable_names};
+use crate::support::{Run, bin, env_schema, job, run, sigterm, variable_names};
 
 const DAYS: [&str; 3] = ["2026-11-24", "2026-11-25", "2026-11-26"];
 
@@ -666,10 +666,7 @@ fn sigterm_during_a_load_leaves_nothing_half_loaded() {
             break;
         }
     }
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
+    sigterm(&child);
     std::io::Read::read_to_string(&mut stderr_lines, &mut stderr).unwrap();
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(130), "{stderr}");

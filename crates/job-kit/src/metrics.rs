@@ -145,20 +145,7 @@ impl Tally {
             }
             failed_items += u64::from(!item.succeeded);
             let mut text = String::new();
-            gauge(
-                &mut text,
-                "last_run_timestamp_seconds",
-                LAST_RUN_HELP,
-                ended_at,
-            );
-            if item.succeeded {
-                gauge(
-                    &mut text,
-                    "last_success_timestamp_seconds",
-                    LAST_SUCCESS_HELP,
-                    ended_at,
-                );
-            }
+            ended_gauges(&mut text, ended_at, item.succeeded);
             counts(
                 &mut text,
                 item.counts,
@@ -167,20 +154,7 @@ impl Tally {
             groups.push((Some(item.group.clone()), text));
         }
         let mut text = String::new();
-        gauge(
-            &mut text,
-            "last_run_timestamp_seconds",
-            LAST_RUN_HELP,
-            ended_at,
-        );
-        if exit == Exit::Success {
-            gauge(
-                &mut text,
-                "last_success_timestamp_seconds",
-                LAST_SUCCESS_HELP,
-                ended_at,
-            );
-        }
+        ended_gauges(&mut text, ended_at, exit == Exit::Success);
         let duration = ended
             .duration_since(started)
             .unwrap_or_default()
@@ -228,6 +202,20 @@ const PREFIX: &str = "data_job_";
 const LAST_RUN_HELP: &str = "When the last run (of the job, or that processed the item) ended.";
 const LAST_SUCCESS_HELP: &str =
     "When the last successful run (of the job, or that processed the item) ended.";
+
+/// When the run ended, and when it last succeeded if it did (a failed run leaves that one as
+/// the Pushgateway holds it).
+fn ended_gauges(text: &mut String, ended_at: f64, succeeded: bool) {
+    gauge(text, "last_run_timestamp_seconds", LAST_RUN_HELP, ended_at);
+    if succeeded {
+        gauge(
+            text,
+            "last_success_timestamp_seconds",
+            LAST_SUCCESS_HELP,
+            ended_at,
+        );
+    }
+}
 
 fn gauge(text: &mut String, name: &str, help: &str, value: f64) {
     let _ = writeln!(text, "# HELP {PREFIX}{name} {help}");

@@ -209,35 +209,6 @@ impl RunContext {
         self.scheduler_fields(&mut tag);
         Value::Object(tag).to_string()
     }
-
-    /// A name for this run in messages: `dag.task (run …, try n)` or `cronjob job`, or the
-    /// job's own name when it was started by hand.
-    pub fn describe(&self) -> String {
-        match &self.scheduler {
-            Some(Scheduler::Airflow {
-                dag_id,
-                task_id,
-                dag_run_id,
-                try_number,
-            }) => {
-                let mut text = format!("Airflow task {dag_id}.{task_id}");
-                let details: Vec<String> = dag_run_id
-                    .iter()
-                    .map(|run| format!("run {run}"))
-                    .chain(try_number.map(|n| format!("try {n}")))
-                    .collect();
-                if !details.is_empty() {
-                    text.push_str(&format!(" ({})", details.join(", ")));
-                }
-                text
-            }
-            Some(Scheduler::CronJob { cronjob, k8s_job }) => match k8s_job {
-                Some(k8s_job) => format!("CronJob {cronjob} (Job {k8s_job})"),
-                None => format!("CronJob {cronjob}"),
-            },
-            None => format!("{} run {}", self.job, self.run_id),
-        }
-    }
 }
 
 #[cfg(test)]
@@ -283,10 +254,6 @@ mod tests {
                 try_number: Some(2),
             })
         );
-        assert_eq!(
-            context.describe(),
-            "Airflow task stage_import.licenses (run scheduled__2026-12-05T00:00:00+00:00, try 2)"
-        );
         let tag: Value = serde_json::from_str(&context.query_tag()).unwrap();
         assert_eq!(tag["job"], "stage-import");
         assert_eq!(tag["version"], "0.1.0");
@@ -318,8 +285,8 @@ mod tests {
             Some(&Value::from("pg-replicate-29410380"))
         );
         assert_eq!(
-            context.describe(),
-            "CronJob pg-replicate (Job pg-replicate-29410380)"
+            context.log_fields().get("cronjob"),
+            Some(&Value::from("pg-replicate"))
         );
     }
 
