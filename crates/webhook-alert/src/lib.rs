@@ -167,3 +167,50 @@ pub fn payload_of(config: &Config, failure: &Failure) -> Payload {
         icon_emoji: config.mattermost_icon_emoji.clone(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(scheduler: Option<Scheduler>) -> RunContext {
+        RunContext {
+            job: "webhook-alert",
+            version: "0.1.0",
+            run_id: "01932f2a-6b7c-7d8e-9f00-112233445566".into(),
+            scheduler,
+            log_url: None,
+        }
+    }
+
+    #[test]
+    fn the_alerts_own_airflow_context_fills_in_the_dag_and_run_it_was_not_given() {
+        let airflow = Some(Scheduler::Airflow {
+            dag_id: "stage_import".into(),
+            task_id: "failure-alert".into(),
+            dag_run_id: Some("scheduled__2026-12-05T00:00:00+00:00".into()),
+            try_number: Some(1),
+        });
+        let mut bare = Failure::default();
+        add_run_context(&mut bare, &run(airflow.clone()));
+        assert_eq!(bare.dag_id.as_deref(), Some("stage_import"));
+        assert_eq!(
+            bare.run_id.as_deref(),
+            Some("scheduled__2026-12-05T00:00:00+00:00")
+        );
+        // The alert task is not the task that failed, and what the variables say wins.
+        assert_eq!(bare.task_id, None);
+        let mut given = Failure {
+            dag_id: Some("pg_job".into()),
+            run_id: Some("manual__x".into()),
+            ..Failure::default()
+        };
+        add_run_context(&mut given, &run(airflow));
+        assert_eq!(given.dag_id.as_deref(), Some("pg_job"));
+        assert_eq!(given.run_id.as_deref(), Some("manual__x"));
+        assert_eq!(given.cronjob, None);
+
+        let mut by_hand = Failure::default();
+        add_run_context(&mut by_hand, &run(None));
+        assert_eq!(by_hand.dag_id, None);
+    }
+}
