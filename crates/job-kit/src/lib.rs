@@ -156,6 +156,13 @@ fn run<J: Job>(argv: Vec<std::ffi::OsString>) -> Ended {
     }
 
     let sources = env::Sources::from_process(flag_values::<J>(&matches));
+    // The kit's own secrets (a lineage API key) are masked as the job's are when its config
+    // loads, and before the first log line.
+    for var in kit_vars().filter(|var| var.secret) {
+        if let Some(value) = sources.value(var) {
+            secret::register(value);
+        }
+    }
     let (run_context, run_warnings) = run::RunContext::read(J::NAME, J::VERSION, &sources);
     let run_context = run::set_current(run_context);
     let mut problems = init_logging(&sources, run_context);

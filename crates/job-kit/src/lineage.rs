@@ -279,10 +279,8 @@ impl Transport {
             );
             return None;
         };
-        let api_key = value("OPENLINEAGE_API_KEY").map(|key| {
-            secret::register(key);
-            key.to_owned()
-        });
+        // Registered as a secret with the kit's other variables (lib.rs).
+        let api_key = value("OPENLINEAGE_API_KEY").map(str::to_owned);
         let parent_of = |name: &str| {
             let text = value(name)?;
             let parsed = RunRef::parse(text);
